@@ -1,0 +1,59 @@
+# Two commands do everything on a fresh machine: `make up` and `make test`.
+# Each installs what is missing first (Debian packages, the venv, the project) and is safe to rerun.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_PACKAGES := postgresql redis-server
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+# pip's configured extra indexes may not exist on every machine; their warnings are noise.
+PIP_QUIET := grep -v 'is ignored: it is neither a file nor a directory' || true
+
+.PHONY: help up test lint bench system-packages venv clean
+
+help:
+	@echo "make up     install what is missing, then run the whole platform (Ctrl-C stops it)"
+	@echo "make test   install what is missing, then lint and run every test on real servers"
+	@echo "make lint   ruff and mypy"
+	@echo "make bench  benchmarks against raw baselines"
+
+system-packages:
+	@missing=""; \
+	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	@echo "Installing the project and its dev tools into $(VENV)"
+	@$(BIN)/pip install -q --upgrade pip 2>&1 | $(PIP_QUIET)
+	@$(BIN)/pip install -q -e '.[dev]' 2>&1 | $(PIP_QUIET)
+	@touch $(STAMP)
+
+venv: system-packages $(STAMP)
+
+up: venv
+	$(BIN)/sutazai up
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest
+
+bench: venv
+	@for b in bench/*.py; do [ -e "$$b" ] && $(BIN)/python "$$b"; done; true
+
+clean:
+	rm -rf $(VENV) .sutazai .mypy_cache .pytest_cache .ruff_cache

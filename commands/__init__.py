@@ -1,0 +1,1 @@
+"""Command models, command handlers (load, decide, append) and the command bus."""

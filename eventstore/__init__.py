@@ -1,0 +1,1 @@
+"""The JetStream event store: streams, append with optimistic concurrency, load, read, snapshots."""

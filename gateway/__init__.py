@@ -1,0 +1,1 @@
+"""The GraphQL gateway: schema, auth, subscriptions and the Starlette app."""

@@ -1,0 +1,1 @@
+"""FastStream apps: the AI agents and the integration consumers."""

@@ -1,0 +1,1 @@
+"""Settings, the composition root, the `sutazai` CLI and the embedded server stack."""

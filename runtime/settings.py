@@ -1,0 +1,50 @@
+"""The one settings class: environment variables prefixed `SUTAZAI_` and an optional `.env` file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Every embedded server binds here and nowhere else.
+LOOPBACK = "127.0.0.1"
+
+
+class Settings(BaseSettings):
+    """Where the platform keeps its data and how it reaches each server.
+
+    A server whose `*_url` is set is external: it is only health-checked, never started.
+    Ports are the project's own, away from the defaults another install may already use.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SUTAZAI_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".sutazai"), description="Root of embedded server data.")
+    startup_timeout: float = Field(default=30.0, gt=0, description="Seconds a server may take.")
+    stop_timeout: float = Field(default=10.0, gt=0, description="Seconds before stop means kill.")
+    log_format: str = Field(default="console", pattern="^(console|json)$")
+    log_level: str = Field(default="info")
+
+    nats_url: str | None = None
+    nats_port: int = 14222
+    nats_monitor_port: int = 18222
+
+    postgres_url: str | None = None
+    postgres_port: int = 15432
+    postgres_database: str = "sutazai"
+    postgres_data_dir: Path | None = Field(
+        default=None,
+        description="Override for the PostgreSQL data dir; defaults to <data_dir>/postgres.",
+    )
+
+    redis_url: str | None = None
+    redis_port: int = 16379
+
+    graph_url: str | None = None
+    graph_port: int = 16380
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        """The data dir as an absolute path."""
+        return self.data_dir.expanduser().resolve()

@@ -1,0 +1,190 @@
+"""The server stack: NATS, PostgreSQL, Redis and the graph store, embedded or external."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import structlog
+
+from runtime.servers import EmbeddedServer, ExternalServer, Server
+from runtime.servers.base import ServerOptions
+from runtime.servers.nats import NatsServer, nats_probe
+from runtime.servers.postgres import PostgresServer, postgres_probe
+from runtime.servers.process import Probe
+from runtime.servers.redis import GraphServer, RedisServer, graph_probe, redis_probe
+from runtime.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+StackProgress = Callable[[str, str], None]
+"""Called with (server name, what just happened) while the stack starts or stops."""
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """What `sutazai status` shows for one server."""
+
+    name: str
+    url: str
+    embedded: bool
+    pid: int | None
+    healthy: bool
+    error: str | None
+
+
+def _recorded_pid(root: Path, name: str) -> int | None:
+    """The pid an embedded server's run wrote down, if that process still lives."""
+    try:
+        pid = int((root / "run" / f"{name}.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if Path(f"/proc/{pid}").exists() else None
+
+
+class Stack:
+    """Every server the platform needs, started in parallel and stopped in reverse."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.root = settings.resolved_data_dir
+        options = ServerOptions(
+            root=self.root,
+            startup_timeout=settings.startup_timeout,
+            stop_timeout=settings.stop_timeout,
+        )
+
+        def external_or(
+            name: str,
+            url: str | None,
+            probe: Callable[[str], Probe],
+            embedded: Callable[[], Server],
+        ) -> Server:
+            if url:
+                return ExternalServer(name, url, probe, settings.startup_timeout)
+            return embedded()
+
+        self._servers: dict[str, Server] = {
+            "nats": external_or(
+                "nats",
+                settings.nats_url,
+                nats_probe,
+                lambda: NatsServer(
+                    options, port=settings.nats_port, monitor_port=settings.nats_monitor_port
+                ),
+            ),
+            "postgres": external_or(
+                "postgres",
+                settings.postgres_url,
+                postgres_probe,
+                lambda: PostgresServer(
+                    options,
+                    port=settings.postgres_port,
+                    database=settings.postgres_database,
+                    data_dir=settings.postgres_data_dir,
+                ),
+            ),
+            "redis": external_or(
+                "redis",
+                settings.redis_url,
+                redis_probe,
+                lambda: RedisServer(options, port=settings.redis_port),
+            ),
+            "graph": external_or(
+                "graph",
+                settings.graph_url,
+                graph_probe,
+                lambda: GraphServer(options, port=settings.graph_port),
+            ),
+        }
+
+    def __iter__(self) -> Iterator[Server]:
+        return iter(self._servers.values())
+
+    def __getitem__(self, name: str) -> Server:
+        return self._servers[name]
+
+    def embedded(self, name: str) -> EmbeddedServer:
+        """An embedded server by name (for fault tests and the CLI)."""
+        server = self._servers[name]
+        if not isinstance(server, EmbeddedServer):
+            raise LookupError(f"{name} is external ({server.url}); the platform does not run it")
+        return server
+
+    @property
+    def nats_url(self) -> str:
+        """Where NATS answers."""
+        return self["nats"].url
+
+    @property
+    def postgres_url(self) -> str:
+        """Where PostgreSQL answers (the application database)."""
+        return self["postgres"].url
+
+    @property
+    def redis_url(self) -> str:
+        """Where Redis answers."""
+        return self["redis"].url
+
+    @property
+    def graph_url(self) -> str:
+        """Where the graph store answers."""
+        return self["graph"].url
+
+    async def start(self, progress: StackProgress | None = None) -> None:
+        """Start every server at once; if one fails, stop the others and raise its error."""
+        report = progress or (lambda _name, _what: None)
+
+        async def start_one(server: Server) -> None:
+            report(server.name, "starting" if server.embedded else "checking")
+            await server.start()
+            report(server.name, "healthy")
+
+        results = await asyncio.gather(
+            *(start_one(server) for server in self), return_exceptions=True
+        )
+        failures = [result for result in results if isinstance(result, BaseException)]
+        if failures:
+            await self.stop()
+            raise failures[0]
+        log.info("stack.started", servers={server.name: server.url for server in self})
+
+    async def stop(self, progress: StackProgress | None = None) -> None:
+        """Stop every embedded server (external ones are left alone)."""
+        report = progress or (lambda _name, _what: None)
+
+        async def stop_one(server: Server) -> None:
+            await server.stop()
+            report(server.name, "stopped")
+
+        await asyncio.gather(*(stop_one(server) for server in reversed(list(self))))
+
+    async def status(self) -> list[ServerStatus]:
+        """Probe every server once, whoever runs it."""
+
+        async def one(server: Server) -> ServerStatus:
+            pid = server.pid if server.pid is not None else _recorded_pid(self.root, server.name)
+            try:
+                await asyncio.wait_for(server.check(), timeout=3)
+            except Exception as error:
+                return ServerStatus(
+                    server.name, server.url, server.embedded, pid, False, repr(error)
+                )
+            return ServerStatus(server.name, server.url, server.embedded, pid, True, None)
+
+        return list(await asyncio.gather(*(one(server) for server in self)))
+
+    async def __aenter__(self) -> Stack:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,67 @@
+"""Session-wide real servers, started once per run, and helpers to crash and restart them."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from runtime.settings import Settings
+from runtime.stack import Stack
+from tests.servers import isolated_settings, scratch_dir
+
+
+@pytest.fixture(scope="session")
+def stack_root() -> Iterator[Path]:
+    """Where the session's servers keep their data; removed at the end of the run."""
+    root = scratch_dir()
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(stack_root: Path) -> Settings:
+    """Settings of the session's stack."""
+    return isolated_settings(stack_root)
+
+
+@pytest.fixture(scope="session")
+async def stack(settings: Settings) -> AsyncIterator[Stack]:
+    """NATS, PostgreSQL, Redis and the graph store, real, on free loopback ports."""
+    servers = Stack(settings)
+    await servers.start()
+    yield servers
+    await servers.stop()
+
+
+class ServerFaults:
+    """Crash a server of the session's stack and bring it back on the same data and port."""
+
+    def __init__(self, stack: Stack) -> None:
+        self._stack = stack
+        self._down: set[str] = set()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the server's process group, as a crash would."""
+        self._stack.embedded(name).kill()
+        self._down.add(name)
+
+    async def restart(self, name: str) -> None:
+        """Start it again on its data dir and port."""
+        await self._stack.embedded(name).start()
+        self._down.discard(name)
+
+    async def heal(self) -> None:
+        """Restart whatever a test left down, so later tests find every server up."""
+        for name in sorted(self._down):
+            await self.restart(name)
+
+
+@pytest.fixture
+async def server_faults(stack: Stack) -> AsyncIterator[ServerFaults]:
+    """Kill -9 and restart helpers for fault tests; every server is up again afterwards."""
+    faults = ServerFaults(stack)
+    yield faults
+    await faults.heal()

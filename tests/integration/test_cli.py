@@ -1,0 +1,105 @@
+"""The `sutazai` command as a person runs it: up, status, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from runtime.settings import Settings
+from runtime.stack import Stack
+from tests.servers import isolated_settings, scratch_dir
+
+SUTAZAI = str(Path(sys.executable).parent / "sutazai")
+
+
+def _environment(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUTAZAI_")}
+    env.update(
+        {
+            "SUTAZAI_DATA_DIR": str(settings.data_dir),
+            "SUTAZAI_NATS_PORT": str(settings.nats_port),
+            "SUTAZAI_NATS_MONITOR_PORT": str(settings.nats_monitor_port),
+            "SUTAZAI_POSTGRES_PORT": str(settings.postgres_port),
+            "SUTAZAI_REDIS_PORT": str(settings.redis_port),
+            "SUTAZAI_GRAPH_PORT": str(settings.graph_port),
+            "COLUMNS": "200",
+        }
+    )
+    return env
+
+
+def _wait_for_line(process: subprocess.Popen[str], text: str, timeout: float) -> list[str]:
+    assert process.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"never printed {text!r}; printed:\n{''.join(seen)}")
+
+
+def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
+    root = scratch_dir()
+    settings = isolated_settings(root)
+    env = _environment(settings)
+    up = subprocess.Popen(
+        [SUTAZAI, "up"],
+        env=env,
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        _wait_for_line(up, "SutazAI is up", timeout=60)
+        status = subprocess.run(
+            [SUTAZAI, "status"], env=env, cwd=root, capture_output=True, text=True, timeout=60
+        )
+        assert status.returncode == 0, status.stdout + status.stderr
+        for name in ("nats", "postgres", "redis", "graph"):
+            assert name in status.stdout
+        assert status.stdout.count("healthy") == 4
+        assert f"nats://127.0.0.1:{settings.nats_port}" in status.stdout
+
+        servers = [
+            psutil.Process(int((root / "run" / f"{name}.pid").read_text().split()[0]))
+            for name in ("nats", "postgres", "redis", "graph")
+        ]
+        family = [p for leader in servers for p in [leader, *leader.children(recursive=True)]]
+
+        up.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        assert up.wait(timeout=60) == 0
+        assert not [p for p in family if p.is_running() and p.status() != "zombie"]
+        assert not list((root / "run").glob("*.pid"))
+    finally:
+        if up.poll() is None:
+            os.killpg(up.pid, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_status_says_which_server_is_down(stack: Stack) -> None:
+    settings = isolated_settings(scratch_dir(), nats_url=stack.nats_url)
+    env = _environment(settings)
+    env["SUTAZAI_NATS_URL"] = stack.nats_url
+    status = subprocess.run(
+        [SUTAZAI, "status"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert status.returncode == 1
+    lines = {line.split()[1]: line for line in status.stdout.splitlines() if "│" in line[:3]}
+    assert "healthy" in lines["nats"]
+    assert "external" in lines["nats"]
+    for name in ("postgres", "redis", "graph"):
+        assert "down" in lines[name], status.stdout
+    shutil.rmtree(settings.data_dir, ignore_errors=True)

@@ -1,0 +1,40 @@
+"""Helpers for tests that run the real servers: free ports, scratch dirs, settings."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+
+from runtime.settings import Settings
+
+
+def free_port() -> int:
+    """A port nothing listens on right now, on loopback."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def scratch_dir(prefix: str = "sutazai-test-") -> Path:
+    """A temp dir the `postgres` user can enter (pytest's own tmp root is mode 700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(path, 0o755)
+    return path
+
+
+def isolated_settings(root: Path, **overrides: object) -> Settings:
+    """Settings for a stack of its own: data under `root`, every port free, no .env read."""
+    values: dict[str, object] = {
+        "data_dir": root,
+        "nats_port": free_port(),
+        "nats_monitor_port": free_port(),
+        "postgres_port": free_port(),
+        "redis_port": free_port(),
+        "graph_port": free_port(),
+        "startup_timeout": 30.0,
+        "stop_timeout": 10.0,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
