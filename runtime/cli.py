@@ -34,7 +34,7 @@ def _settings() -> Settings:
 def _status_table(statuses: list[ServerStatus]) -> Table:
     table = Table(title="SutazAI servers")
     table.add_column("server")
-    table.add_column("address")
+    table.add_column("address", overflow="fold")
     table.add_column("run by")
     table.add_column("pid", justify="right")
     table.add_column("health")
