@@ -6,8 +6,13 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import nats
 import pytest
+from nats.aio.client import Client as NatsClient
 
+from commands.bus import CommandBus
+from eventstore.store import EventStore
+from eventstore.streams import StreamLayout
 from runtime.settings import Settings
 from runtime.stack import Stack
 from tests.servers import isolated_settings, scratch_dir
@@ -65,3 +70,25 @@ async def server_faults(stack: Stack) -> AsyncIterator[ServerFaults]:
     faults = ServerFaults(stack)
     yield faults
     await faults.heal()
+
+
+@pytest.fixture(scope="session")
+async def nats_client(stack: Stack) -> AsyncIterator[NatsClient]:
+    """A NATS connection of the test session, quick to reconnect after a server restart."""
+    client = await nats.connect(stack.nats_url, reconnect_time_wait=0.2, max_reconnect_attempts=-1)
+    yield client
+    await client.close()
+
+
+@pytest.fixture(scope="session")
+async def event_store(nats_client: NatsClient) -> EventStore:
+    """The event store on the session's NATS, its streams and buckets set up."""
+    store = EventStore(nats_client, timeout=2.0)
+    await store.setup(StreamLayout())
+    return store
+
+
+@pytest.fixture(scope="session")
+def bus(event_store: EventStore) -> CommandBus:
+    """The command bus over the session's event store."""
+    return CommandBus(event_store)

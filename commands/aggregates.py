@@ -1,0 +1,69 @@
+"""Each aggregate the bus can run: its name, state type, decide, evolve and commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from domain import task
+
+Decide = Callable[[Any, Any], Sequence[BaseModel]]
+Evolve = Callable[[Any, Any], BaseModel]
+
+
+@dataclass(frozen=True)
+class AggregateKind:
+    """How the bus loads, decides and folds one kind of aggregate."""
+
+    name: str
+    state_type: type[BaseModel]
+    decide: Decide
+    evolve: Evolve
+    commands: tuple[type[BaseModel], ...]
+    target: Callable[[Any], UUID]
+    """The id of the aggregate a command addresses."""
+
+    @property
+    def state_schema(self) -> str:
+        """Names the state's shape, so a snapshot of an older shape is ignored, not misread."""
+        fields = ",".join(sorted(self.state_type.model_fields))
+        return f"{self.state_type.__name__}({fields})"
+
+
+TASK = AggregateKind(
+    name=task.AGGREGATE,
+    state_type=task.Task,
+    decide=task.decide,
+    evolve=task.evolve,
+    commands=(
+        task.SubmitTask,
+        task.AssignTask,
+        task.StartTask,
+        task.ReportTaskProgress,
+        task.CompleteTask,
+        task.FailTask,
+        task.RetryTask,
+        task.CancelTask,
+        task.TimeOutTask,
+    ),
+    target=lambda command: command.task_id,
+)
+
+AGGREGATES: dict[str, AggregateKind] = {kind.name: kind for kind in (TASK,)}
+
+COMMANDS: dict[str, tuple[AggregateKind, type[BaseModel]]] = {
+    command.__name__: (kind, command) for kind in AGGREGATES.values() for command in kind.commands
+}
+"""Command name (as on `sutazai.cmd.<CommandName>`) -> (aggregate kind, command model)."""
+
+
+def kind_of(command: BaseModel) -> AggregateKind:
+    """The aggregate kind a command belongs to."""
+    try:
+        return COMMANDS[type(command).__name__][0]
+    except KeyError:
+        raise TypeError(f"no aggregate handles {type(command).__name__}") from None

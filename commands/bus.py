@@ -1,0 +1,185 @@
+"""The command bus: load, decide (pure), append atomically; on a conflict, load and decide again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import UUID
+
+import structlog
+from pydantic import BaseModel
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+from uuid_utils.compat import uuid7
+
+from commands.aggregates import AggregateKind, kind_of
+from commands.loading import LoadedAggregate, load_aggregate
+from eventstore.errors import ConcurrencyConflict
+from eventstore.store import EventStore
+from schemas.envelope import SYSTEM, Actor, EventEnvelope, RecordedEvent
+from schemas.events import event_data, schema_version
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class CommandContext:
+    """Who sends a command, why, and what it belongs to. `command_id` makes it idempotent."""
+
+    command_id: str
+    actor: Actor = SYSTEM
+    reason: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command did: the aggregate's new version and the last event's stream sequence.
+
+    `duplicate` says the command had been handled before and this is that first outcome.
+    """
+
+    aggregate_type: str
+    aggregate_id: UUID
+    version: int
+    sequence: int
+    event_types: tuple[str, ...]
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class BusPolicy:
+    """How hard the bus tries and how much each aggregate remembers."""
+
+    max_attempts: int = 8
+    snapshot_every: int = 100
+    remembered_commands: int = 1_000
+
+
+class CommandBus:
+    """Runs commands against aggregates stored in the event store."""
+
+    def __init__(
+        self, store: EventStore, *, policy: BusPolicy | None = None, clock: Clock = utc_now
+    ) -> None:
+        self.store = store
+        self.policy = policy or BusPolicy()
+        self.clock = clock
+
+    async def execute(self, command: BaseModel, context: CommandContext) -> CommandResult:
+        """Apply a command; raises a domain error, `ConcurrencyConflict` or a store error."""
+        kind = kind_of(command)
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type(ConcurrencyConflict),
+            stop=stop_after_attempt(self.policy.max_attempts),
+            # Jitter spreads racing writers apart so that the next round has a winner.
+            wait=wait_random_exponential(multiplier=0.005, max=0.25),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._attempt(kind, command, context)
+        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+    async def _attempt(
+        self, kind: AggregateKind, command: BaseModel, context: CommandContext
+    ) -> CommandResult:
+        aggregate_id = kind.target(command)
+        loaded = await load_aggregate(self.store, kind, aggregate_id)
+        if context.command_id in loaded.commands:
+            return self._remembered(loaded, context.command_id)
+        events = list(kind.decide(loaded.state, command))
+        envelopes = self._envelopes(kind, aggregate_id, loaded.version, events, context)
+        appended = await self.store.append(envelopes, expected_sequence=loaded.sequence)
+        if appended.duplicate:
+            # The server had this command's events already (a retried append whose first ack
+            # was lost): answer with what the log says the command did.
+            reloaded = await load_aggregate(self.store, kind, aggregate_id)
+            if context.command_id in reloaded.commands:
+                return self._remembered(reloaded, context.command_id)
+            raise ConcurrencyConflict(kind.name, loaded.sequence, "duplicate of an unseen append")
+        result = CommandResult(
+            aggregate_type=kind.name,
+            aggregate_id=aggregate_id,
+            version=envelopes[-1].aggregate_version,
+            sequence=appended.last_sequence,
+            event_types=tuple(e.event_type for e in envelopes),
+        )
+        await self._maybe_snapshot(loaded, envelopes, appended.first_sequence)
+        log.debug(
+            "command.applied",
+            command=type(command).__name__,
+            command_id=context.command_id,
+            aggregate=kind.name,
+            aggregate_id=str(aggregate_id),
+            version=result.version,
+            sequence=result.sequence,
+        )
+        return result
+
+    def _envelopes(
+        self,
+        kind: AggregateKind,
+        aggregate_id: UUID,
+        version: int,
+        events: Sequence[BaseModel],
+        context: CommandContext,
+    ) -> list[EventEnvelope]:
+        occurred_at = self.clock()
+        return [
+            EventEnvelope(
+                event_id=uuid7(),
+                event_type=type(event).__name__,
+                schema_version=schema_version(type(event)),
+                aggregate_type=kind.name,
+                aggregate_id=aggregate_id,
+                aggregate_version=version + offset,
+                occurred_at=occurred_at,
+                actor=context.actor,
+                command_id=context.command_id,
+                correlation_id=context.correlation_id or context.command_id,
+                causation_id=context.causation_id,
+                reason=context.reason,
+                data=event_data(event),
+            )
+            for offset, event in enumerate(events, start=1)
+        ]
+
+    @staticmethod
+    def _remembered(loaded: LoadedAggregate, command_id: str) -> CommandResult:
+        outcome = loaded.commands[command_id]
+        return CommandResult(
+            aggregate_type=loaded.kind.name,
+            aggregate_id=loaded.aggregate_id,
+            version=outcome.version,
+            sequence=outcome.sequence,
+            event_types=outcome.event_types,
+            duplicate=True,
+        )
+
+    async def _maybe_snapshot(
+        self, loaded: LoadedAggregate, envelopes: Sequence[EventEnvelope], first_sequence: int
+    ) -> None:
+        every = self.policy.snapshot_every
+        new_version = envelopes[-1].aggregate_version
+        if every <= 0 or new_version // every == loaded.version // every:
+            return
+        for offset, envelope in enumerate(envelopes):
+            loaded.apply(RecordedEvent(sequence=first_sequence + offset, envelope=envelope))
+        try:
+            await self.store.snapshots.put(loaded.snapshot(self.policy.remembered_commands))
+        except Exception as error:  # a snapshot is an optimisation: the append stands
+            log.warning("snapshot.failed", aggregate=loaded.kind.name, error=repr(error))

@@ -1,0 +1,346 @@
+"""The Task aggregate: a unit of work submitted by an owner and carried out by an agent.
+
+`decide(state, command) -> events` and `evolve(state, event) -> state` are the whole behaviour;
+both are pure. Priority 1 is the highest.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, ClassVar, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
+
+from domain.errors import (
+    AggregateAlreadyExists,
+    AggregateNotFound,
+    IllegalTransition,
+    RetryLimitReached,
+    TaskNotRetryable,
+)
+
+AGGREGATE = "task"
+
+Priority = Annotated[int, Field(ge=1, le=10, description="1 is the highest priority")]
+Payload = dict[str, JsonValue]
+
+
+class TaskStatus(StrEnum):
+    """Where a task is in its life."""
+
+    PENDING = "pending"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TaskError(_Frozen):
+    """Why a task failed, typed: a stable code, a message, and whether trying again may help."""
+
+    code: str = Field(min_length=1, max_length=100)
+    message: str = Field(max_length=10_000)
+    retryable: bool
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+class SubmitTask(_Frozen):
+    """Ask for work to be done."""
+
+    task_id: UUID
+    owner_id: UUID
+    task_type: str = Field(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9_.-]*$")
+    priority: Priority = 5
+    payload: Payload = Field(default_factory=dict)
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    parent_id: UUID | None = None
+    deadline_seconds: float | None = Field(default=None, gt=0)
+
+
+class AssignTask(_Frozen):
+    """Give the task to an agent (again, when its previous agent was lost)."""
+
+    task_id: UUID
+    agent_id: UUID
+
+
+class StartTask(_Frozen):
+    """The assigned agent begins an attempt."""
+
+    task_id: UUID
+
+
+class ReportTaskProgress(_Frozen):
+    """The running agent says how far it got."""
+
+    task_id: UUID
+    percent: int = Field(ge=0, le=100)
+    note: str = Field(default="", max_length=1_000)
+
+
+class CompleteTask(_Frozen):
+    """The running agent finished with a result."""
+
+    task_id: UUID
+    result: Payload = Field(default_factory=dict)
+
+
+class FailTask(_Frozen):
+    """The attempt failed."""
+
+    task_id: UUID
+    error: TaskError
+
+
+class RetryTask(_Frozen):
+    """Put a failed task back in the queue for another attempt."""
+
+    task_id: UUID
+
+
+class CancelTask(_Frozen):
+    """Stop the task for good."""
+
+    task_id: UUID
+
+
+class TimeOutTask(_Frozen):
+    """The task ran past its deadline."""
+
+    task_id: UUID
+
+
+TaskCommand = (
+    SubmitTask
+    | AssignTask
+    | StartTask
+    | ReportTaskProgress
+    | CompleteTask
+    | FailTask
+    | RetryTask
+    | CancelTask
+    | TimeOutTask
+)
+
+# --- events ---------------------------------------------------------------------------------
+
+
+class TaskEvent(_Frozen):
+    """Base of the task's events; `schema_version` grows when a shape changes."""
+
+    schema_version: ClassVar[int] = 1
+
+
+class TaskSubmitted(TaskEvent):
+    """Work was asked for."""
+
+    task_id: UUID
+    owner_id: UUID
+    task_type: str
+    priority: int
+    payload: Payload
+    max_attempts: int
+    parent_id: UUID | None = None
+    deadline_seconds: float | None = None
+
+
+class TaskAssigned(TaskEvent):
+    """An agent was given the task."""
+
+    agent_id: UUID
+
+
+class TaskStarted(TaskEvent):
+    """An attempt began."""
+
+    agent_id: UUID
+    attempt: int
+
+
+class TaskProgressReported(TaskEvent):
+    """How far the running attempt got."""
+
+    percent: int
+    note: str = ""
+
+
+class TaskCompleted(TaskEvent):
+    """The task finished with a result."""
+
+    result: Payload
+
+
+class TaskFailed(TaskEvent):
+    """An attempt failed."""
+
+    error: TaskError
+
+
+class TaskRetried(TaskEvent):
+    """A failed task went back to the queue."""
+
+    attempts_left: int
+
+
+class TaskCancelled(TaskEvent):
+    """The task was stopped for good."""
+
+
+class TaskTimedOut(TaskEvent):
+    """The task ran past its deadline."""
+
+
+EVENT_TYPES: tuple[type[TaskEvent], ...] = (
+    TaskSubmitted,
+    TaskAssigned,
+    TaskStarted,
+    TaskProgressReported,
+    TaskCompleted,
+    TaskFailed,
+    TaskRetried,
+    TaskCancelled,
+    TaskTimedOut,
+)
+
+# --- state ----------------------------------------------------------------------------------
+
+
+class Task(_Frozen):
+    """A task's state, folded from its events."""
+
+    task_id: UUID
+    owner_id: UUID
+    task_type: str
+    priority: int
+    payload: Payload
+    status: TaskStatus = TaskStatus.PENDING
+    max_attempts: int
+    attempts: int = 0
+    agent_id: UUID | None = None
+    progress: int = 0
+    result: Payload | None = None
+    error: TaskError | None = None
+    parent_id: UUID | None = None
+    deadline_seconds: float | None = None
+
+    kind: ClassVar[Literal["task"]] = "task"
+
+
+_ACTIVE = frozenset({TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.RUNNING})
+_ASSIGNABLE = _ACTIVE
+_FAILABLE = frozenset({TaskStatus.ASSIGNED, TaskStatus.RUNNING})
+_TIMEABLE = frozenset({TaskStatus.ASSIGNED, TaskStatus.RUNNING})
+
+
+def _require(task: Task, allowed: frozenset[TaskStatus], action: str) -> None:
+    if task.status not in allowed:
+        raise IllegalTransition(AGGREGATE, task.task_id, task.status.value, action)
+
+
+def decide(task: Task | None, command: TaskCommand) -> list[TaskEvent]:
+    """The events a command causes on the task, or a typed domain error."""
+    if isinstance(command, SubmitTask):
+        if task is not None:
+            raise AggregateAlreadyExists(AGGREGATE, command.task_id)
+        return [
+            TaskSubmitted(
+                task_id=command.task_id,
+                owner_id=command.owner_id,
+                task_type=command.task_type,
+                priority=command.priority,
+                payload=command.payload,
+                max_attempts=command.max_attempts,
+                parent_id=command.parent_id,
+                deadline_seconds=command.deadline_seconds,
+            )
+        ]
+    if task is None:
+        raise AggregateNotFound(AGGREGATE, command.task_id)
+    match command:
+        case AssignTask(agent_id=agent_id):
+            _require(task, _ASSIGNABLE, "assign")
+            return [TaskAssigned(agent_id=agent_id)]
+        case StartTask():
+            _require(task, frozenset({TaskStatus.ASSIGNED}), "start")
+            if task.attempts >= task.max_attempts:
+                raise RetryLimitReached(task.task_id, task.max_attempts)
+            assert task.agent_id is not None  # assigned implies an agent
+            return [TaskStarted(agent_id=task.agent_id, attempt=task.attempts + 1)]
+        case ReportTaskProgress(percent=percent, note=note):
+            _require(task, frozenset({TaskStatus.RUNNING}), "report progress on")
+            return [TaskProgressReported(percent=percent, note=note)]
+        case CompleteTask(result=result):
+            _require(task, frozenset({TaskStatus.RUNNING}), "complete")
+            return [TaskCompleted(result=result)]
+        case FailTask(error=error):
+            _require(task, _FAILABLE, "fail")
+            return [TaskFailed(error=error)]
+        case RetryTask():
+            _require(task, frozenset({TaskStatus.FAILED}), "retry")
+            assert task.error is not None  # failed implies an error
+            if not task.error.retryable:
+                raise TaskNotRetryable(task.task_id, task.error.code)
+            if task.attempts >= task.max_attempts:
+                raise RetryLimitReached(task.task_id, task.max_attempts)
+            return [TaskRetried(attempts_left=task.max_attempts - task.attempts)]
+        case CancelTask():
+            _require(task, _ACTIVE, "cancel")
+            return [TaskCancelled()]
+        case TimeOutTask():
+            _require(task, _TIMEABLE, "time out")
+            return [TaskTimedOut()]
+    raise TypeError(f"not a task command: {command!r}")  # pragma: no cover
+
+
+def evolve(task: Task | None, event: TaskEvent) -> Task:
+    """The task after one of its events. Total over the events `decide` emits."""
+    if isinstance(event, TaskSubmitted):
+        return Task(
+            task_id=event.task_id,
+            owner_id=event.owner_id,
+            task_type=event.task_type,
+            priority=event.priority,
+            payload=event.payload,
+            max_attempts=event.max_attempts,
+            parent_id=event.parent_id,
+            deadline_seconds=event.deadline_seconds,
+        )
+    if task is None:
+        raise ValueError(f"{type(event).__name__} before TaskSubmitted")
+    match event:
+        case TaskAssigned(agent_id=agent_id):
+            return task.model_copy(update={"status": TaskStatus.ASSIGNED, "agent_id": agent_id})
+        case TaskStarted(agent_id=agent_id, attempt=attempt):
+            return task.model_copy(
+                update={
+                    "status": TaskStatus.RUNNING,
+                    "agent_id": agent_id,
+                    "attempts": attempt,
+                    "progress": 0,
+                    "error": None,
+                }
+            )
+        case TaskProgressReported(percent=percent):
+            return task.model_copy(update={"progress": percent})
+        case TaskCompleted(result=result):
+            return task.model_copy(
+                update={"status": TaskStatus.COMPLETED, "result": result, "progress": 100}
+            )
+        case TaskFailed(error=error):
+            return task.model_copy(update={"status": TaskStatus.FAILED, "error": error})
+        case TaskRetried():
+            return task.model_copy(update={"status": TaskStatus.PENDING, "agent_id": None})
+        case TaskCancelled():
+            return task.model_copy(update={"status": TaskStatus.CANCELLED})
+        case TaskTimedOut():
+            return task.model_copy(update={"status": TaskStatus.TIMED_OUT})
+    raise TypeError(f"not a task event: {event!r}")  # pragma: no cover

@@ -1,0 +1,73 @@
+"""The event store: one object over a NATS connection for appending, loading and reading events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from uuid import UUID
+
+import nats.errors
+from nats.aio.client import Client as NatsClient
+
+from eventstore.append import AppendResult, append_events
+from eventstore.errors import StoreUnavailable
+from eventstore.load import direct_get
+from eventstore.read import read_log
+from eventstore.snapshots import SnapshotStore
+from eventstore.streams import EVENTS_STREAM, EVENTS_SUBJECTS, StreamLayout, ensure_layout
+from schemas.envelope import EventEnvelope, RecordedEvent, aggregate_subjects
+
+
+class EventStore:
+    """JetStream as the source of truth. `timeout` bounds every wait for the server."""
+
+    def __init__(self, client: NatsClient, *, timeout: float = 5.0) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.snapshots = SnapshotStore(client, timeout=timeout)
+
+    async def setup(self, layout: StreamLayout) -> None:
+        """Create or update the streams and buckets (idempotent)."""
+        await ensure_layout(self.client.jetstream(timeout=self.timeout), layout)
+
+    async def append(
+        self, envelopes: Sequence[EventEnvelope], *, expected_sequence: int
+    ) -> AppendResult:
+        """Append one aggregate's events atomically after `expected_sequence`."""
+        return await append_events(
+            self.client, envelopes, expected_sequence=expected_sequence, timeout=self.timeout
+        )
+
+    def load(
+        self, aggregate_type: str, aggregate_id: UUID, *, after_sequence: int = 0
+    ) -> AsyncIterator[RecordedEvent]:
+        """One aggregate's events after `after_sequence`, in order."""
+        return direct_get(
+            self.client,
+            aggregate_subjects(aggregate_type, aggregate_id),
+            after_sequence=after_sequence,
+            timeout=self.timeout,
+        )
+
+    def read(
+        self,
+        *,
+        from_sequence: int = 1,
+        subject_filter: str = EVENTS_SUBJECTS,
+        follow: bool = False,
+    ) -> AsyncIterator[RecordedEvent]:
+        """The log from a position, to its current end or (`follow`) on into the future."""
+        return read_log(
+            self.client,
+            from_sequence=from_sequence,
+            subject_filter=subject_filter,
+            follow=follow,
+            timeout=self.timeout,
+        )
+
+    async def last_sequence(self) -> int:
+        """The sequence of the newest event in the log (0 when empty)."""
+        try:
+            info = await self.client.jetstream(timeout=self.timeout).stream_info(EVENTS_STREAM)
+        except nats.errors.Error as error:
+            raise StoreUnavailable(f"stream info failed: {error!r}") from error
+        return int(info.state.last_seq)

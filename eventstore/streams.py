@@ -1,0 +1,117 @@
+"""The streams and buckets of ARCHITECTURE.md §3, created or brought up to date at start."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import structlog
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import APIError, BucketNotFoundError, NotFoundError
+
+from eventstore.errors import StreamConfigConflict
+
+log = structlog.get_logger(__name__)
+
+EVENTS_STREAM = "SUTAZAI_EVENTS"
+EVENTS_SUBJECTS = "sutazai.events.>"
+DLQ_STREAM = "SUTAZAI_DLQ"
+DLQ_SUBJECTS = "sutazai.dlq.>"
+SNAPSHOTS_BUCKET = "sutazai_snapshots"
+UNIQUE_BUCKET = "sutazai_unique"
+
+# Fields the server cannot change on an existing stream: a difference is an error, not an update.
+_IMMUTABLE = ("storage", "retention")
+
+
+@dataclass(frozen=True)
+class StreamLayout:
+    """The tunable parts of the layout."""
+
+    duplicate_window: float = 120.0
+
+
+def events_stream(layout: StreamLayout) -> StreamConfig:
+    """The event log: file storage, kept forever, immutable (no delete, no purge)."""
+    return StreamConfig(
+        name=EVENTS_STREAM,
+        subjects=[EVENTS_SUBJECTS],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        # Should limits ever be set, refuse new events rather than drop old ones.
+        discard=DiscardPolicy.NEW,
+        duplicate_window=layout.duplicate_window,
+        allow_direct=True,
+        allow_atomic=True,
+        deny_delete=True,
+        deny_purge=True,
+    )
+
+
+def dlq_stream() -> StreamConfig:
+    """Events a consumer gave up on, with the error."""
+    return StreamConfig(
+        name=DLQ_STREAM,
+        subjects=[DLQ_SUBJECTS],
+        storage=StorageType.FILE,
+        retention=RetentionPolicy.LIMITS,
+        allow_direct=True,
+    )
+
+
+async def ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> None:
+    """Create the stream, or update it in place; never delete or recreate one (data would go)."""
+    assert wanted.name is not None
+    try:
+        info = await js.stream_info(wanted.name)
+    except NotFoundError:
+        await js.add_stream(wanted)
+        log.info("stream.created", stream=wanted.name)
+        return
+    current = info.config
+    for field in _IMMUTABLE:
+        if getattr(current, field) != getattr(wanted, field):
+            raise StreamConfigConflict(
+                f"stream {wanted.name} has {field}={getattr(current, field)}, "
+                f"wanted {getattr(wanted, field)}: the server cannot change it in place; "
+                "migrate the data to a new stream by hand"
+            )
+    changed = {
+        key: value for key, value in wanted.as_dict().items() if current.as_dict().get(key) != value
+    }
+    if not changed:
+        return
+    try:
+        await js.update_stream(wanted)
+    except APIError as error:
+        raise StreamConfigConflict(
+            f"stream {wanted.name} cannot take {sorted(changed)} in place: {error.description}"
+        ) from error
+    log.info("stream.updated", stream=wanted.name, changed=sorted(changed))
+
+
+async def ensure_bucket(js: JetStreamContext, wanted: KeyValueConfig) -> None:
+    """Create a KV bucket if missing (its stream is updated like any other)."""
+    try:
+        await js.key_value(wanted.bucket)
+    except BucketNotFoundError:
+        await js.create_key_value(wanted)
+        log.info("bucket.created", bucket=wanted.bucket)
+
+
+async def ensure_layout(js: JetStreamContext, layout: StreamLayout) -> None:
+    """Every stream and bucket the platform writes; safe to call at every start."""
+    await ensure_stream(js, events_stream(layout))
+    await ensure_stream(js, dlq_stream())
+    await ensure_bucket(
+        js, KeyValueConfig(bucket=SNAPSHOTS_BUCKET, history=1, storage=StorageType.FILE)
+    )
+    await ensure_bucket(
+        js, KeyValueConfig(bucket=UNIQUE_BUCKET, history=1, storage=StorageType.FILE)
+    )

@@ -1,0 +1,50 @@
+"""Every domain event by its wire name, with its schema version and the upcasters of older ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, JsonValue
+
+from domain import task
+
+EventModel = type[BaseModel]
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class UnknownEventType(LookupError):
+    """A stored event whose type this code does not know (written by a newer release?)."""
+
+
+EVENTS: dict[str, tuple[str, EventModel]] = {
+    model.__name__: (task.AGGREGATE, model) for model in task.EVENT_TYPES
+}
+"""event_type -> (aggregate_type, model)."""
+
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+"""(event_type, version) -> a function turning that version's data into version + 1's."""
+
+
+def schema_version(model: EventModel) -> int:
+    """The version the code writes for this event type."""
+    return int(getattr(model, "schema_version", 1))
+
+
+def event_data(event: BaseModel) -> dict[str, JsonValue]:
+    """An event as the envelope's `data`."""
+    data: dict[str, JsonValue] = event.model_dump(mode="json")
+    return data
+
+
+def decode_event(event_type: str, version: int, data: dict[str, Any]) -> BaseModel:
+    """An event of the log as the domain knows it today, upcast from `version` if older."""
+    try:
+        _, model = EVENTS[event_type]
+    except KeyError:
+        raise UnknownEventType(event_type) from None
+    current = schema_version(model)
+    while version < current:
+        data = UPCASTERS[(event_type, version)](data)
+        version += 1
+    return model.model_validate(data)
