@@ -24,8 +24,16 @@ class AggregateKind:
     decide: Decide
     evolve: Evolve
     commands: tuple[type[BaseModel], ...]
-    target: Callable[[Any], UUID]
-    """The id of the aggregate a command addresses."""
+    id_field: str
+    """The field of every command that names the aggregate it addresses."""
+    creation: type[BaseModel]
+    """The command that creates the aggregate (its id may be derived from the command id)."""
+
+    def target(self, command: BaseModel) -> UUID:
+        """The id of the aggregate a command addresses."""
+        value = getattr(command, self.id_field)
+        assert isinstance(value, UUID)
+        return value
 
     @property
     def state_schema(self) -> str:
@@ -50,7 +58,8 @@ TASK = AggregateKind(
         task.CancelTask,
         task.TimeOutTask,
     ),
-    target=lambda command: command.task_id,
+    id_field="task_id",
+    creation=task.SubmitTask,
 )
 
 AGGREGATES: dict[str, AggregateKind] = {kind.name: kind for kind in (TASK,)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,9 +20,10 @@ from uuid_utils.compat import uuid7
 
 from commands.aggregates import AggregateKind, kind_of
 from commands.loading import LoadedAggregate, load_aggregate
+from domain.errors import DomainError
 from eventstore.errors import ConcurrencyConflict
 from eventstore.store import EventStore
-from schemas.envelope import SYSTEM, Actor, EventEnvelope, RecordedEvent
+from schemas.envelope import SYSTEM, Actor, EventEnvelope
 from schemas.events import event_data, schema_version
 
 log = structlog.get_logger(__name__)
@@ -67,6 +69,7 @@ class BusPolicy:
     max_attempts: int = 8
     snapshot_every: int = 100
     remembered_commands: int = 1_000
+    cached_aggregates: int = 10_000
 
 
 class CommandBus:
@@ -78,32 +81,89 @@ class CommandBus:
         self.store = store
         self.policy = policy or BusPolicy()
         self.clock = clock
+        # Aggregates as this process last saw them. Only a hint: every append is checked against
+        # the log's real last sequence, so a stale entry costs a conflict and a reload, never a
+        # wrong write.
+        self._cache: OrderedDict[tuple[str, UUID], LoadedAggregate] = OrderedDict()
 
     async def execute(self, command: BaseModel, context: CommandContext) -> CommandResult:
         """Apply a command; raises a domain error, `ConcurrencyConflict` or a store error."""
         kind = kind_of(command)
+        try:
+            # The common case, a first try that lands, skips the retry machinery's overhead.
+            return await self._attempt(kind, command, context, optimistic=True)
+        except ConcurrencyConflict:
+            if self.policy.max_attempts <= 1:
+                raise
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(ConcurrencyConflict),
-            stop=stop_after_attempt(self.policy.max_attempts),
+            stop=stop_after_attempt(self.policy.max_attempts - 1),
             # Jitter spreads racing writers apart so that the next round has a winner.
             wait=wait_random_exponential(multiplier=0.005, max=0.25),
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                return await self._attempt(kind, command, context)
+                return await self._attempt(kind, command, context, optimistic=False)
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
+    async def _start_from(
+        self, kind: AggregateKind, aggregate_id: UUID, command: BaseModel, *, optimistic: bool
+    ) -> tuple[LoadedAggregate, bool]:
+        """The aggregate to decide on, and whether it is a guess (cached, or assumed new)."""
+        key = (kind.name, aggregate_id)
+        if optimistic:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached.copy(), True
+            if isinstance(command, kind.creation):
+                # A creation names a new id: assume nothing is stored (the append's expected
+                # sequence 0 checks it) and spare the round trips of a load.
+                return LoadedAggregate(kind=kind, aggregate_id=aggregate_id), True
+        loaded = await load_aggregate(self.store, kind, aggregate_id)
+        self._keep(loaded)
+        return loaded.copy(), False
+
+    def _keep(self, loaded: LoadedAggregate) -> None:
+        key = (loaded.kind.name, loaded.aggregate_id)
+        current = self._cache.get(key)
+        if current is not None and current.sequence > loaded.sequence:
+            return
+        loaded.forget_old_commands(self.policy.remembered_commands)
+        self._cache[key] = loaded
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.policy.cached_aggregates:
+            self._cache.popitem(last=False)
+
     async def _attempt(
-        self, kind: AggregateKind, command: BaseModel, context: CommandContext
+        self,
+        kind: AggregateKind,
+        command: BaseModel,
+        context: CommandContext,
+        *,
+        optimistic: bool,
     ) -> CommandResult:
         aggregate_id = kind.target(command)
-        loaded = await load_aggregate(self.store, kind, aggregate_id)
+        loaded, guessed = await self._start_from(kind, aggregate_id, command, optimistic=optimistic)
         if context.command_id in loaded.commands:
             return self._remembered(loaded, context.command_id)
-        events = list(kind.decide(loaded.state, command))
+        try:
+            events = list(kind.decide(loaded.state, command))
+        except DomainError:
+            if not guessed:
+                raise
+            # A guess may be stale: refuse only what the log's own state refuses.
+            loaded, _ = await self._start_from(kind, aggregate_id, command, optimistic=False)
+            if context.command_id in loaded.commands:
+                return self._remembered(loaded, context.command_id)
+            events = list(kind.decide(loaded.state, command))
         envelopes = self._envelopes(kind, aggregate_id, loaded.version, events, context)
-        appended = await self.store.append(envelopes, expected_sequence=loaded.sequence)
+        try:
+            appended = await self.store.append(envelopes, expected_sequence=loaded.sequence)
+        except ConcurrencyConflict:
+            self._cache.pop((kind.name, aggregate_id), None)
+            raise
         if appended.duplicate:
             # The server had this command's events already (a retried append whose first ack
             # was lost): answer with what the log says the command did.
@@ -118,7 +178,10 @@ class CommandBus:
             sequence=appended.last_sequence,
             event_types=tuple(e.event_type for e in envelopes),
         )
-        await self._maybe_snapshot(loaded, envelopes, appended.first_sequence)
+        previous_version = loaded.version
+        loaded.advance(events, envelopes, appended.first_sequence)
+        self._keep(loaded)
+        await self._maybe_snapshot(loaded, previous_version)
         log.debug(
             "command.applied",
             command=type(command).__name__,
@@ -170,15 +233,10 @@ class CommandBus:
             duplicate=True,
         )
 
-    async def _maybe_snapshot(
-        self, loaded: LoadedAggregate, envelopes: Sequence[EventEnvelope], first_sequence: int
-    ) -> None:
+    async def _maybe_snapshot(self, loaded: LoadedAggregate, previous_version: int) -> None:
         every = self.policy.snapshot_every
-        new_version = envelopes[-1].aggregate_version
-        if every <= 0 or new_version // every == loaded.version // every:
+        if every <= 0 or loaded.version // every == previous_version // every:
             return
-        for offset, envelope in enumerate(envelopes):
-            loaded.apply(RecordedEvent(sequence=first_sequence + offset, envelope=envelope))
         try:
             await self.store.snapshots.put(loaded.snapshot(self.policy.remembered_commands))
         except Exception as error:  # a snapshot is an optimisation: the append stands

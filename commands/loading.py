@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from commands.aggregates import AggregateKind
 from eventstore.snapshots import CommandOutcome, Snapshot
 from eventstore.store import EventStore
-from schemas.envelope import RecordedEvent
+from schemas.envelope import EventEnvelope, RecordedEvent
 from schemas.events import decode_event, event_data
 
 
@@ -31,9 +31,19 @@ class LoadedAggregate:
         """Fold one stored event in, and remember the command that caused it."""
         envelope = recorded.envelope
         event = decode_event(envelope.event_type, envelope.schema_version, dict(envelope.data))
+        self._fold(event, envelope, recorded.sequence)
+
+    def advance(
+        self, events: Sequence[BaseModel], envelopes: Sequence[EventEnvelope], first_sequence: int
+    ) -> None:
+        """Fold in events this process just appended (no decoding: they are at hand)."""
+        for offset, (event, envelope) in enumerate(zip(events, envelopes, strict=True)):
+            self._fold(event, envelope, first_sequence + offset)
+
+    def _fold(self, event: BaseModel, envelope: EventEnvelope, sequence: int) -> None:
         self.state = self.kind.evolve(self.state, event)
         self.version = envelope.aggregate_version
-        self.sequence = recorded.sequence
+        self.sequence = sequence
         earlier = self.commands.get(envelope.command_id)
         types = (*earlier.event_types, envelope.event_type) if earlier else (envelope.event_type,)
         self.commands[envelope.command_id] = CommandOutcome(
@@ -41,10 +51,20 @@ class LoadedAggregate:
         )
         self.events_since_snapshot += 1
 
+    def copy(self) -> LoadedAggregate:
+        """An independent copy (states are immutable; the command memory is not)."""
+        return replace(self, commands=dict(self.commands))
+
+    def forget_old_commands(self, keep: int) -> None:
+        """Keep only the `keep` most recent command outcomes."""
+        if len(self.commands) > keep:
+            recent = sorted(self.commands.items(), key=lambda item: item[1].sequence)[-keep:]
+            self.commands = dict(recent)
+
     def snapshot(self, remember: int) -> Snapshot:
         """The snapshot of this state, keeping the `remember` most recent command outcomes."""
         assert self.state is not None
-        recent = sorted(self.commands.items(), key=lambda item: item[1].sequence)[-remember:]
+        self.forget_old_commands(remember)
         return Snapshot(
             aggregate_type=self.kind.name,
             aggregate_id=self.aggregate_id,
@@ -52,7 +72,7 @@ class LoadedAggregate:
             version=self.version,
             sequence=self.sequence,
             state=event_data(self.state),
-            commands=dict(recent),
+            commands=dict(self.commands),
         )
 
 

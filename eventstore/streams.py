@@ -54,13 +54,14 @@ def events_stream(layout: StreamLayout) -> StreamConfig:
     )
 
 
-def dlq_stream() -> StreamConfig:
+def dlq_stream(layout: StreamLayout) -> StreamConfig:
     """Events a consumer gave up on, with the error."""
     return StreamConfig(
         name=DLQ_STREAM,
         subjects=[DLQ_SUBJECTS],
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
+        duplicate_window=layout.duplicate_window,
         allow_direct=True,
     )
 
@@ -108,7 +109,7 @@ async def ensure_bucket(js: JetStreamContext, wanted: KeyValueConfig) -> None:
 async def ensure_layout(js: JetStreamContext, layout: StreamLayout) -> None:
     """Every stream and bucket the platform writes; safe to call at every start."""
     await ensure_stream(js, events_stream(layout))
-    await ensure_stream(js, dlq_stream())
+    await ensure_stream(js, dlq_stream(layout))
     await ensure_bucket(
         js, KeyValueConfig(bucket=SNAPSHOTS_BUCKET, history=1, storage=StorageType.FILE)
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -10,24 +11,52 @@ import asyncpg
 import falkordb.asyncio
 import nats
 import redis.asyncio as aioredis
+from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
-from nats.js import JetStreamContext
 
+from commands.bus import BusPolicy, CommandBus
+from eventstore.store import EventStore
+from eventstore.streams import StreamLayout
+from handlers.command_endpoint import command_router
 from runtime.settings import Settings
 from runtime.stack import Stack
 
 
 @dataclass(frozen=True)
 class Platform:
-    """Every client the platform's parts need, built once from one `Settings`."""
+    """Every client and service the platform's parts need, built once from one `Settings`."""
 
     settings: Settings
     stack: Stack
     nats: NatsClient
-    jetstream: JetStreamContext
+    store: EventStore
+    bus: CommandBus
     postgres: asyncpg.Pool
     redis: aioredis.Redis
     graph: falkordb.asyncio.FalkorDB
+
+
+@contextlib.asynccontextmanager
+async def connect_store(settings: Settings, stack: Stack) -> AsyncIterator[CommandBus]:
+    """Only the event store and the bus: what the event and task commands of the CLI need."""
+    client = await nats.connect(stack.nats_url, name="sutazai-cli")
+    try:
+        store = EventStore(client, timeout=settings.store_timeout)
+        await store.setup(StreamLayout(duplicate_window=settings.duplicate_window))
+        yield _bus(settings, store)
+    finally:
+        await client.close()
+
+
+def _bus(settings: Settings, store: EventStore) -> CommandBus:
+    return CommandBus(
+        store,
+        policy=BusPolicy(
+            max_attempts=settings.command_attempts,
+            snapshot_every=settings.snapshot_every,
+            remembered_commands=settings.remembered_commands,
+        ),
+    )
 
 
 @contextlib.asynccontextmanager
@@ -36,6 +65,8 @@ async def connect(settings: Settings, stack: Stack) -> AsyncIterator[Platform]:
     async with contextlib.AsyncExitStack() as resources:
         nats_client = await nats.connect(stack.nats_url, name="sutazai")
         resources.push_async_callback(nats_client.drain)
+        store = EventStore(nats_client, timeout=settings.store_timeout)
+        await store.setup(StreamLayout(duplicate_window=settings.duplicate_window))
         postgres = await asyncpg.create_pool(stack.postgres_url, min_size=1, max_size=10)
         resources.push_async_callback(postgres.close)
         redis_client = aioredis.Redis.from_url(stack.redis_url)
@@ -46,7 +77,8 @@ async def connect(settings: Settings, stack: Stack) -> AsyncIterator[Platform]:
             settings=settings,
             stack=stack,
             nats=nats_client,
-            jetstream=nats_client.jetstream(),
+            store=store,
+            bus=_bus(settings, store),
             postgres=postgres,
             redis=redis_client,
             graph=graph,
@@ -54,12 +86,13 @@ async def connect(settings: Settings, stack: Stack) -> AsyncIterator[Platform]:
 
 
 @contextlib.asynccontextmanager
-async def run_platform(settings: Settings) -> AsyncIterator[Platform]:
-    """Start the stack, connect to it, and tear both down in reverse on exit."""
-    stack = Stack(settings)
-    await stack.start()
+async def serve_commands(platform: Platform) -> AsyncIterator[NatsBroker]:
+    """Answer `sutazai.cmd.<CommandName>` requests until the block ends."""
+    # Every request would log at INFO otherwise; keep those at DEBUG.
+    broker = NatsBroker(platform.stack.nats_url, log_level=logging.DEBUG)
+    broker.include_router(command_router(platform.bus))
+    await broker.start()
     try:
-        async with connect(settings, stack) as platform:
-            yield platform
+        yield broker
     finally:
-        await stack.stop()
+        await broker.stop()

@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
+import json
 import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Annotated, TypeVar
+from uuid import UUID
 
+import nats.errors
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from runtime.bootstrap import connect
+from commands.aggregates import TASK
+from commands.bus import CommandBus
+from commands.dispatch import aggregate_id_for, dispatch
+from commands.loading import load_aggregate
+from eventstore.errors import EventStoreError
+from runtime.bootstrap import connect, connect_store, serve_commands
 from runtime.servers import ServerError
 from runtime.settings import Settings
 from runtime.stack import ServerStatus, Stack
 from runtime.structured_logging import configure_logging
+from schemas.commands import CommandAccepted, CommandRequest
+from schemas.envelope import Actor, RecordedEvent
 
 app = typer.Typer(
     name="sutazai",
@@ -21,8 +36,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+events_app = typer.Typer(help="Read the event log.", no_args_is_help=True)
+task_app = typer.Typer(help="Submit and inspect tasks.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+app.add_typer(task_app, name="task")
+
 console = Console()
 errors = Console(stderr=True)
+T = TypeVar("T")
 
 
 def _settings() -> Settings:
@@ -62,8 +83,9 @@ async def _serve(settings: Settings) -> None:
     console.print(f"Starting the stack, data under [bold]{stack.root}[/]")
     try:
         await stack.start(progress=show)
-        async with connect(settings, stack):
+        async with connect(settings, stack) as platform, serve_commands(platform):
             console.print(_status_table(await stack.status()))
+            console.print("Commands answer on sutazai.cmd.<CommandName>.")
             console.print("SutazAI is up. Press Ctrl-C to stop.")
             await stop.wait()
     finally:
@@ -79,7 +101,7 @@ def up() -> None:
     try:
         asyncio.run(_serve(settings))
     except ServerError as error:
-        errors.print(f"[red]Could not start {error.server}:[/] {error}")
+        errors.print(f"[red]Could not start {error.server}:[/] {escape(str(error))}")
         raise typer.Exit(1) from error
 
 
@@ -91,3 +113,137 @@ def status() -> None:
     console.print(_status_table(statuses))
     if not all(s.healthy for s in statuses):
         raise typer.Exit(1)
+
+
+@asynccontextmanager
+async def _bus() -> AsyncIterator[CommandBus]:
+    settings = _settings()
+    stack = Stack(settings)
+    try:
+        async with connect_store(settings, stack) as bus:
+            yield bus
+    except (nats.errors.NoServersError, OSError) as error:
+        errors.print(
+            f"[red]NATS at {stack.nats_url} does not answer[/] ({error!r}). "
+            "Is the platform up? Start it with `sutazai up`."
+        )
+        raise typer.Exit(2) from error
+
+
+def _run(work: Callable[[CommandBus], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with _bus() as bus:
+            return await work(bus)
+
+    try:
+        return asyncio.run(main())
+    except EventStoreError as error:
+        errors.print(f"[red]{type(error).__name__}:[/] {escape(str(error))}")
+        raise typer.Exit(1) from error
+
+
+def _event_line(event: RecordedEvent) -> str:
+    envelope = event.envelope
+    return (
+        f"[bold]{event.sequence:>8}[/] {envelope.occurred_at:%Y-%m-%d %H:%M:%S} "
+        f"[cyan]{envelope.event_type}[/] {envelope.aggregate_type} {envelope.aggregate_id} "
+        f"v{envelope.aggregate_version} by {envelope.actor.kind}:{escape(envelope.actor.id)}"
+        + (f" — {escape(envelope.reason)}" if envelope.reason else "")
+    )
+
+
+@events_app.command("tail")
+def events_tail(
+    from_sequence: Annotated[int, typer.Option("--from", help="First stream sequence.")] = 1,
+    subject: Annotated[
+        str, typer.Option(help="Subject filter, e.g. 'sutazai.events.task.>'.")
+    ] = "sutazai.events.>",
+    follow: Annotated[bool, typer.Option(help="Keep printing new events.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON envelope a line.")] = False,
+) -> None:
+    """Print the event log from a sequence on, and (by default) follow it."""
+
+    async def tail(bus: CommandBus) -> None:
+        async for event in bus.store.read(
+            from_sequence=from_sequence, subject_filter=subject, follow=follow
+        ):
+            if as_json:
+                print(
+                    json.dumps(
+                        {"sequence": event.sequence, **event.envelope.model_dump(mode="json")}
+                    )
+                )
+            else:
+                console.print(_event_line(event), highlight=False)
+
+    with suppress(KeyboardInterrupt):
+        _run(tail)
+
+
+def _local_actor() -> tuple[Actor, UUID]:
+    user = getpass.getuser()
+    return Actor(id=f"cli:{user}", kind="user"), aggregate_id_for(f"local-user:{user}")
+
+
+@task_app.command("submit")
+def task_submit(
+    task_type: Annotated[str, typer.Option("--type", help="e.g. code.generate, rag.ask.")],
+    payload: Annotated[str, typer.Option(help="JSON object with the task's input.")] = "{}",
+    priority: Annotated[int, typer.Option(min=1, max=10, help="1 is the highest.")] = 5,
+    max_attempts: Annotated[int, typer.Option(min=1)] = 3,
+    command_id: Annotated[
+        str | None, typer.Option(help="Idempotency key: the same id never submits twice.")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Why, for the audit log.")] = None,
+) -> None:
+    """Submit a task and print its id, version and stream sequence."""
+    try:
+        body = json.loads(payload)
+    except json.JSONDecodeError as error:
+        errors.print(f"[red]--payload is not JSON:[/] {escape(str(error))}")
+        raise typer.Exit(2) from error
+    actor, owner = _local_actor()
+    request = CommandRequest(
+        command_id=command_id,
+        actor=actor,
+        reason=reason,
+        payload={
+            "owner_id": str(owner),
+            "task_type": task_type,
+            "priority": priority,
+            "payload": body,
+            "max_attempts": max_attempts,
+        },
+    )
+    reply = _run(lambda bus: dispatch(bus, "SubmitTask", request))
+    if not isinstance(reply, CommandAccepted):
+        errors.print(f"[red]Refused ({reply.error.code}):[/] {escape(reply.error.message)}")
+        for field in reply.error.fields:
+            errors.print(f"  {field.field}: {escape(field.message)}")
+        raise typer.Exit(1)
+    again = " (already submitted: this is the first outcome)" if reply.duplicate else ""
+    console.print(
+        f"Task [bold]{reply.aggregate_id}[/] submitted{again}: "
+        f"version {reply.version}, sequence {reply.sequence}"
+    )
+
+
+@task_app.command("show")
+def task_show(task_id: Annotated[UUID, typer.Argument(help="The task's id.")]) -> None:
+    """Show a task as folded from the log, with its version."""
+
+    async def show(bus: CommandBus) -> None:
+        loaded = await load_aggregate(bus.store, TASK, task_id)
+        if loaded.state is None:
+            errors.print(f"[red]No task {task_id}[/]")
+            raise typer.Exit(1)
+        table = Table(title=f"task {task_id} at version {loaded.version}", show_header=False)
+        table.add_column("field", style="bold")
+        table.add_column("value", overflow="fold")
+        for field, value in loaded.state.model_dump(mode="json").items():
+            table.add_row(field, json.dumps(value) if isinstance(value, dict) else str(value))
+        table.add_row("version", str(loaded.version))
+        table.add_row("last sequence", str(loaded.sequence))
+        console.print(table)
+
+    _run(show)

@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     graph_url: str | None = None
     graph_port: int = 16380
 
+    store_timeout: float = Field(default=5.0, gt=0, description="Seconds to wait for NATS.")
+    duplicate_window: float = Field(default=120.0, gt=0, description="JetStream dedupe window.")
+    snapshot_every: int = Field(default=100, ge=0, description="Snapshot every N events (0: off).")
+    command_attempts: int = Field(default=8, ge=1, description="Tries on a concurrency conflict.")
+    remembered_commands: int = Field(
+        default=1_000, ge=1, description="Command outcomes a snapshot keeps for idempotency."
+    )
+
     @property
     def resolved_data_dir(self) -> Path:
         """The data dir as an absolute path."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -103,3 +104,36 @@ def test_status_says_which_server_is_down(stack: Stack) -> None:
     for name in ("postgres", "redis", "graph"):
         assert "down" in lines[name], status.stdout
     shutil.rmtree(settings.data_dir, ignore_errors=True)
+
+
+def test_task_submit_show_and_events_tail_through_the_cli(stack: Stack) -> None:
+    env = _environment(stack.settings)
+
+    def sutazai(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([SUTAZAI, *args], env=env, capture_output=True, text=True, timeout=60)
+
+    command_id = f"cli-{time.time_ns()}"
+    submit = ["task", "submit", "--type", "code.review", "--priority", "2"]
+    first = sutazai(*submit, "--payload", '{"code": "x = 1"}', "--command-id", command_id)
+    assert first.returncode == 0, first.stderr
+    again = sutazai(*submit, "--payload", '{"code": "x = 1"}', "--command-id", command_id)
+    assert "already submitted" in again.stdout
+    task_id = first.stdout.split()[1]
+    assert task_id in again.stdout
+
+    shown = sutazai("task", "show", task_id)
+    assert shown.returncode == 0, shown.stderr
+    assert "pending" in shown.stdout
+    assert "code.review" in shown.stdout
+    assert "version 1" in shown.stdout
+
+    tail = sutazai(
+        "events", "tail", "--no-follow", "--json", "--subject", f"sutazai.events.task.{task_id}.*"
+    )
+    lines = [json.loads(line) for line in tail.stdout.splitlines()]
+    assert [line["event_type"] for line in lines] == ["TaskSubmitted"]
+    assert lines[0]["actor"]["kind"] == "user"
+
+    refused = sutazai("task", "submit", "--type", "Not A Type")
+    assert refused.returncode == 1
+    assert "payload.task_type" in refused.stderr

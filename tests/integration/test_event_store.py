@@ -294,3 +294,26 @@ async def test_reading_the_log_from_a_position_and_following_it(
         event = await asyncio.wait_for(anext(follower), timeout=5)
     assert event.sequence == later.sequence
     await follower.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_bus_with_a_stale_view_neither_refuses_wrongly_nor_overwrites(
+    event_store: EventStore,
+) -> None:
+    here, elsewhere = CommandBus(event_store), CommandBus(event_store)
+    submission = new_submission()
+    await here.execute(submission, context())  # `here` now holds the task as pending
+    task_id = submission.task_id
+
+    await elsewhere.execute(AssignTask(task_id=task_id, agent_id=uuid7()), context())
+    started = await here.execute(StartTask(task_id=task_id), context())  # stale: "pending"
+    assert started.version == 3
+
+    await elsewhere.execute(ReportTaskProgress(task_id=task_id, percent=10), context())
+    progressed = await here.execute(ReportTaskProgress(task_id=task_id, percent=20), context())
+    assert progressed.version == 5
+
+    events = await _events_of(event_store, task_id)
+    assert [e.envelope.aggregate_version for e in events] == [1, 2, 3, 4, 5]
+    state = fold(TASK, events, task_id).state
+    assert isinstance(state, Task)
+    assert (state.status, state.progress) == (TaskStatus.RUNNING, 20)

@@ -1,0 +1,266 @@
+"""Appends and loads against a bare nats-py baseline, measured side by side on one nats-server.
+
+Prints one line per figure: `name  ours  baseline  ratio` (ratio = ours / baseline throughput,
+higher is better). Run with `make bench` or `.venv/bin/python bench/append.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from uuid import UUID
+
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from uuid_utils.compat import uuid7
+
+from commands.bus import BusPolicy, CommandBus, CommandContext
+from domain.task import AssignTask, ReportTaskProgress, StartTask, SubmitTask
+from eventstore.store import EventStore
+from eventstore.streams import EVENTS_STREAM, StreamLayout
+from runtime.servers.base import ServerOptions
+from runtime.servers.nats import NatsServer
+from runtime.structured_logging import configure_logging
+from schemas.envelope import Actor, EventEnvelope, aggregate_subjects
+
+ROUNDS = 2_000
+IN_FLIGHT = 64
+BATCH = 10
+LOADS = 300
+EVENTS_PER_LOADED_TASK = 20
+ACTOR = Actor(id="bench", kind="system")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _envelope(aggregate_id: UUID, version: int, command_id: str) -> EventEnvelope:
+    return EventEnvelope(
+        event_id=uuid7(),
+        event_type="TaskProgressReported",
+        schema_version=1,
+        aggregate_type="task",
+        aggregate_id=aggregate_id,
+        aggregate_version=version,
+        occurred_at=datetime.now(UTC),
+        actor=ACTOR,
+        command_id=command_id,
+        correlation_id=command_id,
+        data={"percent": version % 100, "note": "benchmark step"},
+    )
+
+
+async def _rate(count: int, work: Callable[[], Awaitable[None]]) -> float:
+    started = time.perf_counter()
+    await work()
+    return count / (time.perf_counter() - started)
+
+
+async def _in_flight(items: list[Callable[[], Awaitable[object]]], limit: int) -> None:
+    gate = asyncio.Semaphore(limit)
+
+    async def one(item: Callable[[], Awaitable[object]]) -> None:
+        async with gate:
+            await item()
+
+    await asyncio.gather(*(one(item) for item in items))
+
+
+def _line(name: str, ours: float, baseline: float, unit: str) -> None:
+    print(f"{name:<34} {ours:>10.0f} {baseline:>10.0f}  {ours / baseline:>5.2f}x  ({unit})")
+
+
+async def single_appends(client: NatsClient, store: EventStore) -> None:
+    """One event per append, one after another: our append vs js.publish of the same bytes."""
+    js = client.jetstream()
+    ours_envelopes = [_envelope(uuid7(), 1, f"o-{uuid7()}") for _ in range(ROUNDS)]
+    base_envelopes = [_envelope(uuid7(), 1, f"b-{uuid7()}") for _ in range(ROUNDS)]
+
+    async def ours() -> None:
+        for envelope in ours_envelopes:
+            await store.append([envelope], expected_sequence=0)
+
+    async def baseline() -> None:
+        for envelope in base_envelopes:
+            await js.publish(
+                envelope.subject, envelope.model_dump_json().encode(), headers=envelope.headers(0)
+            )
+
+    base = await _rate(ROUNDS, baseline)
+    mine = await _rate(ROUNDS, ours)
+    _line("append, single event", mine, base, "events/s")
+
+
+async def pipelined_appends(client: NatsClient, store: EventStore) -> None:
+    """Single-event appends with many in flight, against js.publish with as many in flight."""
+    js = client.jetstream()
+    ours_envelopes = [_envelope(uuid7(), 1, f"o-{uuid7()}") for _ in range(ROUNDS)]
+    base_envelopes = [_envelope(uuid7(), 1, f"b-{uuid7()}") for _ in range(ROUNDS)]
+    ours = [(lambda e=e: store.append([e], expected_sequence=0)) for e in ours_envelopes]
+    baseline = [
+        (lambda e=e: js.publish(e.subject, e.model_dump_json().encode(), headers=e.headers(0)))
+        for e in base_envelopes
+    ]
+    base = await _rate(ROUNDS, lambda: _in_flight(baseline, IN_FLIGHT))
+    mine = await _rate(ROUNDS, lambda: _in_flight(ours, IN_FLIGHT))
+    _line(f"append, {IN_FLIGHT} in flight", mine, base, "events/s")
+
+
+async def batched_appends(client: NatsClient, store: EventStore) -> None:
+    """A 10-event atomic batch per aggregate vs 10 acked js.publish calls per aggregate."""
+    js = client.jetstream()
+    aggregates = ROUNDS // BATCH
+
+    def batch(prefix: str) -> list[EventEnvelope]:
+        aggregate_id, command_id = uuid7(), f"{prefix}-{uuid7()}"
+        return [_envelope(aggregate_id, v, command_id) for v in range(1, BATCH + 1)]
+
+    ours_batches = [batch("o") for _ in range(aggregates)]
+    base_batches = [batch("b") for _ in range(aggregates)]
+
+    async def ours() -> None:
+        for envelopes in ours_batches:
+            await store.append(envelopes, expected_sequence=0)
+
+    async def baseline() -> None:
+        for envelopes in base_batches:
+            for index, envelope in enumerate(envelopes):
+                await js.publish(
+                    envelope.subject,
+                    envelope.model_dump_json().encode(),
+                    headers=envelope.headers(index),
+                )
+
+    base = await _rate(ROUNDS, baseline)
+    mine = await _rate(ROUNDS, ours)
+    _line(f"append, atomic batch of {BATCH}", mine, base, "events/s")
+
+
+async def commands(client: NatsClient, store: EventStore) -> None:
+    """Whole commands (load, decide, append) vs js.publish of an event of the same size."""
+    js = client.jetstream()
+    bus = CommandBus(store, policy=BusPolicy(snapshot_every=0))
+    task_ids = [uuid7() for _ in range(ROUNDS)]
+    owner = uuid7()
+
+    async def ours() -> None:
+        for task_id in task_ids:
+            await bus.execute(
+                SubmitTask(task_id=task_id, owner_id=owner, task_type="code.generate"),
+                CommandContext(command_id=str(uuid7()), actor=ACTOR),
+            )
+
+    sample = _envelope(uuid7(), 1, "sample")
+    body = sample.model_dump_json().encode()
+
+    async def baseline() -> None:
+        for n in range(ROUNDS):
+            await js.publish(
+                f"sutazai.events.task.{uuid7()}.X", body, headers={"Nats-Msg-Id": f"c{n}-{uuid7()}"}
+            )
+
+    base = await _rate(ROUNDS, baseline)
+    mine = await _rate(ROUNDS, ours)
+    _line("command, submit task (new)", mine, base, "commands/s")
+
+    # A command on an existing aggregate also loads its events first.
+    agent = uuid7()
+    for task_id in task_ids[:LOADS]:
+        await bus.execute(
+            AssignTask(task_id=task_id, agent_id=agent),
+            CommandContext(command_id=str(uuid7()), actor=ACTOR),
+        )
+        await bus.execute(
+            StartTask(task_id=task_id), CommandContext(command_id=str(uuid7()), actor=ACTOR)
+        )
+
+    async def progress() -> None:
+        for task_id in task_ids[:LOADS]:
+            await bus.execute(
+                ReportTaskProgress(task_id=task_id, percent=50),
+                CommandContext(command_id=str(uuid7()), actor=ACTOR),
+            )
+
+    async def baseline_small() -> None:
+        for n in range(LOADS):
+            await js.publish(
+                f"sutazai.events.task.{uuid7()}.X", body, headers={"Nats-Msg-Id": f"p{n}-{uuid7()}"}
+            )
+
+    base = await _rate(LOADS, baseline_small)
+    mine = await _rate(LOADS, progress)
+    _line("command, on a 3-event task", mine, base, "commands/s")
+
+
+async def loads(client: NatsClient, store: EventStore) -> None:
+    """Loading a 20-event aggregate: batch direct get vs an ordered consumer per load."""
+    js = client.jetstream()
+    task_ids = [uuid7() for _ in range(LOADS)]
+    for task_id in task_ids:
+        command_id = f"l-{uuid7()}"
+        envelopes = [
+            _envelope(task_id, v, command_id) for v in range(1, EVENTS_PER_LOADED_TASK + 1)
+        ]
+        await store.append(envelopes, expected_sequence=0)
+
+    async def ours() -> None:
+        for task_id in task_ids:
+            events = [e async for e in store.load("task", task_id)]
+            assert len(events) == EVENTS_PER_LOADED_TASK
+
+    async def by_consumer() -> None:
+        for task_id in task_ids:
+            subscription = await js.subscribe(
+                aggregate_subjects("task", task_id),
+                stream=EVENTS_STREAM,
+                ordered_consumer=True,
+                config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+            )
+            events = []
+            while len(events) < EVENTS_PER_LOADED_TASK:
+                message = await subscription.next_msg(timeout=5)
+                events.append(message)
+            await subscription.unsubscribe()
+
+    base = await _rate(LOADS, by_consumer)
+    mine = await _rate(LOADS, ours)
+    _line(f"load, {EVENTS_PER_LOADED_TASK}-event aggregate", mine, base, "loads/s, vs consumer")
+
+
+async def main() -> None:
+    configure_logging(level="warning")
+    root = Path(tempfile.mkdtemp(prefix="sutazai-bench-"))
+    server = NatsServer(
+        ServerOptions(root=root, startup_timeout=20, stop_timeout=5),
+        port=_free_port(),
+        monitor_port=_free_port(),
+    )
+    await server.start()
+    try:
+        client = await nats.connect(server.url)
+        store = EventStore(client, timeout=10)
+        await store.setup(StreamLayout())
+        print(f"{'name':<34} {'ours':>10} {'baseline':>10}  ratio")
+        await single_appends(client, store)
+        await pipelined_appends(client, store)
+        await batched_appends(client, store)
+        await commands(client, store)
+        await loads(client, store)
+        await client.close()
+    finally:
+        await server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,116 @@
+"""Commands by name, as programs and people send them: parse, run on the bus, reply typed."""
+
+from __future__ import annotations
+
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from pydantic import ValidationError
+from uuid_utils.compat import uuid7
+
+from commands.aggregates import COMMANDS
+from commands.bus import CommandBus, CommandContext
+from domain.errors import DomainError
+from eventstore.errors import (
+    AppendRejected,
+    ConcurrencyConflict,
+    EventTooLarge,
+    StoreUnavailable,
+)
+from schemas.commands import (
+    CommandAccepted,
+    CommandError,
+    CommandRefused,
+    CommandReply,
+    CommandRequest,
+    FieldError,
+)
+
+_COMMAND_IDS = uuid5(NAMESPACE_URL, "https://sutazai.dev/command-id")
+
+
+class UnknownCommand(LookupError):
+    """No command of that name exists."""
+
+
+def aggregate_id_for(command_id: str) -> UUID:
+    """The id a creation command gives its aggregate: the same for every retry of it.
+
+    A UUID command id (a UUIDv7 as minted here: time-ordered) is used as it is; any other
+    string maps to a name-based UUID.
+    """
+    try:
+        return UUID(command_id)
+    except ValueError:
+        return uuid5(_COMMAND_IDS, command_id)
+
+
+def validation_refusal(
+    command_id: str | None, error: ValidationError, *, within: str = ""
+) -> CommandRefused:
+    """A refusal naming every invalid field (`within`: the path of the validated part)."""
+    fields = [
+        FieldError(
+            field=".".join(str(part) for part in ((within,) if within else ()) + issue["loc"]),
+            message=issue["msg"],
+        )
+        for issue in error.errors()
+    ]
+    names = ", ".join(f.field or "(body)" for f in fields)
+    return CommandRefused(
+        command_id=command_id,
+        error=CommandError(
+            code="VALIDATION", type="ValidationError", message=f"invalid: {names}", fields=fields
+        ),
+    )
+
+
+def _refusal(command_id: str, code: str, error: Exception) -> CommandRefused:
+    return CommandRefused(
+        command_id=command_id,
+        error=CommandError(code=code, type=type(error).__name__, message=str(error)),
+    )
+
+
+async def dispatch(bus: CommandBus, name: str, request: CommandRequest) -> CommandReply:
+    """Run the command called `name`; every failure comes back as a typed refusal."""
+    try:
+        kind, model = COMMANDS[name]
+    except KeyError:
+        error = UnknownCommand(f"no command named {name!r}; known: {sorted(COMMANDS)}")
+        return _refusal(request.command_id or "", "NOT_FOUND", error)
+    command_id = request.command_id or str(uuid7())
+    payload = dict(request.payload)
+    if model is kind.creation and kind.id_field not in payload:
+        payload[kind.id_field] = str(aggregate_id_for(command_id))
+    try:
+        command = model.model_validate(payload)
+    except ValidationError as error:
+        return validation_refusal(command_id, error, within="payload")
+    context = CommandContext(
+        command_id=command_id,
+        actor=request.actor,
+        reason=request.reason,
+        correlation_id=request.correlation_id,
+        causation_id=request.causation_id,
+    )
+    try:
+        result = await bus.execute(command, context)
+    except DomainError as error:
+        return _refusal(command_id, error.code, error)
+    except ConcurrencyConflict as error:
+        return _refusal(command_id, "CONFLICT", error)
+    except StoreUnavailable as error:
+        return _refusal(command_id, "UNAVAILABLE", error)
+    except EventTooLarge as error:
+        return _refusal(command_id, "TOO_LARGE", error)
+    except AppendRejected as error:
+        return _refusal(command_id, "REJECTED", error)
+    return CommandAccepted(
+        command_id=command_id,
+        aggregate_type=result.aggregate_type,
+        aggregate_id=result.aggregate_id,
+        version=result.version,
+        sequence=result.sequence,
+        event_types=list(result.event_types),
+        duplicate=result.duplicate,
+    )

@@ -1,0 +1,52 @@
+"""Commands over NATS request/reply: `sutazai.cmd.<CommandName>` answered with a typed reply."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from faststream.nats import NatsRouter
+from faststream.nats.annotations import NatsMessage
+from pydantic import ValidationError
+
+from commands.aggregates import COMMANDS
+from commands.bus import CommandBus
+from commands.dispatch import dispatch, validation_refusal
+from schemas.commands import CommandRequest, command_subject
+
+QUEUE = "sutazai-commands"
+
+
+def command_router(bus: CommandBus) -> NatsRouter:
+    """One subscriber per command, in a queue group so every replica shares the load."""
+    router = NatsRouter()
+    for name in COMMANDS:
+        router.subscriber(command_subject(name), queue=QUEUE)(_handler(bus, name))
+    return router
+
+
+def _claimed_command_id(raw: bytes) -> str | None:
+    """The command id of a request that failed validation, when one can still be read."""
+    try:
+        value = json.loads(raw).get("command_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _handler(bus: CommandBus, name: str) -> Callable[..., Awaitable[dict[str, Any]]]:
+    # The raw message, not a decoded body: a request that is not even JSON still gets a
+    # typed refusal instead of silence.
+    async def handle(body: Any, message: NatsMessage) -> dict[str, Any]:
+        try:
+            request = CommandRequest.model_validate_json(message.body)
+        except ValidationError as error:
+            refusal = validation_refusal(_claimed_command_id(message.body), error)
+            return refusal.model_dump(mode="json")
+        reply = await dispatch(bus, name, request)
+        return reply.model_dump(mode="json")
+
+    handle.__name__ = f"handle_{name}"
+    handle.__doc__ = f"Run {name}; reply CommandAccepted or CommandRefused."
+    return handle
