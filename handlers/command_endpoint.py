@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from faststream.nats import NatsRouter
+from faststream.nats import NatsBroker, NatsRouter
 from faststream.nats.annotations import NatsMessage
 from pydantic import ValidationError
 
@@ -16,6 +18,22 @@ from commands.dispatch import dispatch, validation_refusal
 from schemas.commands import CommandRequest, command_subject
 
 QUEUE = "sutazai-commands"
+
+
+@contextlib.asynccontextmanager
+async def command_endpoint(nats_url: str, bus: CommandBus) -> AsyncIterator[NatsBroker]:
+    """Answer `sutazai.cmd.<CommandName>` until the block ends."""
+    # Every request would log at INFO otherwise; keep those at DEBUG.
+    broker = NatsBroker(nats_url, log_level=logging.DEBUG)
+    broker.include_router(command_router(bus))
+    await broker.start()
+    # A round trip after subscribing: once it returns the server knows every subscription,
+    # so no request that follows can meet "no responders".
+    await broker.connection.flush()
+    try:
+        yield broker
+    finally:
+        await broker.stop()
 
 
 def command_router(bus: CommandBus) -> NatsRouter:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -17,7 +16,7 @@ from nats.aio.client import Client as NatsClient
 from commands.bus import BusPolicy, CommandBus
 from eventstore.store import EventStore
 from eventstore.streams import StreamLayout
-from handlers.command_endpoint import command_router
+from handlers.command_endpoint import command_endpoint
 from runtime.settings import Settings
 from runtime.stack import Stack
 
@@ -85,14 +84,6 @@ async def connect(settings: Settings, stack: Stack) -> AsyncIterator[Platform]:
         )
 
 
-@contextlib.asynccontextmanager
-async def serve_commands(platform: Platform) -> AsyncIterator[NatsBroker]:
+def serve_commands(platform: Platform) -> contextlib.AbstractAsyncContextManager[NatsBroker]:
     """Answer `sutazai.cmd.<CommandName>` requests until the block ends."""
-    # Every request would log at INFO otherwise; keep those at DEBUG.
-    broker = NatsBroker(platform.stack.nats_url, log_level=logging.DEBUG)
-    broker.include_router(command_router(platform.bus))
-    await broker.start()
-    try:
-        yield broker
-    finally:
-        await broker.stop()
+    return command_endpoint(platform.stack.nats_url, platform.bus)

@@ -7,14 +7,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 from uuid_utils.compat import uuid4, uuid7
 
 from commands.bus import CommandBus
 from commands.dispatch import dispatch
 from eventstore.store import EventStore
-from handlers.command_endpoint import command_router
+from handlers.command_endpoint import command_endpoint
 from runtime.stack import Stack
 from schemas.commands import CommandAccepted, CommandRequest
 from tests.tasks import ALICE, OWNER
@@ -22,11 +21,8 @@ from tests.tasks import ALICE, OWNER
 
 @pytest.fixture(scope="module")
 async def endpoint(stack: Stack, bus: CommandBus) -> AsyncIterator[None]:
-    broker = NatsBroker(stack.nats_url)
-    broker.include_router(command_router(bus))
-    await broker.start()
-    yield
-    await broker.stop()
+    async with command_endpoint(stack.nats_url, bus):
+        yield
 
 
 async def _request(client: NatsClient, name: str, body: bytes | dict[str, Any]) -> dict[str, Any]:
