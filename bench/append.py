@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from uuid_utils.compat import uuid7
@@ -247,8 +246,8 @@ async def main() -> None:
     )
     await server.start()
     try:
-        client = await nats.connect(server.url)
-        store = EventStore(client, timeout=10)
+        store = await EventStore.connect(server.url, timeout=10)
+        client = store.client
         await store.setup(StreamLayout())
         print(f"{'name':<34} {'ours':>10} {'baseline':>10}  ratio")
         await single_appends(client, store)

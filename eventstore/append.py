@@ -11,6 +11,7 @@ from typing import Any
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
+from eventstore.connection import ConnectionWatch
 from eventstore.errors import AppendRejected, ConcurrencyConflict, EventTooLarge, StoreUnavailable
 from schemas.envelope import EventEnvelope, aggregate_subjects
 
@@ -64,7 +65,8 @@ async def append_events(
     envelopes: Sequence[EventEnvelope],
     *,
     expected_sequence: int,
-    timeout: float,  # noqa: ASYNC109 -- the server's answer deadline, mapped to StoreUnavailable
+    timeout: float,
+    watch: ConnectionWatch,
 ) -> AppendResult:
     """Append one aggregate's events after `expected_sequence` (0: the aggregate is new).
 
@@ -92,9 +94,10 @@ async def append_events(
     try:
         if len(encoded) == 1:
             body, headers = encoded[0]
-            reply = await client.request(
-                first.subject, body, timeout=timeout, headers={**headers, **concurrency}
-            )
+            with watch.bounded("an append"):
+                reply = await client.request(
+                    first.subject, body, timeout=timeout, headers={**headers, **concurrency}
+                )
         else:
             batch_id = uuid.uuid4().hex
             last = len(encoded)
@@ -108,9 +111,10 @@ async def append_events(
                     await client.publish(envelope.subject, body, headers={**headers, **batch})
                     continue
                 batch["Nats-Batch-Commit"] = "1"
-                reply = await client.request(
-                    envelope.subject, body, timeout=timeout, headers={**headers, **batch}
-                )
+                with watch.bounded("an append"):
+                    reply = await client.request(
+                        envelope.subject, body, timeout=timeout, headers={**headers, **batch}
+                    )
     except _UNREACHABLE as error:
         raise StoreUnavailable(f"NATS did not acknowledge the append: {error!r}") from error
     return _outcome(json.loads(reply.data), subject_filter, expected_sequence, len(encoded))

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import nats.errors
 from nats.aio.client import Client as NatsClient
 
+from eventstore.connection import ConnectionWatch
 from eventstore.errors import StoreUnavailable
 from eventstore.streams import EVENTS_STREAM
 from schemas.envelope import EventEnvelope, RecordedEvent
@@ -24,7 +25,8 @@ async def direct_get(
     *,
     after_sequence: int = 0,
     up_to_sequence: int | None = None,
-    timeout: float,  # noqa: ASYNC109 -- per reply; a silent server means StoreUnavailable
+    timeout: float,
+    watch: ConnectionWatch,
     stream: str = EVENTS_STREAM,
 ) -> AsyncIterator[RecordedEvent]:
     """Every stored event matching `subject_filter` after `after_sequence`, in stream order.
@@ -48,7 +50,8 @@ async def direct_get(
             await client.publish(api, json.dumps(request).encode(), reply=inbox)
             pending = 0
             while True:
-                message = await replies.next_msg(timeout=timeout)
+                with watch.bounded("a read"):
+                    message = await replies.next_msg(timeout=timeout)
                 headers = message.headers or {}
                 status = headers.get("Status")
                 if status == _NOT_FOUND:

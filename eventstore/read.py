@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from nats.aio.client import Client as NatsClient
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from eventstore.connection import ConnectionWatch
 from eventstore.load import direct_get
 from eventstore.streams import EVENTS_STREAM, EVENTS_SUBJECTS
 from schemas.envelope import EventEnvelope, RecordedEvent
@@ -18,7 +19,8 @@ async def read_log(
     from_sequence: int = 1,
     subject_filter: str = EVENTS_SUBJECTS,
     follow: bool = False,
-    timeout: float,  # noqa: ASYNC109 -- per server answer
+    timeout: float,
+    watch: ConnectionWatch,
 ) -> AsyncIterator[RecordedEvent]:
     """Events from `from_sequence` on, in stream order.
 
@@ -28,7 +30,7 @@ async def read_log(
     """
     if not follow:
         async for event in direct_get(
-            client, subject_filter, after_sequence=from_sequence - 1, timeout=timeout
+            client, subject_filter, after_sequence=from_sequence - 1, timeout=timeout, watch=watch
         ):
             yield event
         return

@@ -10,6 +10,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
+from eventstore.connection import ConnectionWatch
 from eventstore.errors import StoreUnavailable
 from eventstore.streams import SNAPSHOTS_BUCKET
 
@@ -41,9 +42,10 @@ class Snapshot(BaseModel):
 class SnapshotStore:
     """Read and write snapshots; a snapshot that no longer decodes is treated as absent."""
 
-    def __init__(self, client: NatsClient, *, timeout: float) -> None:
+    def __init__(self, client: NatsClient, *, timeout: float, watch: ConnectionWatch) -> None:
         self._client = client
         self._timeout = timeout
+        self._watch = watch
         self._bucket: KeyValue | None = None
 
     async def _kv(self) -> KeyValue:
@@ -62,7 +64,8 @@ class SnapshotStore:
         if not self._client.is_connected:
             raise StoreUnavailable("not connected to NATS")
         try:
-            entry = await (await self._kv()).get(self.key(aggregate_type, aggregate_id))
+            with self._watch.bounded("a snapshot read"):
+                entry = await (await self._kv()).get(self.key(aggregate_type, aggregate_id))
         except KeyNotFoundError:
             return None
         except nats.errors.Error as error:

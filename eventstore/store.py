@@ -9,6 +9,7 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from eventstore.append import AppendResult, append_events
+from eventstore.connection import ConnectionWatch, connect_watched
 from eventstore.errors import StoreUnavailable
 from eventstore.load import direct_get
 from eventstore.read import read_log
@@ -18,12 +19,26 @@ from schemas.envelope import EventEnvelope, RecordedEvent, aggregate_subjects
 
 
 class EventStore:
-    """JetStream as the source of truth. `timeout` bounds every wait for the server."""
+    """JetStream as the source of truth. `timeout` bounds every wait for the server.
 
-    def __init__(self, client: NatsClient, *, timeout: float = 5.0) -> None:
+    Build it with `EventStore.connect` so that calls in flight fail the moment NATS drops; one
+    built on a client of your own only learns of an outage from its timeouts.
+    """
+
+    def __init__(
+        self, client: NatsClient, *, timeout: float = 5.0, watch: ConnectionWatch | None = None
+    ) -> None:
         self.client = client
         self.timeout = timeout
-        self.snapshots = SnapshotStore(client, timeout=timeout)
+        self.watch = watch or ConnectionWatch()
+        self.snapshots = SnapshotStore(client, timeout=timeout, watch=self.watch)
+
+    @classmethod
+    async def connect(cls, url: str, *, timeout: float, name: str = "sutazai") -> EventStore:
+        """Connect to NATS with the connection watched."""
+        watch = ConnectionWatch()
+        client = await connect_watched(url, name=name, watch=watch)
+        return cls(client, timeout=timeout, watch=watch)
 
     async def setup(self, layout: StreamLayout) -> None:
         """Create or update the streams and buckets (idempotent)."""
@@ -34,7 +49,11 @@ class EventStore:
     ) -> AppendResult:
         """Append one aggregate's events atomically after `expected_sequence`."""
         return await append_events(
-            self.client, envelopes, expected_sequence=expected_sequence, timeout=self.timeout
+            self.client,
+            envelopes,
+            expected_sequence=expected_sequence,
+            timeout=self.timeout,
+            watch=self.watch,
         )
 
     def load(
@@ -46,6 +65,7 @@ class EventStore:
             aggregate_subjects(aggregate_type, aggregate_id),
             after_sequence=after_sequence,
             timeout=self.timeout,
+            watch=self.watch,
         )
 
     def read(
@@ -62,6 +82,7 @@ class EventStore:
             subject_filter=subject_filter,
             follow=follow,
             timeout=self.timeout,
+            watch=self.watch,
         )
 
     async def last_sequence(self) -> int:

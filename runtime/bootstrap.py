@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 import asyncpg
 import falkordb.asyncio
-import nats
 import redis.asyncio as aioredis
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
@@ -38,13 +37,14 @@ class Platform:
 @contextlib.asynccontextmanager
 async def connect_store(settings: Settings, stack: Stack) -> AsyncIterator[CommandBus]:
     """Only the event store and the bus: what the event and task commands of the CLI need."""
-    client = await nats.connect(stack.nats_url, name="sutazai-cli")
+    store = await EventStore.connect(
+        stack.nats_url, timeout=settings.store_timeout, name="sutazai-cli"
+    )
     try:
-        store = EventStore(client, timeout=settings.store_timeout)
         await store.setup(StreamLayout(duplicate_window=settings.duplicate_window))
         yield _bus(settings, store)
     finally:
-        await client.close()
+        await store.client.close()
 
 
 def _bus(settings: Settings, store: EventStore) -> CommandBus:
@@ -62,9 +62,9 @@ def _bus(settings: Settings, store: EventStore) -> CommandBus:
 async def connect(settings: Settings, stack: Stack) -> AsyncIterator[Platform]:
     """Connect to the servers of a started stack; close every client on exit."""
     async with contextlib.AsyncExitStack() as resources:
-        nats_client = await nats.connect(stack.nats_url, name="sutazai")
+        store = await EventStore.connect(stack.nats_url, timeout=settings.store_timeout)
+        nats_client = store.client
         resources.push_async_callback(nats_client.drain)
-        store = EventStore(nats_client, timeout=settings.store_timeout)
         await store.setup(StreamLayout(duplicate_window=settings.duplicate_window))
         postgres = await asyncpg.create_pool(stack.postgres_url, min_size=1, max_size=10)
         resources.push_async_callback(postgres.close)

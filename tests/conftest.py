@@ -6,7 +6,6 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 
@@ -73,19 +72,18 @@ async def server_faults(stack: Stack) -> AsyncIterator[ServerFaults]:
 
 
 @pytest.fixture(scope="session")
-async def nats_client(stack: Stack) -> AsyncIterator[NatsClient]:
-    """A NATS connection of the test session, quick to reconnect after a server restart."""
-    client = await nats.connect(stack.nats_url, reconnect_time_wait=0.2, max_reconnect_attempts=-1)
-    yield client
-    await client.close()
+async def event_store(stack: Stack) -> AsyncIterator[EventStore]:
+    """The event store on the session's NATS, its streams and buckets set up."""
+    store = await EventStore.connect(stack.nats_url, timeout=2.0, name="tests")
+    await store.setup(StreamLayout())
+    yield store
+    await store.client.close()
 
 
 @pytest.fixture(scope="session")
-async def event_store(nats_client: NatsClient) -> EventStore:
-    """The event store on the session's NATS, its streams and buckets set up."""
-    store = EventStore(nats_client, timeout=2.0)
-    await store.setup(StreamLayout())
-    return store
+def nats_client(event_store: EventStore) -> NatsClient:
+    """The session's NATS connection (the event store's)."""
+    return event_store.client
 
 
 @pytest.fixture(scope="session")

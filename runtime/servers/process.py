@@ -39,7 +39,7 @@ async def wait_until_healthy(
     name: str,
     probe: Probe,
     *,
-    timeout: float,  # noqa: ASYNC109 -- the server's deadline, reported in its error
+    timeout: float,
     log_path: Path | None = None,
     process: subprocess.Popen[bytes] | None = None,
 ) -> None:
@@ -144,7 +144,7 @@ class ServerProcess:
         self.pid_path.write_text(f"{self._popen.pid}\n{self.argv[0]}\n")
         log.info("server.spawned", server=self.name, pid=self._popen.pid, log=str(self.log_path))
 
-    async def stop(self, timeout: float) -> None:  # noqa: ASYNC109 -- a grace period, not a cancel
+    async def stop(self, timeout: float) -> None:
         """Ask the group to stop with the server's own signal; kill it at the deadline."""
         popen = self._popen
         if popen is None:
