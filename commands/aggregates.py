@@ -9,7 +9,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from domain import task
+from domain import agent, agent_message, conversation, document, task, user
 
 Decide = Callable[[Any, Any], Sequence[BaseModel]]
 Evolve = Callable[[Any, Any], BaseModel]
@@ -49,6 +49,7 @@ TASK = AggregateKind(
     evolve=task.evolve,
     commands=(
         task.SubmitTask,
+        task.AttachSubtask,
         task.AssignTask,
         task.StartTask,
         task.ReportTaskProgress,
@@ -62,8 +63,75 @@ TASK = AggregateKind(
     creation=task.SubmitTask,
 )
 
-AGGREGATES: dict[str, AggregateKind] = {kind.name: kind for kind in (TASK,)}
+USER = AggregateKind(
+    name=user.AGGREGATE,
+    state_type=user.User,
+    decide=user.decide,
+    evolve=user.evolve,
+    commands=(user.RegisterUser, user.ChangeUserRole, user.DeactivateUser),
+    id_field="user_id",
+    creation=user.RegisterUser,
+)
 
+AGENT = AggregateKind(
+    name=agent.AGGREGATE,
+    state_type=agent.Agent,
+    decide=agent.decide,
+    evolve=agent.evolve,
+    commands=(
+        agent.RegisterAgent,
+        agent.BringAgentOnline,
+        agent.MarkAgentBusy,
+        agent.TakeAgentOffline,
+        agent.RetireAgent,
+    ),
+    id_field="agent_id",
+    creation=agent.RegisterAgent,
+)
+
+AGENT_MESSAGE = AggregateKind(
+    name=agent_message.AGGREGATE,
+    state_type=agent_message.AgentMessage,
+    decide=agent_message.decide,
+    evolve=agent_message.evolve,
+    commands=(agent_message.SendAgentMessage, agent_message.AcknowledgeAgentMessage),
+    id_field="message_id",
+    creation=agent_message.SendAgentMessage,
+)
+
+DOCUMENT = AggregateKind(
+    name=document.AGGREGATE,
+    state_type=document.Document,
+    decide=document.decide,
+    evolve=document.evolve,
+    commands=(
+        document.AddDocument,
+        document.MarkDocumentIndexed,
+        document.MarkDocumentIndexFailed,
+        document.RemoveDocument,
+    ),
+    id_field="document_id",
+    creation=document.AddDocument,
+)
+
+CONVERSATION = AggregateKind(
+    name=conversation.AGGREGATE,
+    state_type=conversation.Conversation,
+    decide=conversation.decide,
+    evolve=conversation.evolve,
+    commands=(
+        conversation.StartConversation,
+        conversation.PostUserMessage,
+        conversation.RecordAssistantReply,
+        conversation.CloseConversation,
+    ),
+    id_field="conversation_id",
+    creation=conversation.StartConversation,
+)
+
+AGGREGATES: dict[str, AggregateKind] = {
+    kind.name: kind for kind in (USER, AGENT, TASK, AGENT_MESSAGE, DOCUMENT, CONVERSATION)
+}
 COMMANDS: dict[str, tuple[AggregateKind, type[BaseModel]]] = {
     command.__name__: (kind, command) for kind in AGGREGATES.values() for command in kind.commands
 }

@@ -20,6 +20,7 @@ from uuid_utils.compat import uuid7
 
 from commands.aggregates import AggregateKind, kind_of
 from commands.loading import LoadedAggregate, load_aggregate
+from commands.uniqueness import Reservations, claims_of
 from domain.errors import DomainError
 from eventstore.errors import ConcurrencyConflict
 from eventstore.store import EventStore
@@ -76,11 +77,17 @@ class CommandBus:
     """Runs commands against aggregates stored in the event store."""
 
     def __init__(
-        self, store: EventStore, *, policy: BusPolicy | None = None, clock: Clock = utc_now
+        self,
+        store: EventStore,
+        *,
+        policy: BusPolicy | None = None,
+        clock: Clock = utc_now,
+        reservations: Reservations | None = None,
     ) -> None:
         self.store = store
         self.policy = policy or BusPolicy()
         self.clock = clock
+        self.reservations = reservations or Reservations(store)
         # Aggregates as this process last saw them. Only a hint: every append is checked against
         # the log's real last sequence, so a stale entry costs a conflict and a reload, never a
         # wrong write.
@@ -89,6 +96,19 @@ class CommandBus:
     async def execute(self, command: BaseModel, context: CommandContext) -> CommandResult:
         """Apply a command; raises a domain error, `ConcurrencyConflict` or a store error."""
         kind = kind_of(command)
+        claims = claims_of(command)
+        if not claims:
+            return await self._execute(kind, command, context)
+        reserved = await self.reservations.reserve(claims, kind.name, kind.target(command))
+        try:
+            return await self._execute(kind, command, context)
+        except BaseException:
+            await self.reservations.release(reserved)
+            raise
+
+    async def _execute(
+        self, kind: AggregateKind, command: BaseModel, context: CommandContext
+    ) -> CommandResult:
         try:
             # The common case, a first try that lands, skips the retry machinery's overhead.
             return await self._attempt(kind, command, context, optimistic=True)
@@ -158,6 +178,9 @@ class CommandBus:
             if context.command_id in loaded.commands:
                 return self._remembered(loaded, context.command_id)
             events = list(kind.decide(loaded.state, command))
+        if not events:
+            # Nothing to change (a repeated heartbeat, say): a success that appends nothing.
+            return CommandResult(kind.name, aggregate_id, loaded.version, loaded.sequence, ())
         envelopes = self._envelopes(kind, aggregate_id, loaded.version, events, context)
         try:
             appended = await self.store.append(envelopes, expected_sequence=loaded.sequence)

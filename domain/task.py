@@ -7,10 +7,10 @@ both are pure. Priority 1 is the highest.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import Field
 
 from domain.errors import (
     AggregateAlreadyExists,
@@ -19,11 +19,11 @@ from domain.errors import (
     RetryLimitReached,
     TaskNotRetryable,
 )
+from domain.model import DomainEvent, Frozen, Payload
 
 AGGREGATE = "task"
 
 Priority = Annotated[int, Field(ge=1, le=10, description="1 is the highest priority")]
-Payload = dict[str, JsonValue]
 
 
 class TaskStatus(StrEnum):
@@ -38,11 +38,7 @@ class TaskStatus(StrEnum):
     TIMED_OUT = "timed_out"
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class TaskError(_Frozen):
+class TaskError(Frozen):
     """Why a task failed, typed: a stable code, a message, and whether trying again may help."""
 
     code: str = Field(min_length=1, max_length=100)
@@ -53,7 +49,7 @@ class TaskError(_Frozen):
 # --- commands -------------------------------------------------------------------------------
 
 
-class SubmitTask(_Frozen):
+class SubmitTask(Frozen):
     """Ask for work to be done."""
 
     task_id: UUID
@@ -63,23 +59,31 @@ class SubmitTask(_Frozen):
     payload: Payload = Field(default_factory=dict)
     max_attempts: int = Field(default=3, ge=1, le=100)
     parent_id: UUID | None = None
+    document_ids: tuple[UUID, ...] = Field(default=(), max_length=100)
     deadline_seconds: float | None = Field(default=None, gt=0)
 
 
-class AssignTask(_Frozen):
+class AttachSubtask(Frozen):
+    """Record a child task (submitted with this task as its parent) on the parent."""
+
+    task_id: UUID
+    subtask_id: UUID
+
+
+class AssignTask(Frozen):
     """Give the task to an agent (again, when its previous agent was lost)."""
 
     task_id: UUID
     agent_id: UUID
 
 
-class StartTask(_Frozen):
+class StartTask(Frozen):
     """The assigned agent begins an attempt."""
 
     task_id: UUID
 
 
-class ReportTaskProgress(_Frozen):
+class ReportTaskProgress(Frozen):
     """The running agent says how far it got."""
 
     task_id: UUID
@@ -87,33 +91,33 @@ class ReportTaskProgress(_Frozen):
     note: str = Field(default="", max_length=1_000)
 
 
-class CompleteTask(_Frozen):
+class CompleteTask(Frozen):
     """The running agent finished with a result."""
 
     task_id: UUID
     result: Payload = Field(default_factory=dict)
 
 
-class FailTask(_Frozen):
+class FailTask(Frozen):
     """The attempt failed."""
 
     task_id: UUID
     error: TaskError
 
 
-class RetryTask(_Frozen):
+class RetryTask(Frozen):
     """Put a failed task back in the queue for another attempt."""
 
     task_id: UUID
 
 
-class CancelTask(_Frozen):
+class CancelTask(Frozen):
     """Stop the task for good."""
 
     task_id: UUID
 
 
-class TimeOutTask(_Frozen):
+class TimeOutTask(Frozen):
     """The task ran past its deadline."""
 
     task_id: UUID
@@ -121,6 +125,7 @@ class TimeOutTask(_Frozen):
 
 TaskCommand = (
     SubmitTask
+    | AttachSubtask
     | AssignTask
     | StartTask
     | ReportTaskProgress
@@ -134,14 +139,14 @@ TaskCommand = (
 # --- events ---------------------------------------------------------------------------------
 
 
-class TaskEvent(_Frozen):
-    """Base of the task's events; `schema_version` grows when a shape changes."""
-
-    schema_version: ClassVar[int] = 1
+class TaskEvent(DomainEvent):
+    """Base of the task's events."""
 
 
 class TaskSubmitted(TaskEvent):
-    """Work was asked for."""
+    """Work was asked for. Version 2 added `document_ids` (version 1 events are upcast)."""
+
+    schema_version: ClassVar[int] = 2
 
     task_id: UUID
     owner_id: UUID
@@ -149,8 +154,15 @@ class TaskSubmitted(TaskEvent):
     priority: int
     payload: Payload
     max_attempts: int
-    parent_id: UUID | None = None
-    deadline_seconds: float | None = None
+    parent_id: UUID | None
+    document_ids: tuple[UUID, ...]
+    deadline_seconds: float | None
+
+
+class SubtaskAttached(TaskEvent):
+    """A child task was recorded on its parent."""
+
+    subtask_id: UUID
 
 
 class TaskAssigned(TaskEvent):
@@ -201,6 +213,7 @@ class TaskTimedOut(TaskEvent):
 
 EVENT_TYPES: tuple[type[TaskEvent], ...] = (
     TaskSubmitted,
+    SubtaskAttached,
     TaskAssigned,
     TaskStarted,
     TaskProgressReported,
@@ -214,7 +227,7 @@ EVENT_TYPES: tuple[type[TaskEvent], ...] = (
 # --- state ----------------------------------------------------------------------------------
 
 
-class Task(_Frozen):
+class Task(Frozen):
     """A task's state, folded from its events."""
 
     task_id: UUID
@@ -230,9 +243,9 @@ class Task(_Frozen):
     result: Payload | None = None
     error: TaskError | None = None
     parent_id: UUID | None = None
+    subtask_ids: tuple[UUID, ...] = ()
+    document_ids: tuple[UUID, ...] = ()
     deadline_seconds: float | None = None
-
-    kind: ClassVar[Literal["task"]] = "task"
 
 
 _ACTIVE = frozenset({TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.RUNNING})
@@ -260,12 +273,18 @@ def decide(task: Task | None, command: TaskCommand) -> list[TaskEvent]:
                 payload=command.payload,
                 max_attempts=command.max_attempts,
                 parent_id=command.parent_id,
+                document_ids=command.document_ids,
                 deadline_seconds=command.deadline_seconds,
             )
         ]
     if task is None:
         raise AggregateNotFound(AGGREGATE, command.task_id)
     match command:
+        case AttachSubtask(subtask_id=subtask_id):
+            _require(task, _ACTIVE, "attach a subtask to")
+            if subtask_id in task.subtask_ids or subtask_id == task.task_id:
+                return []
+            return [SubtaskAttached(subtask_id=subtask_id)]
         case AssignTask(agent_id=agent_id):
             _require(task, _ASSIGNABLE, "assign")
             return [TaskAssigned(agent_id=agent_id)]
@@ -312,11 +331,14 @@ def evolve(task: Task | None, event: TaskEvent) -> Task:
             payload=event.payload,
             max_attempts=event.max_attempts,
             parent_id=event.parent_id,
+            document_ids=event.document_ids,
             deadline_seconds=event.deadline_seconds,
         )
     if task is None:
         raise ValueError(f"{type(event).__name__} before TaskSubmitted")
     match event:
+        case SubtaskAttached(subtask_id=subtask_id):
+            return task.model_copy(update={"subtask_ids": (*task.subtask_ids, subtask_id)})
         case TaskAssigned(agent_id=agent_id):
             return task.model_copy(update={"status": TaskStatus.ASSIGNED, "agent_id": agent_id})
         case TaskStarted(agent_id=agent_id, attempt=attempt):

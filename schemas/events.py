@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, JsonValue
 
-from domain import task
+from domain import agent, agent_message, conversation, document, task, user
 
 EventModel = type[BaseModel]
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -17,12 +17,22 @@ class UnknownEventType(LookupError):
     """A stored event whose type this code does not know (written by a newer release?)."""
 
 
+_MODULES = (user, agent, task, agent_message, document, conversation)
+
 EVENTS: dict[str, tuple[str, EventModel]] = {
-    model.__name__: (task.AGGREGATE, model) for model in task.EVENT_TYPES
+    model.__name__: (module.AGGREGATE, model) for module in _MODULES for model in module.EVENT_TYPES
 }
 """event_type -> (aggregate_type, model)."""
 
-UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+def _task_submitted_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 added the documents a task references; older tasks referenced none."""
+    return {"parent_id": None, "deadline_seconds": None, **data, "document_ids": []}
+
+
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    ("TaskSubmitted", 1): _task_submitted_v1_to_v2,
+}
 """(event_type, version) -> a function turning that version's data into version + 1's."""
 
 

@@ -1,0 +1,202 @@
+"""The Conversation aggregate: a user talking with an assistant that may cite documents."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from uuid import UUID
+
+from pydantic import Field
+
+from domain.errors import (
+    AggregateAlreadyExists,
+    AggregateNotFound,
+    DomainError,
+    IllegalTransition,
+)
+from domain.model import DomainEvent, Frozen
+
+AGGREGATE = "conversation"
+
+
+class MessageRole(StrEnum):
+    """Who said it."""
+
+    USER = "user"
+    ASSISTANT = "assistant"
+    SYSTEM = "system"
+
+
+class Citation(Frozen):
+    """A chunk of a document that an answer relies on."""
+
+    document_id: UUID
+    chunk_index: int = Field(ge=0)
+
+
+class UnknownMessage(DomainError):
+    """A reply to a message the conversation does not hold."""
+
+    code = "NOT_FOUND"
+
+    def __init__(self, conversation_id: UUID, message_id: UUID) -> None:
+        super().__init__(f"conversation {conversation_id} has no message {message_id}")
+        self.conversation_id = conversation_id
+        self.message_id = message_id
+
+
+class StartConversation(Frozen):
+    """Open a conversation."""
+
+    conversation_id: UUID
+    owner_id: UUID
+    title: str = Field(default="", max_length=500)
+    model: str = Field(default="", max_length=200)
+
+
+class PostUserMessage(Frozen):
+    """The user says something."""
+
+    conversation_id: UUID
+    message_id: UUID
+    content: str = Field(min_length=1, max_length=100_000)
+
+
+class RecordAssistantReply(Frozen):
+    """The assistant's answer to a user message, with the model used and what it cites."""
+
+    conversation_id: UUID
+    message_id: UUID
+    in_reply_to: UUID
+    content: str = Field(max_length=100_000)
+    model: str = Field(min_length=1, max_length=200)
+    citations: tuple[Citation, ...] = Field(default=(), max_length=100)
+
+
+class CloseConversation(Frozen):
+    """End the conversation."""
+
+    conversation_id: UUID
+
+
+ConversationCommand = StartConversation | PostUserMessage | RecordAssistantReply | CloseConversation
+
+
+class ConversationStarted(DomainEvent):
+    """A conversation was opened."""
+
+    conversation_id: UUID
+    owner_id: UUID
+    title: str
+    model: str
+
+
+class UserMessagePosted(DomainEvent):
+    """The user said something."""
+
+    message_id: UUID
+    content: str
+
+
+class AssistantReplied(DomainEvent):
+    """The assistant answered."""
+
+    message_id: UUID
+    in_reply_to: UUID
+    content: str
+    model: str
+    citations: tuple[Citation, ...]
+
+
+class ConversationClosed(DomainEvent):
+    """The conversation ended."""
+
+
+EVENT_TYPES: tuple[type[DomainEvent], ...] = (
+    ConversationStarted,
+    UserMessagePosted,
+    AssistantReplied,
+    ConversationClosed,
+)
+
+
+class Message(Frozen):
+    """One message of a conversation."""
+
+    message_id: UUID
+    role: MessageRole
+    content: str
+    model: str | None = None
+    in_reply_to: UUID | None = None
+    citations: tuple[Citation, ...] = ()
+
+
+class Conversation(Frozen):
+    """A conversation's state."""
+
+    conversation_id: UUID
+    owner_id: UUID
+    title: str
+    model: str
+    messages: tuple[Message, ...] = ()
+    closed: bool = False
+
+
+def decide(conversation: Conversation | None, command: ConversationCommand) -> list[DomainEvent]:
+    """The events a command causes on the conversation, or a typed domain error."""
+    if isinstance(command, StartConversation):
+        if conversation is not None:
+            raise AggregateAlreadyExists(AGGREGATE, command.conversation_id)
+        return [ConversationStarted(**command.model_dump())]
+    if conversation is None:
+        raise AggregateNotFound(AGGREGATE, command.conversation_id)
+    if conversation.closed:
+        raise IllegalTransition(AGGREGATE, conversation.conversation_id, "closed", "change")
+    known = {message.message_id: message for message in conversation.messages}
+    match command:
+        case PostUserMessage(message_id=message_id, content=content):
+            if message_id in known:
+                return []
+            return [UserMessagePosted(message_id=message_id, content=content)]
+        case RecordAssistantReply():
+            asked = known.get(command.in_reply_to)
+            if asked is None or asked.role is not MessageRole.USER:
+                raise UnknownMessage(conversation.conversation_id, command.in_reply_to)
+            if command.message_id in known:
+                return []
+            return [
+                AssistantReplied(
+                    message_id=command.message_id,
+                    in_reply_to=command.in_reply_to,
+                    content=command.content,
+                    model=command.model,
+                    citations=command.citations,
+                )
+            ]
+        case CloseConversation():
+            return [ConversationClosed()]
+    raise TypeError(f"not a conversation command: {command!r}")  # pragma: no cover
+
+
+def evolve(conversation: Conversation | None, event: DomainEvent) -> Conversation:
+    """The conversation after one of its events."""
+    if isinstance(event, ConversationStarted):
+        return Conversation(**event.model_dump())
+    if conversation is None:
+        raise ValueError(f"{type(event).__name__} before ConversationStarted")
+    match event:
+        case UserMessagePosted(message_id=message_id, content=content):
+            message = Message(message_id=message_id, role=MessageRole.USER, content=content)
+        case AssistantReplied():
+            message = Message(
+                message_id=event.message_id,
+                role=MessageRole.ASSISTANT,
+                content=event.content,
+                model=event.model,
+                in_reply_to=event.in_reply_to,
+                citations=event.citations,
+            )
+        case ConversationClosed():
+            return conversation.model_copy(update={"closed": True})
+        case _:
+            raise TypeError(f"not a conversation event: {event!r}")  # pragma: no cover
+    return conversation.model_copy(update={"messages": (*conversation.messages, message)})
