@@ -9,10 +9,12 @@ from uuid_utils.compat import uuid7
 
 from commands.aggregates import COMMANDS
 from commands.bus import CommandBus, CommandContext
+from commands.preparation import CommandPreparation, InvalidField
 from domain.errors import DomainError
 from eventstore.errors import (
     AppendRejected,
     ConcurrencyConflict,
+    EventStoreError,
     EventTooLarge,
     StoreUnavailable,
 )
@@ -71,46 +73,72 @@ def _refusal(command_id: str, code: str, error: Exception) -> CommandRefused:
     )
 
 
-async def dispatch(bus: CommandBus, name: str, request: CommandRequest) -> CommandReply:
-    """Run the command called `name`; every failure comes back as a typed refusal."""
-    try:
-        kind, model = COMMANDS[name]
-    except KeyError:
-        error = UnknownCommand(f"no command named {name!r}; known: {sorted(COMMANDS)}")
-        return _refusal(request.command_id or "", "NOT_FOUND", error)
-    command_id = request.command_id or str(uuid7())
-    payload = dict(request.payload)
-    if model is kind.creation and kind.id_field not in payload:
-        payload[kind.id_field] = str(aggregate_id_for(command_id))
-    try:
-        command = model.model_validate(payload)
-    except ValidationError as error:
-        return validation_refusal(command_id, error, within="payload")
-    context = CommandContext(
-        command_id=command_id,
-        actor=request.actor,
-        reason=request.reason,
-        correlation_id=request.correlation_id,
-        causation_id=request.causation_id,
-    )
-    try:
-        result = await bus.execute(command, context)
-    except DomainError as error:
+class CommandDispatcher:
+    """Commands by name, as programs and people send them: prepare, run on the bus, reply."""
+
+    def __init__(self, bus: CommandBus, preparation: CommandPreparation) -> None:
+        self.bus = bus
+        self.preparation = preparation
+
+    async def dispatch(self, name: str, request: CommandRequest) -> CommandReply:
+        """Run the command called `name`; every failure comes back as a typed refusal."""
+        try:
+            kind, model = COMMANDS[name]
+        except KeyError:
+            error = UnknownCommand(f"no command named {name!r}; known: {sorted(COMMANDS)}")
+            return _refusal(request.command_id or "", "NOT_FOUND", error)
+        command_id = request.command_id or str(uuid7())
+        payload = dict(request.payload)
+        if model is kind.creation and kind.id_field not in payload:
+            payload[kind.id_field] = str(aggregate_id_for(command_id))
+        try:
+            payload = await self.preparation.prepare(name, payload)
+            command = model.model_validate(payload)
+        except InvalidField as error:
+            return CommandRefused(
+                command_id=command_id,
+                error=CommandError(
+                    code=error.code,
+                    type="ValidationError",
+                    message=f"invalid: {error.field}",
+                    fields=[FieldError(field=error.field, message=error.message)],
+                ),
+            )
+        except ValidationError as error:
+            return validation_refusal(command_id, error, within="payload")
+        except (DomainError, EventStoreError) as error:
+            return _refusal_for(command_id, error)
+        context = CommandContext(
+            command_id=command_id,
+            actor=request.actor,
+            reason=request.reason,
+            correlation_id=request.correlation_id,
+            causation_id=request.causation_id,
+        )
+        try:
+            result = await self.bus.execute(command, context)
+        except (DomainError, EventStoreError) as error:
+            return _refusal_for(command_id, error)
+        return CommandAccepted(
+            command_id=command_id,
+            aggregate_type=result.aggregate_type,
+            aggregate_id=result.aggregate_id,
+            version=result.version,
+            sequence=result.sequence,
+            event_types=list(result.event_types),
+            duplicate=result.duplicate,
+        )
+
+
+_STORE_ERROR_CODES: dict[type[EventStoreError], str] = {
+    ConcurrencyConflict: "CONFLICT",
+    StoreUnavailable: "UNAVAILABLE",
+    EventTooLarge: "TOO_LARGE",
+    AppendRejected: "REJECTED",
+}
+
+
+def _refusal_for(command_id: str, error: DomainError | EventStoreError) -> CommandRefused:
+    if isinstance(error, DomainError):
         return _refusal(command_id, error.code, error)
-    except ConcurrencyConflict as error:
-        return _refusal(command_id, "CONFLICT", error)
-    except StoreUnavailable as error:
-        return _refusal(command_id, "UNAVAILABLE", error)
-    except EventTooLarge as error:
-        return _refusal(command_id, "TOO_LARGE", error)
-    except AppendRejected as error:
-        return _refusal(command_id, "REJECTED", error)
-    return CommandAccepted(
-        command_id=command_id,
-        aggregate_type=result.aggregate_type,
-        aggregate_id=result.aggregate_id,
-        version=result.version,
-        sequence=result.sequence,
-        event_types=list(result.event_types),
-        duplicate=result.duplicate,
-    )
+    return _refusal(command_id, _STORE_ERROR_CODES.get(type(error), "UNAVAILABLE"), error)

@@ -9,6 +9,7 @@ from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
     KeyValueConfig,
+    ObjectStoreConfig,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -25,6 +26,7 @@ DLQ_STREAM = "SUTAZAI_DLQ"
 DLQ_SUBJECTS = "sutazai.dlq.>"
 SNAPSHOTS_BUCKET = "sutazai_snapshots"
 UNIQUE_BUCKET = "sutazai_unique"
+BLOBS_BUCKET = "sutazai_blobs"
 
 # Fields the server cannot change on an existing stream: a difference is an error, not an update.
 _IMMUTABLE = ("storage", "retention")
@@ -116,3 +118,10 @@ async def ensure_layout(js: JetStreamContext, layout: StreamLayout) -> None:
     await ensure_bucket(
         js, KeyValueConfig(bucket=UNIQUE_BUCKET, history=1, storage=StorageType.FILE)
     )
+    try:
+        await js.object_store(BLOBS_BUCKET)
+    except NotFoundError:
+        await js.create_object_store(
+            BLOBS_BUCKET, ObjectStoreConfig(bucket=BLOBS_BUCKET, storage=StorageType.FILE)
+        )
+        log.info("bucket.created", bucket=BLOBS_BUCKET)

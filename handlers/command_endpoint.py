@@ -13,19 +13,20 @@ from faststream.nats.annotations import NatsMessage
 from pydantic import ValidationError
 
 from commands.aggregates import COMMANDS
-from commands.bus import CommandBus
-from commands.dispatch import dispatch, validation_refusal
+from commands.dispatch import CommandDispatcher, validation_refusal
 from schemas.commands import CommandRequest, command_subject
 
 QUEUE = "sutazai-commands"
 
 
 @contextlib.asynccontextmanager
-async def command_endpoint(nats_url: str, bus: CommandBus) -> AsyncIterator[NatsBroker]:
+async def command_endpoint(
+    nats_url: str, dispatcher: CommandDispatcher
+) -> AsyncIterator[NatsBroker]:
     """Answer `sutazai.cmd.<CommandName>` until the block ends."""
     # Every request would log at INFO otherwise; keep those at DEBUG.
     broker = NatsBroker(nats_url, log_level=logging.DEBUG)
-    broker.include_router(command_router(bus))
+    broker.include_router(command_router(dispatcher))
     await broker.start()
     # A round trip after subscribing: once it returns the server knows every subscription,
     # so no request that follows can meet "no responders".
@@ -36,11 +37,11 @@ async def command_endpoint(nats_url: str, bus: CommandBus) -> AsyncIterator[Nats
         await broker.stop()
 
 
-def command_router(bus: CommandBus) -> NatsRouter:
+def command_router(dispatcher: CommandDispatcher) -> NatsRouter:
     """One subscriber per command, in a queue group so every replica shares the load."""
     router = NatsRouter()
     for name in COMMANDS:
-        router.subscriber(command_subject(name), queue=QUEUE)(_handler(bus, name))
+        router.subscriber(command_subject(name), queue=QUEUE)(_handler(dispatcher, name))
     return router
 
 
@@ -53,7 +54,7 @@ def _claimed_command_id(raw: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _handler(bus: CommandBus, name: str) -> Callable[..., Awaitable[dict[str, Any]]]:
+def _handler(dispatcher: CommandDispatcher, name: str) -> Callable[..., Awaitable[dict[str, Any]]]:
     # The raw message, not a decoded body: a request that is not even JSON still gets a
     # typed refusal instead of silence.
     async def handle(body: Any, message: NatsMessage) -> dict[str, Any]:
@@ -61,9 +62,11 @@ def _handler(bus: CommandBus, name: str) -> Callable[..., Awaitable[dict[str, An
             request = CommandRequest.model_validate_json(message.body)
         except ValidationError as error:
             refusal = validation_refusal(_claimed_command_id(message.body), error)
-            return refusal.model_dump(mode="json")
-        reply = await dispatch(bus, name, request)
-        return reply.model_dump(mode="json")
+            answer: dict[str, Any] = refusal.model_dump(mode="json")
+            return answer
+        reply = await dispatcher.dispatch(name, request)
+        answer = reply.model_dump(mode="json")
+        return answer
 
     handle.__name__ = f"handle_{name}"
     handle.__doc__ = f"Run {name}; reply CommandAccepted or CommandRefused."

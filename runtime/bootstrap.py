@@ -9,10 +9,14 @@ from dataclasses import dataclass
 import asyncpg
 import falkordb.asyncio
 import redis.asyncio as aioredis
+from argon2 import PasswordHasher
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 
 from commands.bus import BusPolicy, CommandBus
+from commands.dispatch import CommandDispatcher
+from commands.preparation import CommandPreparation, Limits
+from eventstore.blobs import BlobStore
 from eventstore.store import EventStore
 from eventstore.streams import StreamLayout
 from handlers.command_endpoint import command_endpoint
@@ -28,27 +32,27 @@ class Platform:
     stack: Stack
     nats: NatsClient
     store: EventStore
-    bus: CommandBus
+    commands: CommandDispatcher
     postgres: asyncpg.Pool
     redis: aioredis.Redis
     graph: falkordb.asyncio.FalkorDB
 
 
 @contextlib.asynccontextmanager
-async def connect_store(settings: Settings, stack: Stack) -> AsyncIterator[CommandBus]:
+async def connect_store(settings: Settings, stack: Stack) -> AsyncIterator[CommandDispatcher]:
     """Only the event store and the bus: what the event and task commands of the CLI need."""
     store = await EventStore.connect(
         stack.nats_url, timeout=settings.store_timeout, name="sutazai-cli"
     )
     try:
         await store.setup(StreamLayout(duplicate_window=settings.duplicate_window))
-        yield _bus(settings, store)
+        yield _dispatcher(settings, store)
     finally:
         await store.client.close()
 
 
-def _bus(settings: Settings, store: EventStore) -> CommandBus:
-    return CommandBus(
+def _dispatcher(settings: Settings, store: EventStore) -> CommandDispatcher:
+    bus = CommandBus(
         store,
         policy=BusPolicy(
             max_attempts=settings.command_attempts,
@@ -56,6 +60,12 @@ def _bus(settings: Settings, store: EventStore) -> CommandBus:
             remembered_commands=settings.remembered_commands,
         ),
     )
+    limits = Limits(
+        max_payload_bytes=settings.max_payload_bytes,
+        max_document_bytes=settings.max_document_bytes,
+        inline_document_bytes=settings.inline_document_bytes,
+    )
+    return CommandDispatcher(bus, CommandPreparation(BlobStore(store), limits, PasswordHasher()))
 
 
 @contextlib.asynccontextmanager
@@ -77,7 +87,7 @@ async def connect(settings: Settings, stack: Stack) -> AsyncIterator[Platform]:
             stack=stack,
             nats=nats_client,
             store=store,
-            bus=_bus(settings, store),
+            commands=_dispatcher(settings, store),
             postgres=postgres,
             redis=redis_client,
             graph=graph,
@@ -86,4 +96,4 @@ async def connect(settings: Settings, stack: Stack) -> AsyncIterator[Platform]:
 
 def serve_commands(platform: Platform) -> contextlib.AbstractAsyncContextManager[NatsBroker]:
     """Answer `sutazai.cmd.<CommandName>` requests until the block ends."""
-    return command_endpoint(platform.stack.nats_url, platform.bus)
+    return command_endpoint(platform.stack.nats_url, platform.commands)

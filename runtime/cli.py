@@ -18,8 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from commands.aggregates import TASK
-from commands.bus import CommandBus
-from commands.dispatch import aggregate_id_for, dispatch
+from commands.dispatch import CommandDispatcher, aggregate_id_for
 from commands.loading import load_aggregate
 from eventstore.errors import EventStoreError
 from runtime.bootstrap import connect, connect_store, serve_commands
@@ -116,12 +115,12 @@ def status() -> None:
 
 
 @asynccontextmanager
-async def _bus() -> AsyncIterator[CommandBus]:
+async def _commands() -> AsyncIterator[CommandDispatcher]:
     settings = _settings()
     stack = Stack(settings)
     try:
-        async with connect_store(settings, stack) as bus:
-            yield bus
+        async with connect_store(settings, stack) as commands:
+            yield commands
     except (nats.errors.NoServersError, OSError) as error:
         errors.print(
             f"[red]NATS at {stack.nats_url} does not answer[/] ({error!r}). "
@@ -130,10 +129,10 @@ async def _bus() -> AsyncIterator[CommandBus]:
         raise typer.Exit(2) from error
 
 
-def _run(work: Callable[[CommandBus], Awaitable[T]]) -> T:
+def _run(work: Callable[[CommandDispatcher], Awaitable[T]]) -> T:
     async def main() -> T:
-        async with _bus() as bus:
-            return await work(bus)
+        async with _commands() as commands:
+            return await work(commands)
 
     try:
         return asyncio.run(main())
@@ -163,8 +162,8 @@ def events_tail(
 ) -> None:
     """Print the event log from a sequence on, and (by default) follow it."""
 
-    async def tail(bus: CommandBus) -> None:
-        async for event in bus.store.read(
+    async def tail(commands: CommandDispatcher) -> None:
+        async for event in commands.bus.store.read(
             from_sequence=from_sequence, subject_filter=subject, follow=follow
         ):
             if as_json:
@@ -215,7 +214,7 @@ def task_submit(
             "max_attempts": max_attempts,
         },
     )
-    reply = _run(lambda bus: dispatch(bus, "SubmitTask", request))
+    reply = _run(lambda commands: commands.dispatch("SubmitTask", request))
     if not isinstance(reply, CommandAccepted):
         errors.print(f"[red]Refused ({reply.error.code}):[/] {escape(reply.error.message)}")
         for field in reply.error.fields:
@@ -232,8 +231,8 @@ def task_submit(
 def task_show(task_id: Annotated[UUID, typer.Argument(help="The task's id.")]) -> None:
     """Show a task as folded from the log, with its version."""
 
-    async def show(bus: CommandBus) -> None:
-        loaded = await load_aggregate(bus.store, TASK, task_id)
+    async def show(commands: CommandDispatcher) -> None:
+        loaded = await load_aggregate(commands.bus.store, TASK, task_id)
         if loaded.state is None:
             errors.print(f"[red]No task {task_id}[/]")
             raise typer.Exit(1)

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         default=1_000, ge=1, description="Command outcomes a snapshot keeps for idempotency."
     )
 
+    max_payload_bytes: int = Field(default=64 * 1024, gt=0, description="Task payload/result cap.")
+    max_document_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="Document cap.")
+    inline_document_bytes: int = Field(
+        default=32 * 1024, ge=0, description="Larger documents go to the Object Store."
+    )
+
     @property
     def resolved_data_dir(self) -> Path:
         """The data dir as an absolute path."""

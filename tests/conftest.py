@@ -7,9 +7,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 from nats.aio.client import Client as NatsClient
 
 from commands.bus import CommandBus
+from commands.dispatch import CommandDispatcher
+from commands.preparation import CommandPreparation, Limits
+from eventstore.blobs import BlobStore
 from eventstore.store import EventStore
 from eventstore.streams import StreamLayout
 from runtime.settings import Settings
@@ -90,3 +94,12 @@ def nats_client(event_store: EventStore) -> NatsClient:
 def bus(event_store: EventStore) -> CommandBus:
     """The command bus over the session's event store."""
     return CommandBus(event_store)
+
+
+@pytest.fixture(scope="session")
+def dispatcher(bus: CommandBus) -> CommandDispatcher:
+    """Commands by name over the session's bus, with small limits to test them."""
+    limits = Limits(max_payload_bytes=4096, max_document_bytes=200_000, inline_document_bytes=1024)
+    # Cheap argon2 parameters: the tests check the flow, not the hash's cost.
+    hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    return CommandDispatcher(bus, CommandPreparation(BlobStore(bus.store), limits, hasher))

@@ -10,8 +10,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from uuid_utils.compat import uuid4, uuid7
 
-from commands.bus import CommandBus
-from commands.dispatch import dispatch
+from commands.dispatch import CommandDispatcher
 from eventstore.store import EventStore
 from handlers.command_endpoint import command_endpoint
 from runtime.stack import Stack
@@ -20,8 +19,8 @@ from tests.tasks import ALICE, OWNER
 
 
 @pytest.fixture(scope="module")
-async def endpoint(stack: Stack, bus: CommandBus) -> AsyncIterator[None]:
-    async with command_endpoint(stack.nats_url, bus):
+async def endpoint(stack: Stack, dispatcher: CommandDispatcher) -> AsyncIterator[None]:
+    async with command_endpoint(stack.nats_url, dispatcher):
         yield
 
 
@@ -43,7 +42,7 @@ def _submission(command_id: str, **payload: Any) -> dict[str, Any]:
 
 @pytest.mark.usefixtures("endpoint")
 async def test_a_command_over_nats_gets_the_same_typed_result_as_in_process(
-    nats_client: NatsClient, bus: CommandBus, event_store: EventStore
+    nats_client: NatsClient, dispatcher: CommandDispatcher, event_store: EventStore
 ) -> None:
     command_id = str(uuid7())
     over_nats = await _request(nats_client, "SubmitTask", _submission(command_id))
@@ -52,8 +51,8 @@ async def test_a_command_over_nats_gets_the_same_typed_result_as_in_process(
     assert str(accepted.aggregate_id) == command_id  # a UUID command id names the new task
     assert accepted.event_types == ["TaskSubmitted"]
 
-    in_process = await dispatch(
-        bus, "SubmitTask", CommandRequest.model_validate(_submission(command_id))
+    in_process = await dispatcher.dispatch(
+        "SubmitTask", CommandRequest.model_validate(_submission(command_id))
     )
     assert in_process.model_dump(mode="json") == {**over_nats, "duplicate": True}
 

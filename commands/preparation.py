@@ -1,0 +1,121 @@
+"""What a command needs before the domain sees it: passwords hashed, content stored, sizes checked.
+
+The wire carries what people type (a password, a document's text); the domain receives what may
+be stored (an argon2 hash; a content hash with the text inline only when small).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from argon2 import PasswordHasher
+
+from domain.errors import DomainError
+from eventstore.blobs import BlobStore, content_hash
+
+
+class InvalidField(DomainError):
+    """One field of a command's payload is not acceptable."""
+
+    code = "VALIDATION"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class PayloadTooLarge(DomainError):
+    """A payload or content is over its configured limit."""
+
+    code = "TOO_LARGE"
+
+    def __init__(self, field: str, size: int, limit: int) -> None:
+        super().__init__(f"{field} is {size} bytes; the limit is {limit}")
+        self.field = field
+        self.size = size
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits on what commands carry."""
+
+    max_payload_bytes: int = 64 * 1024
+    max_document_bytes: int = 10 * 1024 * 1024
+    inline_document_bytes: int = 32 * 1024
+    min_password_length: int = 8
+
+
+Prepare = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class CommandPreparation:
+    """Turns a wire payload into the domain command's fields, by command name."""
+
+    def __init__(self, blobs: BlobStore, limits: Limits, hasher: PasswordHasher) -> None:
+        self._blobs = blobs
+        self._limits = limits
+        self._hasher = hasher
+        self._steps: dict[str, Prepare] = {
+            "RegisterUser": self._register_user,
+            "AddDocument": self._add_document,
+            "SubmitTask": self._bounded("payload"),
+            "CompleteTask": self._bounded("result"),
+            "SendAgentMessage": self._bounded("payload"),
+        }
+
+    async def prepare(self, command_name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """The payload the domain command is built from."""
+        step = self._steps.get(command_name)
+        return await step(dict(payload)) if step else payload
+
+    def _bounded(self, field: str) -> Prepare:
+        async def check(payload: dict[str, Any]) -> dict[str, Any]:
+            size = len(json.dumps(payload.get(field, {})).encode())
+            if size > self._limits.max_payload_bytes:
+                raise PayloadTooLarge(f"payload.{field}", size, self._limits.max_payload_bytes)
+            return payload
+
+        return check
+
+    async def _register_user(self, payload: dict[str, Any]) -> dict[str, Any]:
+        payload.pop("password_hash", None)  # only ever computed here
+        password = payload.pop("password", None)
+        if not isinstance(password, str):
+            raise InvalidField("payload.password", "a password is required")
+        if not self._limits.min_password_length <= len(password) <= 1024:
+            raise InvalidField(
+                "payload.password",
+                f"must be {self._limits.min_password_length} to 1024 characters",
+            )
+        # argon2 is deliberately slow: keep it off the event loop.
+        payload["password_hash"] = await asyncio.to_thread(self._hasher.hash, password)
+        return payload
+
+    async def _add_document(self, payload: dict[str, Any]) -> dict[str, Any]:
+        content = payload.pop("content", None)
+        if not isinstance(content, str):
+            raise InvalidField("payload.content", "the document's text is required")
+        body = content.encode()
+        if len(body) > self._limits.max_document_bytes:
+            raise PayloadTooLarge("payload.content", len(body), self._limits.max_document_bytes)
+        payload["content_size"] = len(body)
+        if len(body) <= self._limits.inline_document_bytes:
+            payload["content_hash"] = content_hash(body)
+            payload["content"] = content
+        else:
+            payload["content_hash"] = await self._blobs.put(body)
+            payload["content"] = None
+        metadata = payload.get("metadata", {})
+        if len(json.dumps(metadata).encode()) > self._limits.max_payload_bytes:
+            raise PayloadTooLarge(
+                "payload.metadata",
+                len(json.dumps(metadata).encode()),
+                self._limits.max_payload_bytes,
+            )
+        return payload
