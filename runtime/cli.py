@@ -26,6 +26,7 @@ from runtime.servers import ServerError
 from runtime.settings import Settings
 from runtime.stack import ServerStatus, Stack
 from runtime.structured_logging import configure_logging
+from schemas import published
 from schemas.commands import CommandAccepted, CommandRequest
 from schemas.envelope import Actor, RecordedEvent
 
@@ -39,6 +40,8 @@ events_app = typer.Typer(help="Read the event log.", no_args_is_help=True)
 task_app = typer.Typer(help="Submit and inspect tasks.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 app.add_typer(task_app, name="task")
+schemas_app = typer.Typer(help="The published contract: JSON Schema, AsyncAPI, docs.")
+app.add_typer(schemas_app, name="schemas")
 
 console = Console()
 errors = Console(stderr=True)
@@ -246,3 +249,25 @@ def task_show(task_id: Annotated[UUID, typer.Argument(help="The task's id.")]) -
         console.print(table)
 
     _run(show)
+
+
+@schemas_app.command("export")
+def schemas_export(
+    check: Annotated[
+        bool, typer.Option(help="Change nothing; fail if the files differ from the code.")
+    ] = False,
+) -> None:
+    """Write JSON Schemas, the AsyncAPI document and docs/events.md from the models."""
+    if check:
+        wrong = published.differences()
+        for path in wrong:
+            errors.print(f"[red]out of date:[/] {path}")
+        if wrong:
+            errors.print("Run `sutazai schemas export` and commit the result.")
+            raise typer.Exit(1)
+        console.print("The published contract matches the code.")
+        return
+    changed = published.export()
+    for path in changed:
+        console.print(f"wrote {path}")
+    console.print(f"{len(changed)} file(s) changed.")
