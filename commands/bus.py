@@ -47,6 +47,20 @@ class CommandContext:
     correlation_id: str | None = None
     causation_id: str | None = None
 
+    @classmethod
+    def caused_by(cls, event: EventEnvelope, actor: Actor, purpose: str) -> CommandContext:
+        """The context of a command an event triggers: same correlation, caused by the event.
+
+        The command id derives from the event id and `purpose`, so handling a redelivered
+        event sends the very same command, which the bus then answers without appending.
+        """
+        return cls(
+            command_id=f"{event.event_id}.{purpose}",
+            actor=actor,
+            correlation_id=event.correlation_id,
+            causation_id=str(event.event_id),
+        )
+
 
 @dataclass(frozen=True)
 class CommandResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from typing import Any
+from uuid import UUID
 
 import pytest
 from nats.aio.client import Client as NatsClient
@@ -90,3 +91,26 @@ async def test_bad_input_over_nats_is_a_typed_refusal_naming_the_field(
     assert illegal["error"]["type"] == "AggregateNotFound"
 
     assert await event_store.last_sequence() == before
+
+
+@pytest.mark.usefixtures("endpoint")
+async def test_a_user_registers_over_nats_and_the_password_is_never_stored(
+    nats_client: NatsClient, event_store: EventStore
+) -> None:
+    name = f"nats{uuid4().hex[:8]}"
+    reply = await _request(
+        nats_client,
+        "RegisterUser",
+        {
+            "actor": {"id": "signup-service", "kind": "system"},
+            "payload": {
+                "email": f"{name}@example.org",
+                "username": name,
+                "password": "s3cret-pass",
+            },
+        },
+    )
+    assert reply["ok"] is True, reply
+    stored = [e async for e in event_store.load("user", UUID(reply["aggregate_id"]))]
+    assert str(stored[0].envelope.data["password_hash"]).startswith("$argon2")
+    assert "s3cret-pass" not in stored[0].envelope.model_dump_json()

@@ -10,11 +10,12 @@ from uuid import UUID
 from uuid_utils.compat import uuid4, uuid7
 
 from commands.aggregates import AGGREGATES, COMMANDS, TASK
+from commands.bus import CommandBus, CommandContext
 from commands.dispatch import CommandDispatcher
 from commands.loading import load_aggregate
 from domain.conversation import Conversation
 from domain.document import Document, DocumentStatus
-from domain.task import Task
+from domain.task import AssignTask, SubmitTask, Task
 from domain.user import Role, User
 from eventstore.blobs import BlobStore
 from eventstore.store import EventStore
@@ -381,3 +382,66 @@ async def test_a_version_1_task_submitted_event_is_upcast_on_read(event_store: E
     task = (await load_aggregate(event_store, TASK, task_id, use_snapshot=False)).state
     assert isinstance(task, Task)
     assert (task.document_ids, task.parent_id, task.priority) == ((), None, 4)
+
+
+async def test_a_task_runs_through_every_command_of_its_life_on_the_server(
+    dispatcher: CommandDispatcher, event_store: EventStore
+) -> None:
+    def of(task_id: UUID, **fields: Any) -> dict[str, Any]:
+        return {"task_id": str(task_id), **fields}
+
+    agent = str(uuid7())
+    submitted = await _ok(
+        dispatcher,
+        "SubmitTask",
+        {"owner_id": str(OWNER), "task_type": "code.review", "max_attempts": 2},
+    )
+    task_id = submitted.aggregate_id
+    for name, fields in (
+        ("AssignTask", {"agent_id": agent}),
+        ("StartTask", {}),
+        ("FailTask", {"error": {"code": "MODEL_TIMEOUT", "message": "slow", "retryable": True}}),
+        ("RetryTask", {}),
+        ("AssignTask", {"agent_id": agent}),
+        ("StartTask", {}),
+        ("ReportTaskProgress", {"percent": 60}),
+        ("CompleteTask", {"result": {"review": "fine"}}),
+    ):
+        await _ok(dispatcher, name, of(task_id, **fields), actor=AGENT_ACTOR)
+    done = await _state(event_store, "task", task_id)
+    assert (done.status, done.attempts, done.result) == ("completed", 2, {"review": "fine"})
+
+    for ending in ("CancelTask", "TimeOutTask"):
+        other = await _ok(
+            dispatcher, "SubmitTask", {"owner_id": str(OWNER), "task_type": "code.review"}
+        )
+        await _ok(dispatcher, "AssignTask", of(other.aggregate_id, agent_id=agent))
+        await _ok(dispatcher, ending, of(other.aggregate_id))
+        ended = await _state(event_store, "task", other.aggregate_id)
+        assert ended.status == {"CancelTask": "cancelled", "TimeOutTask": "timed_out"}[ending]
+
+
+async def test_a_command_caused_by_an_event_carries_its_correlation_and_is_sent_once(
+    bus: CommandBus, event_store: EventStore
+) -> None:
+    submission = SubmitTask(task_id=uuid7(), owner_id=OWNER, task_type="code.generate")
+    first = await bus.execute(
+        submission, CommandContext(command_id=str(uuid7()), actor=ALICE, correlation_id="c-42")
+    )
+    stored = [e async for e in event_store.load("task", submission.task_id)]
+    trigger = stored[0].envelope
+    assert stored[0].sequence == first.sequence
+
+    caused = CommandContext.caused_by(trigger, AGENT_ACTOR, "assign")
+    assign = AssignTask(task_id=submission.task_id, agent_id=uuid7())
+    once = await bus.execute(assign, caused)
+    redelivered = await bus.execute(
+        assign, CommandContext.caused_by(trigger, AGENT_ACTOR, "assign")
+    )
+
+    assert redelivered.duplicate
+    assert redelivered.sequence == once.sequence
+    events = [e async for e in event_store.load("task", submission.task_id)]
+    assert len(events) == 2
+    assert events[1].envelope.correlation_id == "c-42"
+    assert events[1].envelope.causation_id == str(trigger.event_id)
