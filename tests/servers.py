@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import tempfile
 from pathlib import Path
 
@@ -38,3 +39,23 @@ def isolated_settings(root: Path, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+SUTAZAI = str(Path(sys.executable).parent / "sutazai")
+
+
+def cli_environment(settings: Settings) -> dict[str, str]:
+    """The environment that points the `sutazai` command at a test stack."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SUTAZAI_")}
+    env.update(
+        {
+            "SUTAZAI_DATA_DIR": str(settings.data_dir),
+            "SUTAZAI_NATS_PORT": str(settings.nats_port),
+            "SUTAZAI_NATS_MONITOR_PORT": str(settings.nats_monitor_port),
+            "SUTAZAI_POSTGRES_PORT": str(settings.postgres_port),
+            "SUTAZAI_REDIS_PORT": str(settings.redis_port),
+            "SUTAZAI_GRAPH_PORT": str(settings.graph_port),
+            "COLUMNS": "200",
+        }
+    )
+    return env

@@ -7,33 +7,12 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psutil
 
-from runtime.settings import Settings
 from runtime.stack import Stack
-from tests.servers import isolated_settings, scratch_dir
-
-SUTAZAI = str(Path(sys.executable).parent / "sutazai")
-
-
-def _environment(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUTAZAI_")}
-    env.update(
-        {
-            "SUTAZAI_DATA_DIR": str(settings.data_dir),
-            "SUTAZAI_NATS_PORT": str(settings.nats_port),
-            "SUTAZAI_NATS_MONITOR_PORT": str(settings.nats_monitor_port),
-            "SUTAZAI_POSTGRES_PORT": str(settings.postgres_port),
-            "SUTAZAI_REDIS_PORT": str(settings.redis_port),
-            "SUTAZAI_GRAPH_PORT": str(settings.graph_port),
-            "COLUMNS": "200",
-        }
-    )
-    return env
+from tests.servers import SUTAZAI, cli_environment, isolated_settings, scratch_dir
 
 
 def _wait_for_line(process: subprocess.Popen[str], text: str, timeout: float) -> list[str]:
@@ -53,7 +32,7 @@ def _wait_for_line(process: subprocess.Popen[str], text: str, timeout: float) ->
 def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
     root = scratch_dir()
     settings = isolated_settings(root)
-    env = _environment(settings)
+    env = cli_environment(settings)
     up = subprocess.Popen(
         [SUTAZAI, "up"],
         env=env,
@@ -92,7 +71,7 @@ def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
 
 def test_status_says_which_server_is_down(stack: Stack) -> None:
     settings = isolated_settings(scratch_dir(), nats_url=stack.nats_url)
-    env = _environment(settings)
+    env = cli_environment(settings)
     env["SUTAZAI_NATS_URL"] = stack.nats_url
     status = subprocess.run(
         [SUTAZAI, "status"], env=env, capture_output=True, text=True, timeout=60
@@ -107,7 +86,7 @@ def test_status_says_which_server_is_down(stack: Stack) -> None:
 
 
 def test_task_submit_show_and_events_tail_through_the_cli(stack: Stack) -> None:
-    env = _environment(stack.settings)
+    env = cli_environment(stack.settings)
 
     def sutazai(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([SUTAZAI, *args], env=env, capture_output=True, text=True, timeout=60)
