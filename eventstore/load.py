@@ -25,11 +25,14 @@ async def direct_get(
     *,
     after_sequence: int = 0,
     up_to_sequence: int | None = None,
+    limit: int | None = None,
     timeout: float,
     watch: ConnectionWatch,
     stream: str = EVENTS_STREAM,
 ) -> AsyncIterator[RecordedEvent]:
-    """Every stored event matching `subject_filter` after `after_sequence`, in stream order.
+    """Stored events matching `subject_filter` after `after_sequence`, in stream order.
+
+    All of them up to the end of the stream (or `up_to_sequence`), or the first `limit`.
 
     Answered by the stream's direct-get responders in batches of `BATCH`; a batch that ends
     with messages still pending is followed by the next one.
@@ -40,12 +43,13 @@ async def direct_get(
     replies = await client.subscribe(inbox)
     api = f"$JS.API.DIRECT.GET.{stream}"
     next_sequence = after_sequence + 1
+    remaining = limit
     try:
-        while True:
+        while remaining is None or remaining > 0:
             request: dict[str, object] = {
                 "seq": next_sequence,
                 "next_by_subj": subject_filter,
-                "batch": BATCH,
+                "batch": BATCH if remaining is None else min(BATCH, remaining),
             }
             await client.publish(api, json.dumps(request).encode(), reply=inbox)
             pending = 0
@@ -65,6 +69,8 @@ async def direct_get(
                 if up_to_sequence is not None and sequence > up_to_sequence:
                     return
                 next_sequence = sequence + 1
+                if remaining is not None:
+                    remaining -= 1
                 yield RecordedEvent(
                     sequence=sequence,
                     envelope=EventEnvelope.model_validate_json(message.data),

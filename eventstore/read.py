@@ -19,18 +19,25 @@ async def read_log(
     from_sequence: int = 1,
     subject_filter: str = EVENTS_SUBJECTS,
     follow: bool = False,
+    limit: int | None = None,
     timeout: float,
     watch: ConnectionWatch,
 ) -> AsyncIterator[RecordedEvent]:
     """Events from `from_sequence` on, in stream order.
 
-    Without `follow` it ends at the last stored event (batch direct get, for replay). With
+    Without `follow` it ends at the last stored event or after `limit` events (batch direct
+    get, for replay). With
     `follow` it goes on with new events as they are appended, through an ordered consumer that
     the client recreates from the last delivered sequence if it ever falls out of step.
     """
     if not follow:
         async for event in direct_get(
-            client, subject_filter, after_sequence=from_sequence - 1, timeout=timeout, watch=watch
+            client,
+            subject_filter,
+            after_sequence=from_sequence - 1,
+            limit=limit,
+            timeout=timeout,
+            watch=watch,
         ):
             yield event
         return

@@ -74,6 +74,7 @@ class EventStore:
         from_sequence: int = 1,
         subject_filter: str = EVENTS_SUBJECTS,
         follow: bool = False,
+        limit: int | None = None,
     ) -> AsyncIterator[RecordedEvent]:
         """The log from a position, to its current end or (`follow`) on into the future."""
         return read_log(
@@ -81,6 +82,7 @@ class EventStore:
             from_sequence=from_sequence,
             subject_filter=subject_filter,
             follow=follow,
+            limit=limit,
             timeout=self.timeout,
             watch=self.watch,
         )

@@ -6,6 +6,7 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from argon2 import PasswordHasher
 from nats.aio.client import Client as NatsClient
@@ -16,6 +17,7 @@ from commands.preparation import CommandPreparation, Limits
 from eventstore.blobs import BlobStore
 from eventstore.store import EventStore
 from eventstore.streams import StreamLayout
+from projections.migrate import migrate
 from runtime.settings import Settings
 from runtime.stack import Stack
 from tests.servers import isolated_settings, scratch_dir
@@ -103,3 +105,12 @@ def dispatcher(bus: CommandBus) -> CommandDispatcher:
     # Cheap argon2 parameters: the tests check the flow, not the hash's cost.
     hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     return CommandDispatcher(bus, CommandPreparation(BlobStore(bus.store), limits, hasher))
+
+
+@pytest.fixture(scope="session")
+async def postgres(stack: Stack) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the session's PostgreSQL, the read-side migrations applied."""
+    pool = await asyncpg.create_pool(stack.postgres_url, min_size=1, max_size=5)
+    await migrate(pool)
+    yield pool
+    await pool.close()
