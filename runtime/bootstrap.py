@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,6 +21,10 @@ from eventstore.blobs import BlobStore
 from eventstore.store import EventStore
 from eventstore.streams import StreamLayout
 from handlers.command_endpoint import command_endpoint
+from projections.event_log import EventLogProjector
+from projections.migrate import migrate
+from projections.runtime import ProjectionRunner, Projector
+from projections.tasks import TasksProjector
 from runtime.settings import Settings
 from runtime.stack import Stack
 
@@ -78,6 +83,7 @@ async def connect(settings: Settings, stack: Stack) -> AsyncIterator[Platform]:
         await store.setup(StreamLayout(duplicate_window=settings.duplicate_window))
         postgres = await asyncpg.create_pool(stack.postgres_url, min_size=1, max_size=10)
         resources.push_async_callback(postgres.close)
+        await migrate(postgres)
         redis_client = aioredis.Redis.from_url(stack.redis_url)
         resources.push_async_callback(redis_client.aclose)
         graph = falkordb.asyncio.FalkorDB.from_url(stack.graph_url)
@@ -97,3 +103,31 @@ async def connect(settings: Settings, stack: Stack) -> AsyncIterator[Platform]:
 def serve_commands(platform: Platform) -> contextlib.AbstractAsyncContextManager[NatsBroker]:
     """Answer `sutazai.cmd.<CommandName>` requests until the block ends."""
     return command_endpoint(platform.stack.nats_url, platform.commands)
+
+
+PROJECTORS: tuple[Projector, ...] = (EventLogProjector(), TasksProjector())
+"""Every Postgres read model the platform keeps."""
+
+
+@contextlib.asynccontextmanager
+async def run_projections(platform: Platform) -> AsyncIterator[list[ProjectionRunner]]:
+    """Keep every projector applying new events until the block ends."""
+    stop = asyncio.Event()
+    runners = [ProjectionRunner(platform.store, platform.postgres, p) for p in PROJECTORS]
+    running = [asyncio.create_task(runner.run(stop)) for runner in runners]
+    try:
+        yield runners
+    finally:
+        stop.set()
+        await asyncio.gather(*running, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def connect_read_side(settings: Settings, stack: Stack) -> AsyncIterator[asyncpg.Pool]:
+    """Only the read side's database, migrated (for the projection commands of the CLI)."""
+    pool = await asyncpg.create_pool(stack.postgres_url, min_size=1, max_size=2)
+    try:
+        await migrate(pool)
+        yield pool
+    finally:
+        await pool.close()

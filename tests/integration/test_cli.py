@@ -53,6 +53,32 @@ def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
         assert status.stdout.count("healthy") == 4
         assert f"nats://127.0.0.1:{settings.nats_port}" in status.stdout
 
+        submitted = subprocess.run(
+            [SUTAZAI, "task", "submit", "--type", "code.generate"],
+            env=env,
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert submitted.returncode == 0, submitted.stderr
+        deadline = time.monotonic() + 20
+        while True:  # the running projectors pick the task up by themselves
+            projections = subprocess.run(
+                [SUTAZAI, "projections", "status"],
+                env=env,
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            rows = [line.split("│") for line in projections.stdout.splitlines() if "│" in line]
+            behind = {cells[1].strip(): cells[4].strip() for cells in rows if len(cells) > 4}
+            if behind.get("tasks") == "0" and behind.get("event_log") == "0":
+                break
+            assert time.monotonic() < deadline, projections.stdout + projections.stderr
+            time.sleep(0.2)
+
         servers = [
             psutil.Process(int((root / "run" / f"{name}.pid").read_text().split()[0]))
             for name in ("nats", "postgres", "redis", "graph")

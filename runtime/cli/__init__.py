@@ -1,0 +1,19 @@
+"""The `sutazai` command line: each module registers one group of commands on `app`."""
+
+from runtime.cli import (
+    audit_commands,
+    log_commands,
+    projection_commands,
+    schema_commands,
+    stack_commands,
+)
+from runtime.cli.base import app
+
+__all__ = [
+    "app",
+    "audit_commands",
+    "log_commands",
+    "projection_commands",
+    "schema_commands",
+    "stack_commands",
+]

@@ -1,0 +1,94 @@
+"""`sutazai up` and `sutazai status`: the servers and the running platform."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from runtime.bootstrap import (
+    PROJECTORS,
+    connect,
+    run_projections,
+    serve_commands,
+)
+from runtime.cli.base import (
+    app,
+    console,
+    errors,
+    load_settings,
+)
+from runtime.servers import ServerError
+from runtime.settings import Settings
+from runtime.stack import ServerStatus, Stack
+
+
+def _status_table(statuses: list[ServerStatus]) -> Table:
+    table = Table(title="SutazAI servers")
+    table.add_column("server")
+    table.add_column("address", overflow="fold")
+    table.add_column("run by")
+    table.add_column("pid", justify="right")
+    table.add_column("health")
+    for status in statuses:
+        table.add_row(
+            status.name,
+            status.url,
+            "sutazai" if status.embedded else "external",
+            str(status.pid) if status.pid else "-",
+            "[green]healthy[/]" if status.healthy else f"[red]down[/] {status.error or ''}",
+        )
+    return table
+
+
+async def _serve(settings: Settings) -> None:
+    stack = Stack(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    def show(name: str, what: str) -> None:
+        console.print(f"  {name:<9} {what}")
+
+    console.print(f"Starting the stack, data under [bold]{stack.root}[/]")
+    try:
+        await stack.start(progress=show)
+        async with (
+            connect(settings, stack) as platform,
+            serve_commands(platform),
+            run_projections(platform),
+        ):
+            console.print(_status_table(await stack.status()))
+            console.print("Commands answer on sutazai.cmd.<CommandName>.")
+            console.print(f"Projections running: {', '.join(p.name for p in PROJECTORS)}.")
+            console.print("SutazAI is up. Press Ctrl-C to stop.")
+            await stop.wait()
+    finally:
+        console.print("Stopping…")
+        await stack.stop(progress=show)
+        console.print("Stopped.")
+
+
+@app.command()
+def up() -> None:
+    """Start every server and part of the platform; Ctrl-C stops all of it."""
+    settings = load_settings()
+    try:
+        asyncio.run(_serve(settings))
+    except ServerError as error:
+        errors.print(f"[red]Could not start {error.server}:[/] {escape(str(error))}")
+        raise typer.Exit(1) from error
+
+
+@app.command()
+def status() -> None:
+    """Show each server, its address and whether it answers."""
+    settings = load_settings()
+    statuses = asyncio.run(Stack(settings).status())
+    console.print(_status_table(statuses))
+    if not all(s.healthy for s in statuses):
+        raise typer.Exit(1)
