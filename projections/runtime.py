@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Literal, Protocol
 
 import asyncpg
 import structlog
 
 from eventstore.errors import StoreUnavailable
 from eventstore.store import EventStore
+from projections.poison import ProjectorStopped, park
 from schemas.envelope import RecordedEvent
 
 log = structlog.get_logger(__name__)
@@ -37,6 +38,20 @@ class Projector(Protocol):
     async def apply_batch(self, connection: Connection, events: Sequence[RecordedEvent]) -> None:
         """Apply events (all above the checkpoint, in stream order)."""
         ...
+
+
+INFRASTRUCTURE_ERRORS = (
+    StoreUnavailable,
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+"""Failures of a server, not of an event: wait and try again."""
+
+PoisonPolicy = Literal["stop", "skip"]
 
 
 class ProjectionLagging(TimeoutError):
@@ -75,18 +90,26 @@ class ProjectionRunner:
         *,
         batch_size: int = 500,
         idle_poll: float = 1.0,
+        poison_policy: PoisonPolicy = "stop",
+        poison_attempts: int = 3,
     ) -> None:
         self.store = store
         self.pool = pool
         self.projector = projector
         self.batch_size = batch_size
         self.idle_poll = idle_poll
+        self.poison_policy = poison_policy
+        self.poison_attempts = poison_attempts
         self._doorbell = asyncio.Event()
 
     async def apply_once(self) -> int:
-        """Read and apply one batch; returns how many events it applied (0: caught up)."""
-        name = self.projector.name
-        start = await checkpoint_of(self.pool, name)
+        """Read and apply one batch; returns how many events it moved past (0: caught up).
+
+        An event the projector cannot apply is retried on its own, then parked on the DLQ;
+        the projector then stops (`ProjectorStopped`) or, under the "skip" policy, records it
+        and goes on.
+        """
+        start = await checkpoint_of(self.pool, self.projector.name)
         batch = [
             event
             async for event in self.store.read(
@@ -97,6 +120,19 @@ class ProjectionRunner:
         ]
         if not batch:
             return 0
+        try:
+            return await self._apply(batch)
+        except INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception:
+            # Somewhere in the batch is an event that does not apply: go one by one to find it.
+            applied = 0
+            for event in batch:
+                applied += await self._apply_alone(event)
+            return applied
+
+    async def _apply(self, events: Sequence[RecordedEvent], *, skip: bool = False) -> int:
+        name = self.projector.name
         async with self.pool.acquire() as connection, connection.transaction():
             # A row to lock even before the first batch, so that two runners serialise here.
             await connection.execute(
@@ -108,19 +144,57 @@ class ProjectionRunner:
             current = await connection.fetchval(
                 "SELECT sequence FROM projection_checkpoints WHERE name = $1 FOR UPDATE", name
             )
-            fresh = [event for event in batch if event.sequence > (current or 0)]
+            fresh = [event for event in events if event.sequence > (current or 0)]
             if not fresh:
                 return 0
-            await self.projector.apply_batch(connection, fresh)
+            if not skip:
+                await self.projector.apply_batch(connection, fresh)
             await connection.execute(
-                "INSERT INTO projection_checkpoints (name, version, sequence) VALUES ($1, $2, $3)"
-                " ON CONFLICT (name) DO UPDATE"
-                " SET sequence = EXCLUDED.sequence, version = EXCLUDED.version, updated_at = now()",
+                "UPDATE projection_checkpoints SET sequence = $2, version = $3, updated_at = now(),"
+                " status = 'running' WHERE name = $1",
                 name,
-                self.projector.version,
                 fresh[-1].sequence,
+                self.projector.version,
             )
         return len(fresh)
+
+    async def _apply_alone(self, event: RecordedEvent) -> int:
+        error: Exception | None = None
+        for _ in range(self.poison_attempts):
+            try:
+                return await self._apply([event])
+            except INFRASTRUCTURE_ERRORS:
+                raise
+            except Exception as failure:
+                error = failure
+        assert error is not None
+        await park(self.store, self.projector.name, event, error)
+        await self._record_poison(event, error)
+        log.error(
+            "projection.poison_event",
+            projector=self.projector.name,
+            sequence=event.sequence,
+            event_type=event.envelope.event_type,
+            policy=self.poison_policy,
+            error=repr(error),
+        )
+        if self.poison_policy == "stop":
+            raise ProjectorStopped(self.projector.name, event.sequence, error)
+        return await self._apply([event], skip=True)
+
+    async def _record_poison(self, event: RecordedEvent, error: Exception) -> None:
+        status = "stopped" if self.poison_policy == "stop" else "running"
+        await self.pool.execute(
+            "INSERT INTO projection_checkpoints (name, version, sequence, status, error,"
+            " error_sequence) VALUES ($1, $2, 0, $3, $4, $5)"
+            " ON CONFLICT (name) DO UPDATE SET status = $3, error = $4, error_sequence = $5,"
+            " updated_at = now()",
+            self.projector.name,
+            self.projector.version,
+            status,
+            f"{event.envelope.event_type}: {error!r}"[:2_000],
+            event.sequence,
+        )
 
     async def catch_up(self) -> int:
         """Apply batches until the log has nothing more; returns the checkpoint."""
@@ -134,16 +208,24 @@ class ProjectionRunner:
             self.projector.subject_filter, cb=self._ring
         )
         try:
+            backoff = 0.05
             while not stop.is_set():
                 # Cleared before reading, so an event that lands during the read rings again.
                 self._doorbell.clear()
                 try:
                     if await self.apply_once():
+                        backoff = 0.05
                         continue
-                except (StoreUnavailable, OSError, asyncpg.PostgresConnectionError) as error:
+                except INFRASTRUCTURE_ERRORS as error:
                     log.warning(
                         "projection.retrying", projector=self.projector.name, error=repr(error)
                     )
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                except ProjectorStopped:
+                    return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wait(stop), timeout=self.idle_poll)
         finally:

@@ -21,10 +21,9 @@ from eventstore.blobs import BlobStore
 from eventstore.store import EventStore
 from eventstore.streams import StreamLayout
 from handlers.command_endpoint import command_endpoint
-from projections.event_log import EventLogProjector
 from projections.migrate import migrate
+from projections.read_models import postgres_projectors
 from projections.runtime import ProjectionRunner, Projector
-from projections.tasks import TasksProjector
 from runtime.settings import Settings
 from runtime.stack import Stack
 
@@ -105,7 +104,7 @@ def serve_commands(platform: Platform) -> contextlib.AbstractAsyncContextManager
     return command_endpoint(platform.stack.nats_url, platform.commands)
 
 
-PROJECTORS: tuple[Projector, ...] = (EventLogProjector(), TasksProjector())
+PROJECTORS: tuple[Projector, ...] = tuple(postgres_projectors())
 """Every Postgres read model the platform keeps."""
 
 

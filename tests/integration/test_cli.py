@@ -73,7 +73,7 @@ def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
                 timeout=60,
             )
             rows = [line.split("│") for line in projections.stdout.splitlines() if "│" in line]
-            behind = {cells[1].strip(): cells[4].strip() for cells in rows if len(cells) > 4}
+            behind = {cells[1].strip(): cells[3].strip() for cells in rows if len(cells) > 4}
             if behind.get("tasks") == "0" and behind.get("event_log") == "0":
                 break
             assert time.monotonic() < deadline, projections.stdout + projections.stderr

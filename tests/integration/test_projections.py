@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Sequence
 
 import asyncpg
-from uuid_utils.compat import uuid7
+import pytest
+from uuid_utils.compat import uuid4, uuid7
 
 from commands.bus import CommandBus
 from domain.task import AssignTask, StartTask
 from eventstore.store import EventStore
 from projections.event_log import EventLogProjector
 from projections.migrate import migrate
-from projections.runtime import ProjectionRunner, checkpoint_of, wait_for_sequence
-from projections.tasks import TasksProjector
+from projections.poison import ProjectorStopped
+from projections.read_models import projector_named
+from projections.runtime import Connection, ProjectionRunner, checkpoint_of, wait_for_sequence
+from schemas.envelope import RecordedEvent
 from tests.conftest import ServerFaults
 from tests.tasks import context, new_submission
 
@@ -47,7 +51,8 @@ async def test_two_runners_racing_apply_every_event_exactly_once(
 ) -> None:
     await _some_tasks(bus, 20)
     tasks = [
-        ProjectionRunner(event_store, postgres, TasksProjector(), batch_size=7) for _ in range(2)
+        ProjectionRunner(event_store, postgres, projector_named("tasks"), batch_size=7)
+        for _ in range(2)
     ]
     logs = [
         ProjectionRunner(event_store, postgres, EventLogProjector(), batch_size=50)
@@ -71,7 +76,7 @@ async def test_a_running_projector_gives_read_your_writes(
     bus: CommandBus, event_store: EventStore, postgres: asyncpg.Pool
 ) -> None:
     stop = asyncio.Event()
-    runner = ProjectionRunner(event_store, postgres, TasksProjector())
+    runner = ProjectionRunner(event_store, postgres, projector_named("tasks"))
     running = asyncio.create_task(runner.run(stop))
     try:
         submission = new_submission(priority=1)
@@ -97,7 +102,7 @@ async def test_the_projector_catches_up_by_itself_after_postgres_is_killed(
     server_faults: ServerFaults,
 ) -> None:
     stop = asyncio.Event()
-    runner = ProjectionRunner(event_store, postgres, TasksProjector(), idle_poll=0.2)
+    runner = ProjectionRunner(event_store, postgres, projector_named("tasks"), idle_poll=0.2)
     running = asyncio.create_task(runner.run(stop))
     try:
         await wait_for_sequence(postgres, "tasks", await _some_tasks(bus, 2), timeout=10)
@@ -111,3 +116,87 @@ async def test_the_projector_catches_up_by_itself_after_postgres_is_killed(
     expected = await _task_events(event_store)
     rows = await postgres.fetch("SELECT task_id, events_applied FROM tasks")
     assert {row["task_id"]: row["events_applied"] for row in rows} == dict(expected)
+
+
+class FussyProjector:
+    """Counts task events in its own table, and cannot stand one particular task."""
+
+    version = 1
+    subject_filter = "sutazai.events.task.*.*"
+
+    def __init__(self, name: str, poison_task: object) -> None:
+        self.name = name
+        self.poison_task = poison_task
+
+    async def apply_batch(self, connection: Connection, events: Sequence[RecordedEvent]) -> None:
+        for event in events:
+            if event.envelope.aggregate_id == self.poison_task:
+                raise ValueError("this projector cannot apply that task")
+            await connection.execute(
+                f"INSERT INTO {self.name} (sequence) VALUES ($1)",
+                event.sequence,
+            )
+
+
+async def _fussy(postgres: asyncpg.Pool, bus: CommandBus) -> tuple[FussyProjector, int, int]:
+    name = f"fussy_{uuid4().hex[:12]}"
+    await postgres.execute(f"CREATE TABLE {name} (sequence bigint PRIMARY KEY)")
+    poison = new_submission()
+    before = await bus.execute(new_submission(), context())
+    bad = await bus.execute(poison, context())
+    after = await bus.execute(new_submission(), context())
+    assert before.sequence < bad.sequence < after.sequence
+    return FussyProjector(name, poison.task_id), bad.sequence, after.sequence
+
+
+async def test_a_poison_event_is_parked_and_the_projector_stops_where_it_is(
+    bus: CommandBus, event_store: EventStore, postgres: asyncpg.Pool
+) -> None:
+    projector, bad, _ = await _fussy(postgres, bus)
+    runner = ProjectionRunner(event_store, postgres, projector, batch_size=1000)
+    with pytest.raises(ProjectorStopped) as stopped:
+        await runner.catch_up()
+    assert stopped.value.sequence == bad
+    row = await postgres.fetchrow(
+        "SELECT sequence, status, error, error_sequence FROM projection_checkpoints"
+        " WHERE name = $1",
+        projector.name,
+    )
+    assert row is not None
+    assert (row["sequence"], row["status"], row["error_sequence"]) == (bad - 1, "stopped", bad)
+    assert "cannot apply" in row["error"]
+    assert await postgres.fetchval(f"SELECT max(sequence) FROM {projector.name}") < bad
+    dlq = await event_store.client.jetstream().get_last_msg(
+        "SUTAZAI_DLQ", f"sutazai.dlq.{projector.name}"
+    )
+    assert dlq.headers is not None
+    assert dlq.headers["Sutazai-Stream-Sequence"] == str(bad)
+    assert "cannot apply" in dlq.headers["Sutazai-Error"]
+
+    # Started again it meets the same event again: it stops again, and the DLQ holds it once.
+    with pytest.raises(ProjectorStopped):
+        await runner.catch_up()
+    info = await event_store.client.jetstream().stream_info(
+        "SUTAZAI_DLQ", subjects_filter=f"sutazai.dlq.{projector.name}"
+    )
+    assert info.state.subjects == {f"sutazai.dlq.{projector.name}": 1}
+
+
+async def test_under_the_skip_policy_a_poison_event_is_parked_recorded_and_passed(
+    bus: CommandBus, event_store: EventStore, postgres: asyncpg.Pool
+) -> None:
+    projector, bad, after = await _fussy(postgres, bus)
+    runner = ProjectionRunner(
+        event_store, postgres, projector, batch_size=1000, poison_policy="skip"
+    )
+    assert await runner.catch_up() >= after
+    applied = {
+        row["sequence"] for row in await postgres.fetch(f"SELECT sequence FROM {projector.name}")
+    }
+    assert bad not in applied
+    assert after in applied
+    row = await postgres.fetchrow(
+        "SELECT status, error_sequence FROM projection_checkpoints WHERE name = $1", projector.name
+    )
+    assert row is not None
+    assert (row["status"], row["error_sequence"]) == ("running", bad)
