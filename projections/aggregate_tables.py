@@ -8,7 +8,7 @@ equals the aggregate's events in the log exactly when none was applied twice or 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -21,7 +21,7 @@ from projections.runtime import Connection
 from schemas.envelope import RecordedEvent, aggregate_subjects
 
 Columns = Callable[[Any], dict[str, Any]]
-AfterWrite = Callable[[Connection, list[BaseModel]], Awaitable[None]]
+AfterWrite = Callable[[Connection, list[BaseModel], Mapping[str, str]], Awaitable[None]]
 
 _BOOKKEEPING = ("created_at", "updated_at", "version", "last_sequence", "events_applied", "state")
 
@@ -46,17 +46,23 @@ class AggregateTable:
     """Those columns' values from a folded state."""
     after_write: AfterWrite | None = None
     """Extra writes for the touched states (child tables), in the same transaction."""
+    child_tables: tuple[str, ...] = ()
+    """The tables `after_write` writes."""
     version: int = 1
 
 
 class AggregateTableProjector:
     """A `Projector` for one `AggregateTable`."""
 
-    def __init__(self, spec: AggregateTable) -> None:
+    def __init__(self, spec: AggregateTable, targets: Mapping[str, str] | None = None) -> None:
         self.spec = spec
         self.name = spec.table
         self.version = spec.version
         self.subject_filter = aggregate_subjects(spec.kind.name, "*")
+        live = (spec.table, *spec.child_tables)
+        self.targets = {name: (targets or {}).get(name, name) for name in live}
+        self.tables = tuple(self.targets[name] for name in live)
+        table = self.targets[spec.table]
         names = [spec.id_column, *spec.column_names, *_BOOKKEEPING]
         placeholders = ", ".join(f"${n}" for n in range(1, len(names) + 1))
         updates = ", ".join(
@@ -67,9 +73,9 @@ class AggregateTableProjector:
         self._names = names
         # Table and column names come from our own specs, never from input; values are bound.
         self._upsert = (
-            f"INSERT INTO {spec.table} ({', '.join(names)}) VALUES ({placeholders}) "  # noqa: S608
+            f"INSERT INTO {table} AS t ({', '.join(names)}) VALUES ({placeholders}) "
             f"ON CONFLICT ({spec.id_column}) DO UPDATE SET {updates}, "
-            f"events_applied = {spec.table}.events_applied + EXCLUDED.events_applied"
+            "events_applied = t.events_applied + EXCLUDED.events_applied"
         )
 
     async def apply_batch(self, connection: Connection, events: Sequence[RecordedEvent]) -> None:
@@ -79,7 +85,7 @@ class AggregateTableProjector:
         for event in events:
             by_id.setdefault(event.envelope.aggregate_id, []).append(event)
         rows = await connection.fetch(
-            f"SELECT {spec.id_column} AS id, state, created_at FROM {spec.table} "  # noqa: S608
+            f"SELECT {spec.id_column} AS id, state, created_at FROM {self.targets[spec.table]} "
             f"WHERE {spec.id_column} = ANY($1::uuid[])",
             list(by_id),
         )
@@ -110,4 +116,8 @@ class AggregateTableProjector:
             records.append((aggregate_id, *own, *bookkeeping))
         await connection.executemany(self._upsert, records)
         if spec.after_write is not None:
-            await spec.after_write(connection, states)
+            await spec.after_write(connection, states, self.targets)
+
+    def retarget(self, tables: Mapping[str, str]) -> AggregateTableProjector:
+        """The same projector writing into other tables."""
+        return AggregateTableProjector(self.spec, tables)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from eventstore.streams import EVENTS_SUBJECTS
 from projections.runtime import Connection
@@ -35,10 +35,19 @@ class EventLogProjector:
     version = 1
     subject_filter = EVENTS_SUBJECTS
 
+    def __init__(self, table: str = "event_log") -> None:
+        self.tables: tuple[str, ...] = (table,)
+
+    def retarget(self, tables: Mapping[str, str]) -> EventLogProjector:
+        """The same projector writing into another table."""
+        return EventLogProjector(tables.get(self.tables[0], self.tables[0]))
+
     async def apply_batch(self, connection: Connection, events: Sequence[RecordedEvent]) -> None:
         """Insert the batch's envelopes."""
+        schema, _, table = self.tables[0].rpartition(".")
         await connection.copy_records_to_table(
-            "event_log",
+            table,
+            schema_name=schema or None,
             columns=_COLUMNS,
             records=[
                 (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
@@ -93,19 +94,24 @@ def _conversation(conversation: Conversation) -> dict[str, Any]:
     }
 
 
-async def _conversation_messages(connection: Connection, states: list[BaseModel]) -> None:
+async def _conversation_messages(
+    connection: Connection, states: list[BaseModel], tables: Mapping[str, str]
+) -> None:
     """Messages are only ever appended: write the ones past what each conversation holds."""
     conversations = [state for state in states if isinstance(state, Conversation)]
+    target = tables["conversation_messages"]
     held = {
         row["conversation_id"]: row["count"]
         for row in await connection.fetch(
-            "SELECT conversation_id, count(*) AS count FROM conversation_messages"
+            f"SELECT conversation_id, count(*) AS count FROM {target}"
             " WHERE conversation_id = ANY($1::uuid[]) GROUP BY conversation_id",
             [c.conversation_id for c in conversations],
         )
     }
+    schema, _, table = target.rpartition(".")
     await connection.copy_records_to_table(
-        "conversation_messages",
+        table,
+        schema_name=schema or None,
         columns=(
             "conversation_id",
             "position",
@@ -168,6 +174,7 @@ TABLES = (
         _COLUMNS["conversations"],
         _conversation,
         after_write=_conversation_messages,
+        child_tables=("conversation_messages",),
     ),
 )
 

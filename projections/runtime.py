@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol
 
 import asyncpg
@@ -34,9 +34,15 @@ class Projector(Protocol):
     name: str
     version: int
     subject_filter: str
+    tables: tuple[str, ...]
+    """The tables it writes (for rebuild and verify)."""
 
     async def apply_batch(self, connection: Connection, events: Sequence[RecordedEvent]) -> None:
         """Apply events (all above the checkpoint, in stream order)."""
+        ...
+
+    def retarget(self, tables: Mapping[str, str]) -> Projector:
+        """The same projector writing into other tables (`{live name: other name}`)."""
         ...
 
 
@@ -52,6 +58,10 @@ INFRASTRUCTURE_ERRORS = (
 """Failures of a server, not of an event: wait and try again."""
 
 PoisonPolicy = Literal["stop", "skip"]
+
+
+class _StaleBatch(Exception):
+    """The checkpoint moved between reading a batch and locking it: the batch is out of date."""
 
 
 class ProjectionLagging(TimeoutError):
@@ -92,6 +102,7 @@ class ProjectionRunner:
         idle_poll: float = 1.0,
         poison_policy: PoisonPolicy = "stop",
         poison_attempts: int = 3,
+        checkpoint_name: str | None = None,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -100,39 +111,52 @@ class ProjectionRunner:
         self.idle_poll = idle_poll
         self.poison_policy = poison_policy
         self.poison_attempts = poison_attempts
+        self.checkpoint_name = checkpoint_name or projector.name
         self._doorbell = asyncio.Event()
 
-    async def apply_once(self) -> int:
+    async def apply_once(self, *, up_to: int | None = None) -> int:
         """Read and apply one batch; returns how many events it moved past (0: caught up).
 
         An event the projector cannot apply is retried on its own, then parked on the DLQ;
         the projector then stops (`ProjectorStopped`) or, under the "skip" policy, records it
         and goes on.
         """
-        start = await checkpoint_of(self.pool, self.projector.name)
-        batch = [
-            event
-            async for event in self.store.read(
-                from_sequence=start + 1,
-                subject_filter=self.projector.subject_filter,
-                limit=self.batch_size,
-            )
-        ]
-        if not batch:
-            return 0
-        try:
-            return await self._apply(batch)
-        except INFRASTRUCTURE_ERRORS:
-            raise
-        except Exception:
-            # Somewhere in the batch is an event that does not apply: go one by one to find it.
-            applied = 0
-            for event in batch:
-                applied += await self._apply_alone(event)
-            return applied
+        while True:
+            start = await checkpoint_of(self.pool, self.checkpoint_name)
+            batch = [
+                event
+                async for event in self.store.read(
+                    from_sequence=start + 1,
+                    subject_filter=self.projector.subject_filter,
+                    limit=self.batch_size,
+                )
+            ]
+            if up_to is not None:
+                batch = [event for event in batch if event.sequence <= up_to]
+            if not batch:
+                return 0
+            try:
+                try:
+                    return await self._apply(batch, start)
+                except INFRASTRUCTURE_ERRORS:
+                    raise
+                except _StaleBatch:
+                    raise
+                except Exception:
+                    # An event in the batch does not apply: go one by one, to find it.
+                    previous = start
+                    for event in batch:
+                        await self._apply_alone(event, previous)
+                        previous = event.sequence
+                    return len(batch)
+            except _StaleBatch:
+                continue  # another writer moved the checkpoint meanwhile: read again from it
 
-    async def _apply(self, events: Sequence[RecordedEvent], *, skip: bool = False) -> int:
-        name = self.projector.name
+    async def _apply(
+        self, events: Sequence[RecordedEvent], expected: int, *, skip: bool = False
+    ) -> int:
+        """Apply `events` and move the checkpoint past them, if it is still at `expected`."""
+        name = self.checkpoint_name
         async with self.pool.acquire() as connection, connection.transaction():
             # A row to lock even before the first batch, so that two runners serialise here.
             await connection.execute(
@@ -144,9 +168,9 @@ class ProjectionRunner:
             current = await connection.fetchval(
                 "SELECT sequence FROM projection_checkpoints WHERE name = $1 FOR UPDATE", name
             )
-            fresh = [event for event in events if event.sequence > (current or 0)]
-            if not fresh:
-                return 0
+            if (current or 0) != expected:
+                raise _StaleBatch
+            fresh = list(events)
             if not skip:
                 await self.projector.apply_batch(connection, fresh)
             await connection.execute(
@@ -158,12 +182,12 @@ class ProjectionRunner:
             )
         return len(fresh)
 
-    async def _apply_alone(self, event: RecordedEvent) -> int:
+    async def _apply_alone(self, event: RecordedEvent, expected: int) -> int:
         error: Exception | None = None
         for _ in range(self.poison_attempts):
             try:
-                return await self._apply([event])
-            except INFRASTRUCTURE_ERRORS:
+                return await self._apply([event], expected)
+            except (_StaleBatch, *INFRASTRUCTURE_ERRORS):
                 raise
             except Exception as failure:
                 error = failure
@@ -180,7 +204,7 @@ class ProjectionRunner:
         )
         if self.poison_policy == "stop":
             raise ProjectorStopped(self.projector.name, event.sequence, error)
-        return await self._apply([event], skip=True)
+        return await self._apply([event], expected, skip=True)
 
     async def _record_poison(self, event: RecordedEvent, error: Exception) -> None:
         status = "stopped" if self.poison_policy == "stop" else "running"
@@ -189,7 +213,7 @@ class ProjectionRunner:
             " error_sequence) VALUES ($1, $2, 0, $3, $4, $5)"
             " ON CONFLICT (name) DO UPDATE SET status = $3, error = $4, error_sequence = $5,"
             " updated_at = now()",
-            self.projector.name,
+            self.checkpoint_name,
             self.projector.version,
             status,
             f"{event.envelope.event_type}: {error!r}"[:2_000],
@@ -200,7 +224,7 @@ class ProjectionRunner:
         """Apply batches until the log has nothing more; returns the checkpoint."""
         while await self.apply_once():
             pass
-        return await checkpoint_of(self.pool, self.projector.name)
+        return await checkpoint_of(self.pool, self.checkpoint_name)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Apply until `stop` is set; wake on new events, survive store and database outages."""

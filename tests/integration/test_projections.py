@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import asyncpg
 import pytest
@@ -17,6 +17,7 @@ from projections.event_log import EventLogProjector
 from projections.migrate import migrate
 from projections.poison import ProjectorStopped
 from projections.read_models import projector_named
+from projections.rebuild import rebuild, verify
 from projections.runtime import Connection, ProjectionRunner, checkpoint_of, wait_for_sequence
 from schemas.envelope import RecordedEvent
 from tests.conftest import ServerFaults
@@ -127,6 +128,10 @@ class FussyProjector:
     def __init__(self, name: str, poison_task: object) -> None:
         self.name = name
         self.poison_task = poison_task
+        self.tables: tuple[str, ...] = (name,)
+
+    def retarget(self, tables: Mapping[str, str]) -> FussyProjector:
+        return FussyProjector(tables.get(self.name, self.name), self.poison_task)
 
     async def apply_batch(self, connection: Connection, events: Sequence[RecordedEvent]) -> None:
         for event in events:
@@ -200,3 +205,77 @@ async def test_under_the_skip_policy_a_poison_event_is_parked_recorded_and_passe
     )
     assert row is not None
     assert (row["status"], row["error_sequence"]) == ("running", bad)
+
+
+async def test_verify_finds_the_live_read_model_equal_to_a_fresh_rebuild_and_catches_a_change(
+    bus: CommandBus, event_store: EventStore, postgres: asyncpg.Pool
+) -> None:
+    await _some_tasks(bus, 5)
+    for name in ("tasks", "event_log"):
+        await ProjectionRunner(
+            event_store, postgres, projector_named(name), batch_size=3
+        ).catch_up()
+        checks = await verify(event_store, postgres, projector_named(name))
+        assert checks, name
+        assert all(check.matches for check in checks), checks
+        assert checks[0].live_rows > 0
+
+    # A row changed behind the projector's back is found.
+    await postgres.execute(
+        "UPDATE tasks SET priority = priority + 1"
+        " WHERE task_id = (SELECT task_id FROM tasks LIMIT 1)"
+    )
+    checks = await verify(event_store, postgres, projector_named("tasks"))
+    assert not checks[0].matches
+    assert not await postgres.fetchval(
+        "SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'verify_%'"
+    )
+
+
+async def test_rebuild_while_commands_keep_arriving_never_fails_a_query_and_verifies(
+    bus: CommandBus, event_store: EventStore, postgres: asyncpg.Pool
+) -> None:
+    await _some_tasks(bus, 10)
+    tasks = projector_named("tasks")
+    stop = asyncio.Event()
+    live = asyncio.create_task(
+        ProjectionRunner(event_store, postgres, tasks, idle_poll=0.1).run(stop)
+    )
+    failures: list[BaseException] = []
+    answered = 0
+
+    async def keep_writing() -> None:
+        while not stop.is_set():
+            await _some_tasks(bus, 1)
+
+    async def keep_reading() -> None:
+        nonlocal answered
+        while not stop.is_set():
+            try:
+                await postgres.fetchval("SELECT count(*) FROM tasks WHERE status = 'running'")
+                answered += 1
+            except Exception as error:  # any failed query fails the test
+                failures.append(error)
+            await asyncio.sleep(0.005)
+
+    writer = asyncio.create_task(keep_writing())
+    reader = asyncio.create_task(keep_reading())
+    seen: list[tuple[int, int]] = []
+    report = await rebuild(
+        event_store, postgres, tasks, progress=lambda done, aim: seen.append((done, aim))
+    )
+    await asyncio.sleep(0.3)  # writes and reads go on against the switched tables
+    stop.set()
+    await asyncio.gather(writer, reader, live)
+
+    assert failures == []
+    assert answered > 10
+    assert report.version >= 2
+    assert seen
+    assert seen[-1][0] == seen[-1][1]
+    await ProjectionRunner(event_store, postgres, tasks).catch_up()
+    checks = await verify(event_store, postgres, tasks)
+    assert all(check.matches for check in checks), checks
+    expected = await _task_events(event_store)
+    rows = await postgres.fetch("SELECT task_id, events_applied FROM tasks")
+    assert {row["task_id"]: row["events_applied"] for row in rows} == dict(expected)
