@@ -7,6 +7,7 @@ from uuid import UUID
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from eventstore.append import AppendResult, append_events
 from eventstore.connection import ConnectionWatch, connect_watched
@@ -86,6 +87,28 @@ class EventStore:
             timeout=self.timeout,
             watch=self.watch,
         )
+
+    async def count_after(self, sequence: int, subject_filter: str) -> int:
+        """How many events matching `subject_filter` the log holds after `sequence`.
+
+        Asks the server through a short-lived consumer (nothing is delivered): for status
+        displays, not for hot paths.
+        """
+        js = self.client.jetstream(timeout=self.timeout)
+        config = ConsumerConfig(
+            filter_subject=subject_filter,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=sequence + 1,
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=5.0,
+            mem_storage=True,
+        )
+        try:
+            info = await js.add_consumer(EVENTS_STREAM, config)
+            await js.delete_consumer(EVENTS_STREAM, info.name)
+        except nats.errors.Error as error:
+            raise StoreUnavailable(f"counting events failed: {error!r}") from error
+        return int(info.num_pending or 0)
 
     async def last_sequence(self) -> int:
         """The sequence of the newest event in the log (0 when empty)."""

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 import asyncpg
 import nats.errors
 import typer
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
+from eventstore.store import EventStore
+from projections.read_models import projector_named
+from projections.rebuild import rebuild, verify
+from projections.runtime import Projector
 from runtime.bootstrap import (
     PROJECTORS,
     connect_read_side,
@@ -23,14 +37,16 @@ from runtime.cli.base import (
 )
 from runtime.stack import Stack
 
+T = TypeVar("T")
+
 
 @projections_app.command("status")
 def projections_status() -> None:
-    """Each projector's checkpoint, how far behind the log it is, its state and last error."""
+    """Each projector's checkpoint, how many of its events it has yet to apply, its state."""
     settings = load_settings()
     stack = Stack(settings)
 
-    async def gather() -> tuple[int, dict[str, asyncpg.Record]]:
+    async def gather() -> tuple[int, dict[str, asyncpg.Record], dict[str, int]]:
         async with (
             connect_store(settings, stack) as commands,
             connect_read_side(settings, stack) as pool,
@@ -40,10 +56,17 @@ def projections_status() -> None:
                 "SELECT name, sequence, updated_at, status, error, error_sequence"
                 " FROM projection_checkpoints"
             )
-            return last, {row["name"]: row for row in rows}
+            found = {row["name"]: row for row in rows}
+            behind = {
+                p.name: await commands.bus.store.count_after(
+                    int(found[p.name]["sequence"]) if p.name in found else 0, p.subject_filter
+                )
+                for p in PROJECTORS
+            }
+            return last, found, behind
 
     try:
-        last, rows = asyncio.run(gather())
+        last, rows, behind = asyncio.run(gather())
     except (OSError, nats.errors.NoServersError) as error:
         errors.print(f"[red]The platform does not answer ({escape(repr(error))}). Is it up?[/]")
         raise typer.Exit(2) from error
@@ -53,14 +76,101 @@ def projections_status() -> None:
     for projector in PROJECTORS:
         row = rows.get(projector.name)
         checkpoint = int(row["sequence"]) if row else 0
-        state = row["status"] if row else "not started"
+        state = row["status"] if row else "no events yet"
         problem = f"at {row['error_sequence']}: {row['error']}" if row and row["error"] else ""
         table.add_row(
             projector.name,
             str(checkpoint),
-            str(last - checkpoint),
+            str(behind[projector.name]),
             "[red]stopped[/]" if state == "stopped" else state,
             f"{row['updated_at']:%Y-%m-%d %H:%M:%S}" if row else "-",
             escape(problem),
         )
     console.print(table)
+
+
+def _projector(name: str) -> Projector:
+    try:
+        return projector_named(name)
+    except LookupError as error:
+        errors.print(f"[red]{escape(str(error))}[/]")
+        raise typer.Exit(2) from error
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>10} events/s"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def _with_read_side(
+    work: Callable[[EventStore, asyncpg.Pool, Callable[[int, int], None]], Awaitable[T]],
+    description: str,
+) -> T:
+    settings = load_settings()
+    stack = Stack(settings)
+
+    async def main() -> T:
+        async with (
+            connect_store(settings, stack) as commands,
+            connect_read_side(settings, stack) as pool,
+        ):
+            with _progress_bar() as bar:
+                task = bar.add_task(description, total=None, rate="-")
+                started = time.monotonic()
+
+                def progress(done: int, aim: int) -> None:
+                    elapsed = max(time.monotonic() - started, 1e-6)
+                    rate = f"{done / elapsed:,.0f}"
+                    bar.update(task, completed=done, total=aim, rate=rate)
+
+                return await work(commands.bus.store, pool, progress)
+
+    try:
+        return asyncio.run(main())
+    except (OSError, nats.errors.NoServersError) as error:
+        errors.print(f"[red]The platform does not answer ({escape(repr(error))}). Is it up?[/]")
+        raise typer.Exit(2) from error
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    name: Annotated[str, typer.Argument(help="The projector: tasks, users, event_log, …")],
+) -> None:
+    """Rebuild a read model from the log beside the live one, then switch to it atomically."""
+    projector = _projector(name)
+    report = _with_read_side(
+        lambda store, pool, progress: rebuild(store, pool, projector, progress=progress),
+        f"rebuilding {name}",
+    )
+    console.print(
+        f"{name} is now version {report.version}: {report.events:,} events in "
+        f"{report.seconds:.1f}s ({report.events / max(report.seconds, 1e-6):,.0f} events/s), "
+        f"at sequence {report.sequence}."
+    )
+
+
+@projections_app.command("verify")
+def projections_verify(
+    name: Annotated[str, typer.Argument(help="The projector: tasks, users, event_log, …")],
+) -> None:
+    """Rebuild a read model into a scratch schema and compare every table with the live one."""
+    projector = _projector(name)
+    checks = _with_read_side(
+        lambda store, pool, progress: verify(store, pool, projector, progress=progress),
+        f"verifying {name}",
+    )
+    table = Table(title=f"verify {name}")
+    for column in ("table", "live rows", "rebuilt rows", "same"):
+        table.add_column(column)
+    for check in checks:
+        same = "[green]yes[/]" if check.matches else "[red]NO[/]"
+        table.add_row(check.table, str(check.live_rows), str(check.rebuilt_rows), same)
+    console.print(table)
+    if not all(check.matches for check in checks):
+        raise typer.Exit(1)

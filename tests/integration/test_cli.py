@@ -142,3 +142,23 @@ def test_task_submit_show_and_events_tail_through_the_cli(stack: Stack) -> None:
     refused = sutazai("task", "submit", "--type", "Not A Type")
     assert refused.returncode == 1
     assert "payload.task_type" in refused.stderr
+
+
+def test_projections_rebuild_and_verify_through_the_cli(stack: Stack) -> None:
+    env = cli_environment(stack.settings)
+
+    def sutazai(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [SUTAZAI, *args], env=env, capture_output=True, text=True, timeout=120
+        )
+
+    assert sutazai("task", "submit", "--type", "code.explain").returncode == 0
+    rebuilt = sutazai("projections", "rebuild", "tasks")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "tasks is now version" in rebuilt.stdout
+    verified = sutazai("projections", "verify", "tasks")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "yes" in verified.stdout
+    unknown = sutazai("projections", "verify", "invoices")
+    assert unknown.returncode == 2
+    assert "known:" in unknown.stderr
