@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -109,10 +109,22 @@ PROJECTORS: tuple[Projector, ...] = tuple(postgres_projectors())
 
 
 @contextlib.asynccontextmanager
-async def run_projections(platform: Platform) -> AsyncIterator[list[ProjectionRunner]]:
-    """Keep every projector applying new events until the block ends."""
+async def run_projections(
+    settings: Settings, store: EventStore, postgres: asyncpg.Pool, only: Sequence[str] = ()
+) -> AsyncIterator[list[ProjectionRunner]]:
+    """Keep every projector (or those named) applying new events until the block ends."""
     stop = asyncio.Event()
-    runners = [ProjectionRunner(platform.store, platform.postgres, p) for p in PROJECTORS]
+    runners = [
+        ProjectionRunner(
+            store,
+            postgres,
+            projector,
+            batch_size=settings.projection_batch_size,
+            poison_policy="skip" if settings.poison_policy == "skip" else "stop",
+        )
+        for projector in PROJECTORS
+        if not only or projector.name in only
+    ]
     running = [asyncio.create_task(runner.run(stop)) for runner in runners]
     try:
         yield runners

@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     inline_document_bytes: int = Field(
         default=32 * 1024, ge=0, description="Larger documents go to the Object Store."
     )
+    projection_batch_size: int = Field(default=500, ge=1, description="Events per transaction.")
+    poison_policy: str = Field(default="stop", pattern="^(stop|skip)$")
 
     @property
     def resolved_data_dir(self) -> Path:

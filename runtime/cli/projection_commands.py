@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
@@ -28,6 +29,7 @@ from runtime.bootstrap import (
     PROJECTORS,
     connect_read_side,
     connect_store,
+    run_projections,
 )
 from runtime.cli.base import (
     console,
@@ -174,3 +176,36 @@ def projections_verify(
     console.print(table)
     if not all(check.matches for check in checks):
         raise typer.Exit(1)
+
+
+@projections_app.command("run")
+def projections_run(
+    only: Annotated[
+        list[str] | None, typer.Option(help="Run only this projector (repeatable).")
+    ] = None,
+) -> None:
+    """Run projectors in the foreground (as `sutazai up` does) until Ctrl-C."""
+    for name in only or ():
+        _projector(name)
+    settings = load_settings()
+    stack = Stack(settings)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with (
+            connect_store(settings, stack) as commands,
+            connect_read_side(settings, stack) as pool,
+            run_projections(settings, commands.bus.store, pool, only or ()) as runners,
+        ):
+            names = ", ".join(runner.projector.name for runner in runners)
+            console.print(f"Projecting {names}. Ctrl-C stops.")
+            await stop.wait()
+
+    try:
+        asyncio.run(main())
+    except (OSError, nats.errors.NoServersError) as error:
+        errors.print(f"[red]The platform does not answer ({escape(repr(error))}). Is it up?[/]")
+        raise typer.Exit(2) from error

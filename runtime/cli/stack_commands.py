@@ -60,7 +60,7 @@ async def _serve(settings: Settings) -> None:
         async with (
             connect(settings, stack) as platform,
             serve_commands(platform),
-            run_projections(platform),
+            run_projections(settings, platform.store, platform.postgres),
         ):
             console.print(_status_table(await stack.status()))
             console.print("Commands answer on sutazai.cmd.<CommandName>.")
