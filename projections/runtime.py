@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Literal, Protocol
 
 import asyncpg
+import redis.exceptions
 import structlog
 
 from eventstore.errors import StoreUnavailable
@@ -54,6 +55,8 @@ INFRASTRUCTURE_ERRORS = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
 )
 """Failures of a server, not of an event: wait and try again."""
 
@@ -112,7 +115,6 @@ class ProjectionRunner:
         self.poison_policy = poison_policy
         self.poison_attempts = poison_attempts
         self.checkpoint_name = checkpoint_name or projector.name
-        self._doorbell = asyncio.Event()
 
     async def apply_once(self, *, up_to: int | None = None) -> int:
         """Read and apply one batch; returns how many events it moved past (0: caught up).
@@ -228,42 +230,58 @@ class ProjectionRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Apply until `stop` is set; wake on new events, survive store and database outages."""
-        subscription = await self.store.client.subscribe(
-            self.projector.subject_filter, cb=self._ring
-        )
-        try:
-            backoff = 0.05
-            while not stop.is_set():
-                # Cleared before reading, so an event that lands during the read rings again.
-                self._doorbell.clear()
-                try:
-                    if await self.apply_once():
-                        backoff = 0.05
-                        continue
-                except INFRASTRUCTURE_ERRORS as error:
-                    log.warning(
-                        "projection.retrying", projector=self.projector.name, error=repr(error)
-                    )
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=backoff)
-                    backoff = min(backoff * 2, 2.0)
-                    continue
-                except ProjectorStopped:
-                    return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wait(stop), timeout=self.idle_poll)
-        finally:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
+        await keep_applying(
+            self.apply_once, self.store, self.projector.subject_filter, self.projector.name, stop,
+            idle_poll=self.idle_poll,
+        )  # fmt: skip
 
-    async def _ring(self, _message: object) -> None:
+
+async def keep_applying(
+    apply_once: Callable[[], Awaitable[int]],
+    store: EventStore,
+    subject_filter: str,
+    name: str,
+    stop: asyncio.Event,
+    *,
+    idle_poll: float = 1.0,
+) -> None:
+    """Call `apply_once` until `stop`: again at once while it finds work, on the next event (or
+    after `idle_poll`) when it does not, with backoff while a server is down. A projector that
+    stopped on a poison event ends the loop."""
+    doorbell = asyncio.Event()
+
+    async def ring(_message: object) -> None:
         # Every append is also delivered on plain NATS: a cheap "there is something new".
-        self._doorbell.set()
+        doorbell.set()
 
-    async def _wait(self, stop: asyncio.Event) -> None:
-        waits = {asyncio.ensure_future(self._doorbell.wait()), asyncio.ensure_future(stop.wait())}
+    async def wake_or_stop() -> None:
+        waits = {asyncio.ensure_future(doorbell.wait()), asyncio.ensure_future(stop.wait())}
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for wait in waits:
                 wait.cancel()
+
+    subscription = await store.client.subscribe(subject_filter, cb=ring)
+    try:
+        backoff = 0.05
+        while not stop.is_set():
+            # Cleared before reading, so an event that lands during the read rings again.
+            doorbell.clear()
+            try:
+                if await apply_once():
+                    backoff = 0.05
+                    continue
+            except INFRASTRUCTURE_ERRORS as error:
+                log.warning("projection.retrying", projector=name, error=repr(error))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            except ProjectorStopped:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake_or_stop(), timeout=idle_poll)
+    finally:
+        with contextlib.suppress(Exception):
+            await subscription.unsubscribe()

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import asyncpg
-import falkordb.asyncio
 import redis.asyncio as aioredis
 from argon2 import PasswordHasher
 from faststream.nats import NatsBroker
@@ -21,6 +20,8 @@ from eventstore.blobs import BlobStore
 from eventstore.store import EventStore
 from eventstore.streams import StreamLayout
 from handlers.command_endpoint import command_endpoint
+from projections.graph.port import FalkorGraph, GraphPort, Neo4jGraph
+from projections.graph.runner import GraphProjection
 from projections.migrate import migrate
 from projections.read_models import postgres_projectors
 from projections.runtime import ProjectionRunner, Projector
@@ -39,7 +40,7 @@ class Platform:
     commands: CommandDispatcher
     postgres: asyncpg.Pool
     redis: aioredis.Redis
-    graph: falkordb.asyncio.FalkorDB
+    graph: GraphPort
 
 
 @contextlib.asynccontextmanager
@@ -85,8 +86,15 @@ async def connect(settings: Settings, stack: Stack) -> AsyncIterator[Platform]:
         await migrate(postgres)
         redis_client = aioredis.Redis.from_url(stack.redis_url)
         resources.push_async_callback(redis_client.aclose)
-        graph = falkordb.asyncio.FalkorDB.from_url(stack.graph_url)
-        resources.push_async_callback(graph.connection.aclose)
+        graph: GraphPort
+        if settings.neo4j_url:
+            neo4j = Neo4jGraph(settings.neo4j_url, auth=settings.neo4j_auth)
+            resources.push_async_callback(neo4j.close)
+            graph = neo4j
+        else:
+            graph_client = aioredis.Redis.from_url(stack.graph_url)
+            resources.push_async_callback(graph_client.aclose)
+            graph = FalkorGraph(graph_client)
         yield Platform(
             settings=settings,
             stack=stack,
@@ -110,9 +118,16 @@ PROJECTORS: tuple[Projector, ...] = tuple(postgres_projectors())
 
 @contextlib.asynccontextmanager
 async def run_projections(
-    settings: Settings, store: EventStore, postgres: asyncpg.Pool, only: Sequence[str] = ()
+    settings: Settings,
+    store: EventStore,
+    postgres: asyncpg.Pool,
+    only: Sequence[str] = (),
+    graph: GraphPort | None = None,
 ) -> AsyncIterator[list[ProjectionRunner]]:
-    """Keep every projector (or those named) applying new events until the block ends."""
+    """Keep every projector (or those named) applying new events until the block ends.
+
+    The graph projection runs too when a graph is given.
+    """
     stop = asyncio.Event()
     runners = [
         ProjectionRunner(
@@ -126,6 +141,9 @@ async def run_projections(
         if not only or projector.name in only
     ]
     running = [asyncio.create_task(runner.run(stop)) for runner in runners]
+    if graph is not None:
+        projection = GraphProjection(store, graph, batch_size=settings.projection_batch_size)
+        running.append(asyncio.create_task(projection.run(stop)))
     try:
         yield runners
     finally:

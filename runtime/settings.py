@@ -43,6 +43,11 @@ class Settings(BaseSettings):
 
     graph_url: str | None = None
     graph_port: int = 16380
+    neo4j_url: str | None = Field(
+        default=None, description="Use Neo4j (bolt://…) for the graph instead of FalkorDB."
+    )
+    neo4j_user: str = "neo4j"
+    neo4j_password: str | None = None
 
     store_timeout: float = Field(default=5.0, gt=0, description="Seconds to wait for NATS.")
     duplicate_window: float = Field(default=120.0, gt=0, description="JetStream dedupe window.")
@@ -59,6 +64,11 @@ class Settings(BaseSettings):
     )
     projection_batch_size: int = Field(default=500, ge=1, description="Events per transaction.")
     poison_policy: str = Field(default="stop", pattern="^(stop|skip)$")
+
+    @property
+    def neo4j_auth(self) -> tuple[str, str] | None:
+        """Neo4j credentials, when a password is set."""
+        return (self.neo4j_user, self.neo4j_password) if self.neo4j_password else None
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -60,11 +60,12 @@ async def _serve(settings: Settings) -> None:
         async with (
             connect(settings, stack) as platform,
             serve_commands(platform),
-            run_projections(settings, platform.store, platform.postgres),
+            run_projections(settings, platform.store, platform.postgres, graph=platform.graph),
         ):
             console.print(_status_table(await stack.status()))
             console.print("Commands answer on sutazai.cmd.<CommandName>.")
-            console.print(f"Projections running: {', '.join(p.name for p in PROJECTORS)}.")
+            names = ", ".join([p.name for p in PROJECTORS] + ["graph"])
+            console.print(f"Projections running: {names}.")
             console.print("SutazAI is up. Press Ctrl-C to stop.")
             await stop.wait()
     finally:

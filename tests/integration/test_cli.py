@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import psutil
+import redis
 
 from runtime.stack import Stack
 from tests.servers import SUTAZAI, cli_environment, isolated_settings, scratch_dir
@@ -78,6 +79,19 @@ def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
                 break
             assert time.monotonic() < deadline, projections.stdout + projections.stderr
             time.sleep(0.2)
+        graph = redis.Redis(host="127.0.0.1", port=settings.graph_port)
+        while True:  # and the graph projection too
+            try:
+                reply = graph.execute_command(  # type: ignore[no-untyped-call]
+                    "GRAPH.RO_QUERY", "sutazai", "MATCH (t:Task) RETURN count(t)"
+                )
+                if reply[1] == [[1]]:
+                    break
+            except redis.ResponseError:
+                pass  # no graph until its first write
+            assert time.monotonic() < deadline, "the graph never showed the task"
+            time.sleep(0.2)
+        graph.close()
 
         servers = [
             psutil.Process(int((root / "run" / f"{name}.pid").read_text().split()[0]))

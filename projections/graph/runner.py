@@ -1,0 +1,55 @@
+"""Feed the graph from the log: batches of idempotent statements written with their checkpoint."""
+
+from __future__ import annotations
+
+import asyncio
+
+from eventstore.store import EventStore
+from eventstore.streams import EVENTS_SUBJECTS
+from projections.graph.cypher import CHECKPOINT, READ_CHECKPOINT, Statement, statements
+from projections.graph.port import GraphPort
+from projections.runtime import keep_applying
+
+NAME = "graph"
+
+
+class GraphProjection:
+    """The graph read model. Its checkpoint lives in the graph, written in each batch."""
+
+    def __init__(self, store: EventStore, graph: GraphPort, *, batch_size: int = 500) -> None:
+        self.store = store
+        self.graph = graph
+        self.batch_size = batch_size
+
+    async def checkpoint(self) -> int:
+        """The last stream sequence applied to the graph."""
+        rows = await self.graph.read(READ_CHECKPOINT, {"name": NAME})
+        return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+    async def apply_once(self) -> int:
+        """Apply one batch; returns how many events it moved past (0: caught up)."""
+        start = await self.checkpoint()
+        batch = [
+            event
+            async for event in self.store.read(
+                from_sequence=start + 1, subject_filter=EVENTS_SUBJECTS, limit=self.batch_size
+            )
+        ]
+        if not batch:
+            return 0
+        writes: list[Statement] = [s for event in batch for s in statements(event)]
+        writes.append((CHECKPOINT, {"name": NAME, "sequence": batch[-1].sequence}))
+        await self.graph.write(writes)
+        return len(batch)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Apply until `stop` is set, waking on new events."""
+        await self.graph.ensure_schema()
+        await keep_applying(self.apply_once, self.store, EVENTS_SUBJECTS, NAME, stop)
+
+    async def catch_up(self) -> int:
+        """Apply until the log has nothing more; returns the checkpoint."""
+        await self.graph.ensure_schema()
+        while await self.apply_once():
+            pass
+        return await self.checkpoint()
