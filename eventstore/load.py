@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 
 from eventstore.connection import ConnectionWatch
 from eventstore.errors import StoreUnavailable
@@ -17,6 +19,33 @@ from schemas.envelope import EventEnvelope, RecordedEvent
 BATCH = 1_000
 _END_OF_BATCH = "204"
 _NOT_FOUND = "404"
+
+
+class _Batch:
+    """The replies to one batch request, complete when the server's status message arrives."""
+
+    def __init__(self) -> None:
+        self.messages: list[Msg] = []
+        self.status: str | None = None
+        self.headers: dict[str, str] = {}
+        self.complete: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def expect(self) -> None:
+        self.messages, self.status, self.headers = [], None, {}
+        self.complete = asyncio.get_running_loop().create_future()
+
+    async def collect(self, message: Msg) -> None:
+        headers = message.headers or {}
+        status = headers.get("Status")
+        if status is None:
+            self.messages.append(message)
+            return
+        self.status, self.headers = status, headers
+        if not self.complete.done():
+            self.complete.set_result(None)
+
+    def take(self) -> tuple[list[Msg], str | None, dict[str, str]]:
+        return self.messages, self.status, self.headers
 
 
 async def direct_get(
@@ -40,7 +69,10 @@ async def direct_get(
     if not client.is_connected:
         raise StoreUnavailable("not connected to NATS")
     inbox = client.new_inbox()
-    replies = await client.subscribe(inbox)
+    batch = _Batch()
+    # A callback that collects a whole batch, rather than one awaited `next_msg` per message:
+    # that costs a task and a timer per event, which dominated replays.
+    replies = await client.subscribe(inbox, cb=batch.collect)
     api = f"$JS.API.DIRECT.GET.{stream}"
     next_sequence = after_sequence + 1
     remaining = limit
@@ -51,21 +83,13 @@ async def direct_get(
                 "next_by_subj": subject_filter,
                 "batch": BATCH if remaining is None else min(BATCH, remaining),
             }
+            batch.expect()
             await client.publish(api, json.dumps(request).encode(), reply=inbox)
-            pending = 0
-            while True:
-                with watch.bounded("a read"):
-                    message = await replies.next_msg(timeout=timeout)
-                headers = message.headers or {}
-                status = headers.get("Status")
-                if status == _NOT_FOUND:
-                    return
-                if status == _END_OF_BATCH:
-                    pending = int(headers.get("Nats-Num-Pending", "0"))
-                    break
-                if status is not None:
-                    raise StoreUnavailable(f"direct get answered {status}: {headers}")
-                sequence = int(headers["Nats-Sequence"])
+            with watch.bounded("a read"):
+                await asyncio.wait_for(batch.complete, timeout)
+            messages, status, headers = batch.take()
+            for message in messages:
+                sequence = int(message.headers["Nats-Sequence"])  # type: ignore[index]
                 if up_to_sequence is not None and sequence > up_to_sequence:
                     return
                 next_sequence = sequence + 1
@@ -75,9 +99,13 @@ async def direct_get(
                     sequence=sequence,
                     envelope=EventEnvelope.model_validate_json(message.data),
                 )
-            if pending == 0:
+            if status == _NOT_FOUND:
                 return
-    except (nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as error:
+            if status != _END_OF_BATCH:
+                raise StoreUnavailable(f"direct get answered {status}: {headers}")
+            if int(headers.get("Nats-Num-Pending", "0")) == 0:
+                return
+    except (TimeoutError, nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as error:
         raise StoreUnavailable(f"NATS did not answer a read: {error!r}") from error
     finally:
         with contextlib.suppress(nats.errors.Error):

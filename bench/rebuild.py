@@ -1,0 +1,138 @@
+"""Rebuild of the tasks read model from the log vs a bare asyncpg COPY of the same final rows.
+
+Writes SUTAZAI_BENCH_EVENTS events (default 1,000,000: tasks of five events each) on a NATS and
+a PostgreSQL of its own, rebuilds `tasks` with `projections.rebuild`, then copies the rows the
+rebuild produced into an empty table of the same shape with `copy_records_to_table`. Prints
+`name  ours  baseline  ratio` (ratio = baseline seconds / our seconds: 1.0 is as fast as COPY).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+from uuid_utils.compat import uuid7
+
+from eventstore.store import EventStore
+from eventstore.streams import StreamLayout
+from projections.migrate import migrate
+from projections.read_models import projector_named
+from projections.rebuild import rebuild
+from runtime.servers.base import ServerOptions
+from runtime.servers.nats import NatsServer
+from runtime.servers.postgres import PostgresServer
+from runtime.structured_logging import configure_logging
+from schemas.envelope import Actor, EventEnvelope
+
+EVENTS = int(os.environ.get("SUTAZAI_BENCH_EVENTS", "1000000"))
+IN_FLIGHT = 512
+ACTOR = Actor(id="bench", kind="system")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _task_events(owner: str) -> list[EventEnvelope]:
+    task_id, agent, command = uuid7(), str(uuid7()), f"bench-{uuid7()}"
+    bodies: list[tuple[str, dict[str, object]]] = [
+        (
+            "TaskSubmitted",
+            {
+                "task_id": str(task_id), "owner_id": owner, "task_type": "code.generate",
+                "priority": 5, "payload": {"prompt": "fizzbuzz"}, "max_attempts": 3,
+                "parent_id": None, "document_ids": [], "deadline_seconds": None,
+            },
+        ),
+        ("TaskAssigned", {"agent_id": agent}),
+        ("TaskStarted", {"agent_id": agent, "attempt": 1}),
+        ("TaskProgressReported", {"percent": 50, "note": ""}),
+        ("TaskCompleted", {"result": {"code": "print(1)"}}),
+    ]  # fmt: skip
+    now = datetime.now(UTC)
+    return [
+        EventEnvelope(
+            event_id=uuid7(),
+            event_type=event_type,
+            schema_version=2 if event_type == "TaskSubmitted" else 1,
+            aggregate_type="task",
+            aggregate_id=task_id,
+            aggregate_version=version,
+            occurred_at=now,
+            actor=ACTOR,
+            command_id=f"{command}-{version}",
+            correlation_id=command,
+            data=data,  # type: ignore[arg-type]
+        )
+        for version, (event_type, data) in enumerate(bodies, start=1)
+    ]
+
+
+async def _write_log(store: EventStore) -> None:
+    """The events, published as fast as JetStream takes them (the log is the input here)."""
+    js = store.client.jetstream(timeout=30)
+    owner = str(uuid7())
+    gate = asyncio.Semaphore(IN_FLIGHT)
+    written = 0
+    started = time.monotonic()
+
+    async def publish(envelope: EventEnvelope) -> None:
+        async with gate:
+            await js.publish(envelope.subject, envelope.model_dump_json().encode())
+
+    while written < EVENTS:
+        chunk = [e for _ in range(2_000) for e in _task_events(owner)]
+        await asyncio.gather(*(publish(e) for e in chunk))
+        written += len(chunk)
+    rate = written / (time.monotonic() - started)
+    print(f"# wrote {written:,} events ({rate:,.0f}/s)")
+
+
+async def main() -> None:
+    configure_logging(level="warning")
+    root = Path(tempfile.mkdtemp(prefix="sutazai-bench-"))
+    os.chmod(root, 0o755)
+    options = ServerOptions(root=root, startup_timeout=30, stop_timeout=10)
+    nats_server = NatsServer(options, port=_free_port(), monitor_port=_free_port())
+    postgres = PostgresServer(options, port=_free_port(), database="bench")
+    await asyncio.gather(nats_server.start(), postgres.start())
+    try:
+        store = await EventStore.connect(nats_server.url, timeout=30)
+        await store.setup(StreamLayout())
+        pool = await asyncpg.create_pool(postgres.url, min_size=2, max_size=4)
+        await migrate(pool)
+        await _write_log(store)
+
+        report = await rebuild(store, pool, projector_named("tasks"))
+        rows = await pool.fetch("SELECT * FROM tasks")
+        columns = list(rows[0].keys())
+        await pool.execute("CREATE TABLE tasks_copy (LIKE tasks INCLUDING ALL)")
+        started = time.monotonic()
+        await pool.copy_records_to_table("tasks_copy", records=rows, columns=columns)
+        copy_seconds = time.monotonic() - started
+
+        print(f"{'name':<34} {'ours':>10} {'baseline':>10}  ratio")
+        print(
+            f"{'rebuild tasks (seconds)':<34} {report.seconds:>10.2f} {copy_seconds:>10.2f}"
+            f"  {copy_seconds / report.seconds:>5.3f}x  ({report.events:,} events -> "
+            f"{len(rows):,} rows; {report.events / report.seconds:,.0f} events/s; "
+            f"COPY {len(rows) / copy_seconds:,.0f} rows/s)"
+        )
+        await pool.close()
+        await store.client.close()
+    finally:
+        await asyncio.gather(nats_server.stop(), postgres.stop())
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
