@@ -53,7 +53,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: venv
-	@for b in bench/*.py; do [ -e "$$b" ] && $(BIN)/python "$$b"; done; true
+	@for b in bench/[a-z]*.py; do [ "$$b" = bench/common.py ] || $(BIN)/python -m "bench.$$(basename "$$b" .py)"; done
 
 clean:
 	rm -rf $(VENV) .sutazai .mypy_cache .pytest_cache .ruff_cache

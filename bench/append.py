@@ -1,18 +1,18 @@
 """Appends and loads against a bare nats-py baseline, measured side by side on one nats-server.
 
 Prints one line per figure: `name  ours  baseline  ratio` (ratio = ours / baseline throughput,
-higher is better). Run with `make bench` or `.venv/bin/python bench/append.py`.
+higher is better). Run with `make bench` or `.venv/bin/python -m bench.append`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from uuid import UUID
 
@@ -20,6 +20,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from uuid_utils.compat import uuid7
 
+from bench.common import free_port
 from commands.bus import BusPolicy, CommandBus, CommandContext
 from domain.task import AssignTask, ReportTaskProgress, StartTask, SubmitTask
 from eventstore.store import EventStore
@@ -35,12 +36,6 @@ BATCH = 10
 LOADS = 300
 EVENTS_PER_LOADED_TASK = 20
 ACTOR = Actor(id="bench", kind="system")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _envelope(aggregate_id: UUID, version: int, command_id: str) -> EventEnvelope:
@@ -65,7 +60,7 @@ async def _rate(count: int, work: Callable[[], Awaitable[None]]) -> float:
     return count / (time.perf_counter() - started)
 
 
-async def _in_flight(items: list[Callable[[], Awaitable[object]]], limit: int) -> None:
+async def _in_flight(items: Sequence[Callable[[], Awaitable[object]]], limit: int) -> None:
     gate = asyncio.Semaphore(limit)
 
     async def one(item: Callable[[], Awaitable[object]]) -> None:
@@ -105,9 +100,9 @@ async def pipelined_appends(client: NatsClient, store: EventStore) -> None:
     js = client.jetstream()
     ours_envelopes = [_envelope(uuid7(), 1, f"o-{uuid7()}") for _ in range(ROUNDS)]
     base_envelopes = [_envelope(uuid7(), 1, f"b-{uuid7()}") for _ in range(ROUNDS)]
-    ours = [(lambda e=e: store.append([e], expected_sequence=0)) for e in ours_envelopes]
+    ours = [partial(store.append, [e], expected_sequence=0) for e in ours_envelopes]
     baseline = [
-        (lambda e=e: js.publish(e.subject, e.model_dump_json().encode(), headers=e.headers(0)))
+        partial(js.publish, e.subject, e.model_dump_json().encode(), headers=e.headers(0))
         for e in base_envelopes
     ]
     base = await _rate(ROUNDS, lambda: _in_flight(baseline, IN_FLIGHT))
@@ -219,7 +214,7 @@ async def loads(client: NatsClient, store: EventStore) -> None:
                 ordered_consumer=True,
                 config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
             )
-            events = []
+            events: list[object] = []
             while len(events) < EVENTS_PER_LOADED_TASK:
                 message = await subscription.next_msg(timeout=5)
                 events.append(message)
@@ -235,8 +230,8 @@ async def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="sutazai-bench-"))
     server = NatsServer(
         ServerOptions(root=root, startup_timeout=20, stop_timeout=5),
-        port=_free_port(),
-        monitor_port=_free_port(),
+        port=free_port(),
+        monitor_port=free_port(),
     )
     await server.start()
     try:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from pathlib import Path
 import asyncpg
 from uuid_utils.compat import uuid7
 
+from bench.common import free_port
 from eventstore.store import EventStore
 from eventstore.streams import StreamLayout
 from projections.migrate import migrate
@@ -34,12 +34,6 @@ from schemas.envelope import Actor, EventEnvelope
 EVENTS = int(os.environ.get("SUTAZAI_BENCH_EVENTS", "1000000"))
 IN_FLIGHT = 512
 ACTOR = Actor(id="bench", kind="system")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _task_events(owner: str) -> list[EventEnvelope]:
@@ -71,7 +65,7 @@ def _task_events(owner: str) -> list[EventEnvelope]:
             actor=ACTOR,
             command_id=f"{command}-{version}",
             correlation_id=command,
-            data=data,  # type: ignore[arg-type]
+            data=data,
         )
         for version, (event_type, data) in enumerate(bodies, start=1)
     ]
@@ -102,8 +96,8 @@ async def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="sutazai-bench-"))
     os.chmod(root, 0o755)
     options = ServerOptions(root=root, startup_timeout=30, stop_timeout=10)
-    nats_server = NatsServer(options, port=_free_port(), monitor_port=_free_port())
-    postgres = PostgresServer(options, port=_free_port(), database="bench")
+    nats_server = NatsServer(options, port=free_port(), monitor_port=free_port())
+    postgres = PostgresServer(options, port=free_port(), database="bench")
     await asyncio.gather(nats_server.start(), postgres.start())
     try:
         store = await EventStore.connect(nats_server.url, timeout=30)
@@ -115,9 +109,10 @@ async def main() -> None:
         report = await rebuild(store, pool, projector_named("tasks"))
         rows = await pool.fetch("SELECT * FROM tasks")
         columns = list(rows[0].keys())
+        records = [tuple(row) for row in rows]
         await pool.execute("CREATE TABLE tasks_copy (LIKE tasks INCLUDING ALL)")
         started = time.monotonic()
-        await pool.copy_records_to_table("tasks_copy", records=rows, columns=columns)
+        await pool.copy_records_to_table("tasks_copy", records=records, columns=columns)
         copy_seconds = time.monotonic() - started
 
         print(f"{'name':<34} {'ours':>10} {'baseline':>10}  ratio")

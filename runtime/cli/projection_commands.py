@@ -43,37 +43,49 @@ T = TypeVar("T")
 
 
 @projections_app.command("status")
-def projections_status() -> None:
+def projections_status(
+    rate_window: Annotated[
+        float, typer.Option(min=0.1, help="Seconds over which the rate is measured.")
+    ] = 1.0,
+) -> None:
     """Each projector's checkpoint, how many of its events it has yet to apply, its state."""
     settings = load_settings()
     stack = Stack(settings)
 
-    async def gather() -> tuple[int, dict[str, asyncpg.Record], dict[str, int]]:
+    async def gather() -> tuple[int, dict[str, asyncpg.Record], dict[str, int], dict[str, float]]:
         async with (
             connect_store(settings, stack) as commands,
             connect_read_side(settings, stack) as pool,
         ):
-            last = await commands.bus.store.last_sequence()
-            rows = await pool.fetch(
+            store = commands.bus.store
+            query = (
                 "SELECT name, sequence, updated_at, status, error, error_sequence"
                 " FROM projection_checkpoints"
             )
-            found = {row["name"]: row for row in rows}
-            behind = {
-                p.name: await commands.bus.store.count_after(
-                    int(found[p.name]["sequence"]) if p.name in found else 0, p.subject_filter
-                )
-                for p in PROJECTORS
-            }
-            return last, found, behind
+            earlier = {row["name"]: int(row["sequence"]) for row in await pool.fetch(query)}
+            started = time.monotonic()
+            await asyncio.sleep(rate_window)
+            found = {row["name"]: row for row in await pool.fetch(query)}
+            elapsed = time.monotonic() - started
+            last = await store.last_sequence()
+            behind: dict[str, int] = {}
+            rate: dict[str, float] = {}
+            for p in PROJECTORS:
+                now = int(found[p.name]["sequence"]) if p.name in found else 0
+                behind[p.name] = await store.count_after(now, p.subject_filter)
+                before = await store.count_after(earlier.get(p.name, 0), p.subject_filter)
+                # Its own events between the two checkpoints, whatever else the log holds.
+                rate[p.name] = (before - behind[p.name]) / elapsed
+            return last, found, behind, rate
 
     try:
-        last, rows, behind = asyncio.run(gather())
+        last, rows, behind, rate = asyncio.run(gather())
     except (OSError, nats.errors.NoServersError) as error:
         errors.print(f"[red]The platform does not answer ({escape(repr(error))}). Is it up?[/]")
         raise typer.Exit(2) from error
     table = Table(title=f"Projections (log end: sequence {last})")
-    for column in ("projector", "checkpoint", "behind", "state", "last applied", "last error"):
+    columns = ("projector", "checkpoint", "behind", "events/s", "state", "last applied", "error")
+    for column in columns:
         table.add_column(column, overflow="fold")
     for projector in PROJECTORS:
         row = rows.get(projector.name)
@@ -84,6 +96,7 @@ def projections_status() -> None:
             projector.name,
             str(checkpoint),
             str(behind[projector.name]),
+            f"{rate[projector.name]:,.0f}",
             "[red]stopped[/]" if state == "stopped" else state,
             f"{row['updated_at']:%Y-%m-%d %H:%M:%S}" if row else "-",
             escape(problem),

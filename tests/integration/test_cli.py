@@ -66,7 +66,7 @@ def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
         deadline = time.monotonic() + 20
         while True:  # the running projectors pick the task up by themselves
             projections = subprocess.run(
-                [SUTAZAI, "projections", "status"],
+                [SUTAZAI, "projections", "status", "--rate-window", "0.1"],
                 env=env,
                 cwd=root,
                 capture_output=True,
