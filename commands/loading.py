@@ -26,6 +26,8 @@ class LoadedAggregate:
     sequence: int = 0
     commands: dict[str, CommandOutcome] = field(default_factory=dict)
     events_since_snapshot: int = 0
+    remember_commands: bool = True
+    """Read models fold without the command memory only the write side needs."""
 
     def apply(self, recorded: RecordedEvent) -> None:
         """Fold one stored event in, and remember the command that caused it."""
@@ -44,12 +46,14 @@ class LoadedAggregate:
         self.state = self.kind.evolve(self.state, event)
         self.version = envelope.aggregate_version
         self.sequence = sequence
+        self.events_since_snapshot += 1
+        if not self.remember_commands:
+            return
         earlier = self.commands.get(envelope.command_id)
         types = (*earlier.event_types, envelope.event_type) if earlier else (envelope.event_type,)
         self.commands[envelope.command_id] = CommandOutcome(
             version=self.version, sequence=self.sequence, event_types=types
         )
-        self.events_since_snapshot += 1
 
     def copy(self) -> LoadedAggregate:
         """An independent copy (states are immutable; the command memory is not)."""

@@ -93,7 +93,9 @@ class AggregateTableProjector:
         records = []
         states: list[BaseModel] = []
         for aggregate_id, own_events in by_id.items():
-            loaded = LoadedAggregate(kind=spec.kind, aggregate_id=aggregate_id)
+            loaded = LoadedAggregate(
+                kind=spec.kind, aggregate_id=aggregate_id, remember_commands=False
+            )
             row = known.get(aggregate_id)
             if row is not None:
                 loaded.state = spec.kind.state_type.model_validate_json(row["state"])

@@ -87,7 +87,9 @@ async def state_at(
 
     Folds from the first event (snapshots are not consulted: they only hold the latest state).
     """
-    loaded = LoadedAggregate(kind=_kind(aggregate_type), aggregate_id=aggregate_id)
+    loaded = LoadedAggregate(
+        kind=_kind(aggregate_type), aggregate_id=aggregate_id, remember_commands=False
+    )
     occurred_at: datetime | None = None
     async for recorded in store.load(aggregate_type, aggregate_id):
         envelope = recorded.envelope
