@@ -31,9 +31,12 @@ class LoadedAggregate:
 
     def apply(self, recorded: RecordedEvent) -> None:
         """Fold one stored event in, and remember the command that caused it."""
-        envelope = recorded.envelope
+        self.apply_envelope(recorded.envelope, recorded.sequence)
+
+    def apply_envelope(self, envelope: EventEnvelope, sequence: int) -> None:
+        """Fold in an envelope stored at `sequence`."""
         event = decode_event(envelope.event_type, envelope.schema_version, dict(envelope.data))
-        self._fold(event, envelope, recorded.sequence)
+        self._fold(event, envelope, sequence)
 
     def advance(
         self, events: Sequence[BaseModel], envelopes: Sequence[EventEnvelope], first_sequence: int

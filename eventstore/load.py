@@ -110,3 +110,52 @@ async def direct_get(
     finally:
         with contextlib.suppress(nats.errors.Error):
             await replies.unsubscribe()
+
+
+async def replay_bodies(
+    client: NatsClient,
+    *,
+    from_sequence: int,
+    up_to_sequence: int,
+    timeout: float,
+    watch: ConnectionWatch,
+    stream: str = EVENTS_STREAM,
+) -> AsyncIterator[tuple[int, bytes]]:
+    """Every stored event body from `from_sequence` to `up_to_sequence`, with its sequence.
+
+    For replays of the whole log: the server sends bodies without headers (whose parsing was
+    most of a replay's cost) and each sequence is known by position, because the event stream
+    refuses deletes and purges and so has no gaps. Each batch's last sequence, which the
+    server does send, is checked against that count.
+    """
+    if not client.is_connected:
+        raise StoreUnavailable("not connected to NATS")
+    inbox = client.new_inbox()
+    batch = _Batch()
+    replies = await client.subscribe(inbox, cb=batch.collect)
+    api = f"$JS.API.DIRECT.GET.{stream}"
+    sequence = from_sequence
+    try:
+        while sequence <= up_to_sequence:
+            size = min(BATCH, up_to_sequence - sequence + 1)
+            request = {"seq": sequence, "next_by_subj": ">", "batch": size, "no_hdr": True}
+            batch.expect()
+            await client.publish(api, json.dumps(request).encode(), reply=inbox)
+            with watch.bounded("a replay"):
+                await asyncio.wait_for(batch.complete, timeout)
+            messages, status, headers = batch.take()
+            if status == _NOT_FOUND or not messages:
+                return
+            last = sequence + len(messages) - 1
+            if status != _END_OF_BATCH or int(headers.get("Nats-Last-Sequence", "-1")) != last:
+                raise StoreUnavailable(
+                    f"replay from {sequence} expected to end at {last}, the server said {headers}"
+                )
+            for offset, message in enumerate(messages):
+                yield sequence + offset, message.data
+            sequence = last + 1
+    except (TimeoutError, nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as error:
+        raise StoreUnavailable(f"NATS did not answer a replay: {error!r}") from error
+    finally:
+        with contextlib.suppress(nats.errors.Error):
+            await replies.unsubscribe()

@@ -12,7 +12,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from eventstore.append import AppendResult, append_events
 from eventstore.connection import ConnectionWatch, connect_watched
 from eventstore.errors import StoreUnavailable
-from eventstore.load import direct_get
+from eventstore.load import direct_get, replay_bodies
 from eventstore.read import read_log
 from eventstore.snapshots import SnapshotStore
 from eventstore.streams import EVENTS_STREAM, EVENTS_SUBJECTS, StreamLayout, ensure_layout
@@ -84,6 +84,18 @@ class EventStore:
             subject_filter=subject_filter,
             follow=follow,
             limit=limit,
+            timeout=self.timeout,
+            watch=self.watch,
+        )
+
+    def replay_bodies(
+        self, *, from_sequence: int, up_to_sequence: int
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """Raw event bodies with their sequences, for whole-log replays (see load.replay_bodies)."""
+        return replay_bodies(
+            self.client,
+            from_sequence=from_sequence,
+            up_to_sequence=up_to_sequence,
             timeout=self.timeout,
             watch=self.watch,
         )

@@ -17,8 +17,9 @@ from pydantic import BaseModel
 
 from commands.aggregates import AggregateKind
 from commands.loading import LoadedAggregate
+from eventstore.store import EventStore
 from projections.runtime import Connection
-from schemas.envelope import RecordedEvent, aggregate_subjects
+from schemas.envelope import EventEnvelope, RecordedEvent, aggregate_subjects
 
 Columns = Callable[[Any], dict[str, Any]]
 AfterWrite = Callable[[Connection, list[BaseModel], Mapping[str, str]], Awaitable[None]]
@@ -119,6 +120,72 @@ class AggregateTableProjector:
         await connection.executemany(self._upsert, records)
         if spec.after_write is not None:
             await spec.after_write(connection, states, self.targets)
+
+    async def bulk_load(
+        self,
+        store: EventStore,
+        connection: Connection,
+        *,
+        up_to: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Fill empty tables from the whole log up to `up_to`: fold in memory, COPY once.
+
+        For rebuilds from sequence 1. Returns how many of the aggregate's events it folded.
+        """
+        kind = self.spec.kind
+        # Any JSON holding this aggregate type holds its name as a string: a cheap first sieve.
+        sieve = f'"{kind.name}"'.encode()
+        folded: dict[UUID, LoadedAggregate] = {}
+        first: dict[UUID, EventEnvelope] = {}
+        last: dict[UUID, tuple[int, EventEnvelope]] = {}
+        counts: dict[UUID, int] = {}
+        async for sequence, body in store.replay_bodies(from_sequence=1, up_to_sequence=up_to):
+            if sieve not in body:
+                continue
+            envelope = EventEnvelope.model_validate_json(body)
+            if envelope.aggregate_type != kind.name:
+                continue
+            aggregate_id = envelope.aggregate_id
+            loaded = folded.get(aggregate_id)
+            if loaded is None:
+                loaded = LoadedAggregate(
+                    kind=kind, aggregate_id=aggregate_id, remember_commands=False
+                )
+                folded[aggregate_id] = loaded
+                first[aggregate_id] = envelope
+            loaded.apply_envelope(envelope, sequence)
+            last[aggregate_id] = (sequence, envelope)
+            counts[aggregate_id] = counts.get(aggregate_id, 0) + 1
+            if progress is not None and sequence % 10_000 == 0:
+                progress(sequence, up_to)
+        records = []
+        states: list[BaseModel] = []
+        for aggregate_id, loaded in folded.items():
+            state = loaded.state
+            assert state is not None
+            states.append(state)
+            columns = self.spec.columns(state)
+            sequence, envelope = last[aggregate_id]
+            records.append(
+                (
+                    aggregate_id,
+                    *(columns[name] for name in self.spec.column_names),
+                    first[aggregate_id].occurred_at,
+                    envelope.occurred_at,
+                    envelope.aggregate_version,
+                    sequence,
+                    counts[aggregate_id],
+                    state.model_dump_json(),
+                )
+            )
+        schema, _, table = self.targets[self.spec.table].rpartition(".")
+        await connection.copy_records_to_table(
+            table, schema_name=schema or None, columns=self._names, records=records
+        )
+        if self.spec.after_write is not None:
+            await self.spec.after_write(connection, states, self.targets)
+        return sum(counts.values())
 
     def retarget(self, tables: Mapping[str, str]) -> AggregateTableProjector:
         """The same projector writing into other tables."""

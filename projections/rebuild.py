@@ -74,15 +74,30 @@ async def build_into(
     fixed when the build starts (the live projector carries on from wherever a rebuild stops).
     """
     await pool.execute("DELETE FROM projection_checkpoints WHERE name = $1", checkpoint_name)
-    return await _continue(
-        store,
-        pool,
-        projector,
-        checkpoint_name,
-        up_to=up_to,
-        progress=progress,
-        batch_size=batch_size,
-    )
+    bulk_load = getattr(projector, "bulk_load", None)
+    if bulk_load is None:
+        return await _continue(
+            store,
+            pool,
+            projector,
+            checkpoint_name,
+            up_to=up_to,
+            progress=progress,
+            batch_size=batch_size,
+        )
+    # Empty tables from sequence 1: fold everything in memory and COPY once, with the checkpoint.
+    target = up_to if up_to is not None else await store.last_sequence()
+    async with pool.acquire() as connection, connection.transaction():
+        events = int(await bulk_load(store, connection, up_to=target, progress=progress))
+        await connection.execute(
+            "INSERT INTO projection_checkpoints (name, version, sequence) VALUES ($1, $2, $3)",
+            checkpoint_name,
+            projector.version,
+            target,
+        )
+    if progress is not None:
+        progress(target, target)
+    return events
 
 
 async def _continue(

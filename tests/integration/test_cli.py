@@ -44,7 +44,11 @@ def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
         start_new_session=True,
     )
     try:
-        _wait_for_line(up, "SutazAI is up", timeout=60)
+        try:
+            _wait_for_line(up, "SutazAI is up", timeout=90)
+        except AssertionError as error:
+            logs = {log.name: log.read_text()[-2000:] for log in (root / "logs").glob("*.log")}
+            raise AssertionError(f"{error}\nserver logs: {logs}") from None
         status = subprocess.run(
             [SUTAZAI, "status"], env=env, cwd=root, capture_output=True, text=True, timeout=60
         )
