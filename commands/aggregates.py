@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 from uuid import UUID
 
@@ -42,92 +43,25 @@ class AggregateKind:
         return f"{self.state_type.__name__}({fields})"
 
 
-TASK = AggregateKind(
-    name=task.AGGREGATE,
-    state_type=task.Task,
-    decide=task.decide,
-    evolve=task.evolve,
-    commands=(
-        task.SubmitTask,
-        task.AttachSubtask,
-        task.AssignTask,
-        task.StartTask,
-        task.ReportTaskProgress,
-        task.CompleteTask,
-        task.FailTask,
-        task.RetryTask,
-        task.CancelTask,
-        task.TimeOutTask,
-    ),
-    id_field="task_id",
-    creation=task.SubmitTask,
-)
+def _kind(module: ModuleType) -> AggregateKind:
+    """An aggregate kind from a domain module's `AGGREGATE, STATE, ID_FIELD, COMMAND_TYPES`."""
+    return AggregateKind(
+        name=module.AGGREGATE,
+        state_type=module.STATE,
+        decide=module.decide,
+        evolve=module.evolve,
+        commands=module.COMMAND_TYPES,
+        id_field=module.ID_FIELD,
+        creation=module.COMMAND_TYPES[0],
+    )
 
-USER = AggregateKind(
-    name=user.AGGREGATE,
-    state_type=user.User,
-    decide=user.decide,
-    evolve=user.evolve,
-    commands=(user.RegisterUser, user.ChangeUserRole, user.DeactivateUser),
-    id_field="user_id",
-    creation=user.RegisterUser,
-)
 
-AGENT = AggregateKind(
-    name=agent.AGGREGATE,
-    state_type=agent.Agent,
-    decide=agent.decide,
-    evolve=agent.evolve,
-    commands=(
-        agent.RegisterAgent,
-        agent.BringAgentOnline,
-        agent.MarkAgentBusy,
-        agent.TakeAgentOffline,
-        agent.RetireAgent,
-    ),
-    id_field="agent_id",
-    creation=agent.RegisterAgent,
-)
-
-AGENT_MESSAGE = AggregateKind(
-    name=agent_message.AGGREGATE,
-    state_type=agent_message.AgentMessage,
-    decide=agent_message.decide,
-    evolve=agent_message.evolve,
-    commands=(agent_message.SendAgentMessage, agent_message.AcknowledgeAgentMessage),
-    id_field="message_id",
-    creation=agent_message.SendAgentMessage,
-)
-
-DOCUMENT = AggregateKind(
-    name=document.AGGREGATE,
-    state_type=document.Document,
-    decide=document.decide,
-    evolve=document.evolve,
-    commands=(
-        document.AddDocument,
-        document.MarkDocumentIndexed,
-        document.MarkDocumentIndexFailed,
-        document.RemoveDocument,
-    ),
-    id_field="document_id",
-    creation=document.AddDocument,
-)
-
-CONVERSATION = AggregateKind(
-    name=conversation.AGGREGATE,
-    state_type=conversation.Conversation,
-    decide=conversation.decide,
-    evolve=conversation.evolve,
-    commands=(
-        conversation.StartConversation,
-        conversation.PostUserMessage,
-        conversation.RecordAssistantReply,
-        conversation.CloseConversation,
-    ),
-    id_field="conversation_id",
-    creation=conversation.StartConversation,
-)
+USER = _kind(user)
+AGENT = _kind(agent)
+TASK = _kind(task)
+AGENT_MESSAGE = _kind(agent_message)
+DOCUMENT = _kind(document)
+CONVERSATION = _kind(conversation)
 
 AGGREGATES: dict[str, AggregateKind] = {
     kind.name: kind for kind in (USER, AGENT, TASK, AGENT_MESSAGE, DOCUMENT, CONVERSATION)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import get_args
 from uuid import UUID
 
 from pydantic import Field
@@ -126,6 +127,14 @@ _TARGET = {
     TakeAgentOffline: (AgentStatus.OFFLINE, AgentWentOffline, "take offline"),
     RetireAgent: (AgentStatus.RETIRED, AgentRetired, "retire"),
 }
+
+
+STATE = Agent
+"""The folded state's type."""
+ID_FIELD = "agent_id"
+"""The field of every command that names the agent it addresses."""
+COMMAND_TYPES: tuple[type[Frozen], ...] = get_args(AgentCommand)
+"""Every command, the creating one first."""
 
 
 def decide(agent: Agent | None, command: AgentCommand) -> list[DomainEvent]:

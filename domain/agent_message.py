@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import get_args
 from uuid import UUID
 
 from pydantic import Field
@@ -71,6 +72,14 @@ class AgentMessage(Frozen):
     message_type: MessageType
     payload: Payload
     acknowledged: bool = False
+
+
+STATE = AgentMessage
+"""The folded state's type."""
+ID_FIELD = "message_id"
+"""The field of every command that names the agent message it addresses."""
+COMMAND_TYPES: tuple[type[Frozen], ...] = get_args(AgentMessageCommand)
+"""Every command, the creating one first."""
 
 
 def decide(message: AgentMessage | None, command: AgentMessageCommand) -> list[DomainEvent]:

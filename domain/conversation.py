@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import get_args
 from uuid import UUID
 
 from pydantic import Field
@@ -139,6 +140,14 @@ class Conversation(Frozen):
     model: str
     messages: tuple[Message, ...] = ()
     closed: bool = False
+
+
+STATE = Conversation
+"""The folded state's type."""
+ID_FIELD = "conversation_id"
+"""The field of every command that names the conversation it addresses."""
+COMMAND_TYPES: tuple[type[Frozen], ...] = get_args(ConversationCommand)
+"""Every command, the creating one first."""
 
 
 def decide(conversation: Conversation | None, command: ConversationCommand) -> list[DomainEvent]:

@@ -7,6 +7,7 @@ hash (the command handler decides; the domain sees the hash and size either way)
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import get_args
 from uuid import UUID
 
 from pydantic import Field
@@ -120,6 +121,14 @@ class Document(Frozen):
     chunk_count: int = 0
     embedding_model: str | None = None
     error: IndexingError | None = None
+
+
+STATE = Document
+"""The folded state's type."""
+ID_FIELD = "document_id"
+"""The field of every command that names the document it addresses."""
+COMMAND_TYPES: tuple[type[Frozen], ...] = get_args(DocumentCommand)
+"""Every command, the creating one first."""
 
 
 def decide(document: Document | None, command: DocumentCommand) -> list[DomainEvent]:

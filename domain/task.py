@@ -7,7 +7,7 @@ both are pure. Priority 1 is the highest.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, get_args
 from uuid import UUID
 
 from pydantic import Field
@@ -257,6 +257,14 @@ _TIMEABLE = frozenset({TaskStatus.ASSIGNED, TaskStatus.RUNNING})
 def _require(task: Task, allowed: frozenset[TaskStatus], action: str) -> None:
     if task.status not in allowed:
         raise IllegalTransition(AGGREGATE, task.task_id, task.status.value, action)
+
+
+STATE = Task
+"""The folded state's type."""
+ID_FIELD = "task_id"
+"""The field of every command that names the task it addresses."""
+COMMAND_TYPES: tuple[type[Frozen], ...] = get_args(TaskCommand)
+"""Every command, the creating one first."""
 
 
 def decide(task: Task | None, command: TaskCommand) -> list[TaskEvent]:

@@ -7,6 +7,7 @@ a password in plain text.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import get_args
 from uuid import UUID
 
 from pydantic import EmailStr, Field
@@ -84,6 +85,14 @@ class User(Frozen):
     password_hash: str
     role: Role
     active: bool = True
+
+
+STATE = User
+"""The folded state's type."""
+ID_FIELD = "user_id"
+"""The field of every command that names the user it addresses."""
+COMMAND_TYPES: tuple[type[Frozen], ...] = get_args(UserCommand)
+"""Every command, the creating one first."""
 
 
 def decide(user: User | None, command: UserCommand) -> list[DomainEvent]:
