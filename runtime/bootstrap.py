@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import redis.asyncio as aioredis
+import uvicorn
 from argon2 import PasswordHasher
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
@@ -19,13 +20,14 @@ from commands.preparation import CommandPreparation, Limits
 from eventstore.blobs import BlobStore
 from eventstore.store import EventStore
 from eventstore.streams import StreamLayout
+from gateway.app import ReadinessCheck, build_app
 from handlers.command_endpoint import command_endpoint
 from projections.graph.port import FalkorGraph, GraphPort, Neo4jGraph
 from projections.graph.runner import GraphProjection
 from projections.migrate import migrate
 from projections.read_models import postgres_projectors
 from projections.runtime import ProjectionRunner, Projector
-from runtime.settings import Settings
+from runtime.settings import LOOPBACK, Settings
 from runtime.stack import Stack
 
 
@@ -160,3 +162,46 @@ async def connect_read_side(settings: Settings, stack: Stack) -> AsyncIterator[a
         yield pool
     finally:
         await pool.close()
+
+
+def readiness_checks(platform: Platform) -> dict[str, ReadinessCheck]:
+    """One check per dependency of the gateway, named as /readyz reports them."""
+
+    async def nats_answers() -> None:
+        await platform.nats.flush(timeout=1)
+
+    async def postgres_answers() -> None:
+        await platform.postgres.fetchval("SELECT 1")
+
+    async def redis_answers() -> None:
+        await platform.redis.ping()
+
+    async def graph_answers() -> None:
+        await platform.graph.ping()
+
+    return {
+        "nats": nats_answers,
+        "postgres": postgres_answers,
+        "redis": redis_answers,
+        "graph": graph_answers,
+    }
+
+
+@contextlib.asynccontextmanager
+async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
+    """Serve the gateway on 127.0.0.1:`port` (uvicorn) until the block ends; yields its URL."""
+    app = build_app(platform.postgres, readiness_checks(platform))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=LOOPBACK, port=port, log_level="warning", lifespan="off")
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            await serving  # re-raises why it could not start
+            raise RuntimeError(f"the gateway could not listen on {LOOPBACK}:{port}")
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://{LOOPBACK}:{port}"
+    finally:
+        server.should_exit = True
+        await serving

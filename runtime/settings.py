@@ -43,6 +43,8 @@ class Settings(BaseSettings):
 
     graph_url: str | None = None
     graph_port: int = 16380
+    gateway_port: int = Field(default=18080, description="Where the GraphQL gateway listens.")
+
     neo4j_url: str | None = Field(
         default=None, description="Use Neo4j (bolt://…) for the graph instead of FalkorDB."
     )

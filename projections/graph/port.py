@@ -26,6 +26,10 @@ class GraphPort(Protocol):
         """Rows of a read query."""
         ...
 
+    async def ping(self) -> None:
+        """Returns when the store answers."""
+        ...
+
 
 def _with_params(query: str, params: dict[str, Any]) -> str:
     """FalkorDB takes parameters as a `CYPHER name=value …` header."""
@@ -71,6 +75,10 @@ class FalkorGraph:
         for result in results:
             if isinstance(result, Exception):
                 raise result
+
+    async def ping(self) -> None:
+        """PING over RESP."""
+        await self._client.ping()
 
     async def read(self, query: str, params: dict[str, Any] | None = None) -> list[list[Any]]:
         """Rows of a read-only query."""
@@ -124,6 +132,10 @@ class Neo4jGraph:
         async with self._driver.session(database=self._database) as session:
             result = await session.run(query, params or {})
             return [list(record.values()) async for record in result]
+
+    async def ping(self) -> None:
+        """Ask the driver to reach the server."""
+        await self._driver.verify_connectivity()
 
     async def close(self) -> None:
         """Close the driver."""

@@ -14,6 +14,7 @@ from runtime.bootstrap import (
     connect,
     run_projections,
     serve_commands,
+    serve_gateway,
 )
 from runtime.cli.base import (
     app,
@@ -61,11 +62,13 @@ async def _serve(settings: Settings) -> None:
             connect(settings, stack) as platform,
             serve_commands(platform),
             run_projections(settings, platform.store, platform.postgres, graph=platform.graph),
+            serve_gateway(platform, settings.gateway_port) as gateway,
         ):
             console.print(_status_table(await stack.status()))
             console.print("Commands answer on sutazai.cmd.<CommandName>.")
             names = ", ".join([p.name for p in PROJECTORS] + ["graph"])
             console.print(f"Projections running: {names}.")
+            console.print(f"GraphQL (GraphiQL in a browser): {gateway}/graphql")
             console.print("SutazAI is up. Press Ctrl-C to stop.")
             await stop.wait()
     finally:
