@@ -194,3 +194,11 @@ class ServerProcess:
     def _signal_group(pgid: int, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
+
+
+def reclaim_recorded(run_dir: Path) -> None:
+    """End every server group a run recorded under `run_dir` (a run that was killed)."""
+    for pid_path in sorted(run_dir.glob("*.pid")):
+        ServerProcess(
+            name=pid_path.stem, argv=[], log_path=Path(os.devnull), pid_path=pid_path
+        ).reclaim_stale()

@@ -12,6 +12,7 @@ import time
 import psutil
 import redis
 
+from runtime.servers.process import reclaim_recorded
 from runtime.stack import Stack
 from tests.servers import SUTAZAI, cli_environment, isolated_settings, scratch_dir
 
@@ -109,7 +110,14 @@ def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
         assert not list((root / "run").glob("*.pid"))
     finally:
         if up.poll() is None:
-            os.killpg(up.pid, signal.SIGKILL)
+            up.send_signal(signal.SIGINT)
+            try:
+                up.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(up.pid, signal.SIGKILL)
+                up.wait()
+        # Whatever a failed run left behind: its servers live in sessions of their own.
+        reclaim_recorded(root / "run")
         shutil.rmtree(root, ignore_errors=True)
 
 
