@@ -8,9 +8,12 @@ from collections.abc import Iterator
 
 import nats
 import nats.errors
+import structlog
 from nats.aio.client import Client as NatsClient
 
 from eventstore.errors import StoreUnavailable
+
+log = structlog.get_logger(__name__)
 
 
 class ConnectionWatch:
@@ -52,12 +55,30 @@ class ConnectionWatch:
             self._cut.discard(task)
 
 
-async def connect_watched(url: str, *, name: str, watch: ConnectionWatch) -> NatsClient:
-    """A NATS client that reconnects forever and tells `watch` whenever it loses the server."""
-    return await nats.connect(
-        url,
-        name=name,
-        disconnected_cb=watch.lost,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
-    )
+async def connect_watched(
+    url: str, *, name: str, watch: ConnectionWatch, timeout: float
+) -> NatsClient:
+    """A NATS client that reconnects forever and tells `watch` whenever it loses the server.
+
+    Reconnecting forever would also make the first connect wait forever for a server that is
+    not there: that one is bounded by `timeout`, then StoreUnavailable.
+    """
+
+    async def quiet(error: Exception) -> None:
+        # nats-py would log each refused attempt with a traceback; the outcome is what counts.
+        log.debug("nats.client_error", url=url, error=repr(error))
+
+    try:
+        return await asyncio.wait_for(
+            nats.connect(
+                url,
+                name=name,
+                disconnected_cb=watch.lost,
+                error_cb=quiet,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+            ),
+            timeout=timeout,
+        )
+    except (TimeoutError, OSError, nats.errors.Error) as error:
+        raise StoreUnavailable(f"NATS at {url} does not answer: {error!r}") from error

@@ -38,7 +38,7 @@ class EventStore:
     async def connect(cls, url: str, *, timeout: float, name: str = "sutazai") -> EventStore:
         """Connect to NATS with the connection watched."""
         watch = ConnectionWatch()
-        client = await connect_watched(url, name=name, watch=watch)
+        client = await connect_watched(url, name=name, watch=watch, timeout=timeout)
         return cls(client, timeout=timeout, watch=watch)
 
     async def setup(self, layout: StreamLayout) -> None:

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from commands.dispatch import CommandDispatcher
-from eventstore.errors import EventStoreError
+from eventstore.errors import EventStoreError, StoreUnavailable
 from runtime.bootstrap import (
     connect_store,
 )
@@ -56,9 +56,9 @@ async def connected_commands() -> AsyncIterator[CommandDispatcher]:
     try:
         async with connect_store(settings, stack) as commands:
             yield commands
-    except (nats.errors.NoServersError, OSError) as error:
+    except (nats.errors.NoServersError, OSError, StoreUnavailable) as error:
         errors.print(
-            f"[red]NATS at {stack.nats_url} does not answer[/] ({error!r}). "
+            f"[red]NATS at {stack.nats_url} does not answer[/] ({escape(repr(error))}). "
             "Is the platform up? Start it with `sutazai up`."
         )
         raise typer.Exit(2) from error

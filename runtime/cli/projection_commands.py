@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any, TypeVar
 
 import asyncpg
 import nats.errors
@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from eventstore.errors import StoreUnavailable
 from eventstore.store import EventStore
 from projections.read_models import projector_named
 from projections.rebuild import rebuild, verify
@@ -40,6 +41,15 @@ from runtime.cli.base import (
 from runtime.stack import Stack
 
 T = TypeVar("T")
+
+
+def _run_against_platform(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work`; a platform that is not up is said plainly, not as a traceback."""
+    try:
+        return asyncio.run(work)
+    except (OSError, nats.errors.NoServersError, StoreUnavailable) as error:
+        errors.print(f"[red]The platform does not answer ({escape(repr(error))}). Is it up?[/]")
+        raise typer.Exit(2) from error
 
 
 @projections_app.command("status")
@@ -78,11 +88,7 @@ def projections_status(
                 rate[p.name] = (before - behind[p.name]) / elapsed
             return last, found, behind, rate
 
-    try:
-        last, rows, behind, rate = asyncio.run(gather())
-    except (OSError, nats.errors.NoServersError) as error:
-        errors.print(f"[red]The platform does not answer ({escape(repr(error))}). Is it up?[/]")
-        raise typer.Exit(2) from error
+    last, rows, behind, rate = _run_against_platform(gather())
     table = Table(title=f"Projections (log end: sequence {last})")
     columns = ("projector", "checkpoint", "behind", "events/s", "state", "last applied", "error")
     for column in columns:
@@ -146,11 +152,7 @@ def _with_read_side(
 
                 return await work(commands.bus.store, pool, progress)
 
-    try:
-        return asyncio.run(main())
-    except (OSError, nats.errors.NoServersError) as error:
-        errors.print(f"[red]The platform does not answer ({escape(repr(error))}). Is it up?[/]")
-        raise typer.Exit(2) from error
+    return _run_against_platform(main())
 
 
 @projections_app.command("rebuild")
@@ -217,8 +219,4 @@ def projections_run(
             console.print(f"Projecting {names}. Ctrl-C stops.")
             await stop.wait()
 
-    try:
-        asyncio.run(main())
-    except (OSError, nats.errors.NoServersError) as error:
-        errors.print(f"[red]The platform does not answer ({escape(repr(error))}). Is it up?[/]")
-        raise typer.Exit(2) from error
+    _run_against_platform(main())

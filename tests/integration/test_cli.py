@@ -11,6 +11,7 @@ import time
 
 import psutil
 import redis
+from uuid_utils.compat import uuid4
 
 from runtime.servers.process import reclaim_recorded
 from runtime.stack import Stack
@@ -188,3 +189,19 @@ def test_projections_rebuild_and_verify_through_the_cli(stack: Stack) -> None:
     unknown = sutazai("projections", "verify", "invoices")
     assert unknown.returncode == 2
     assert "known:" in unknown.stderr
+
+
+def test_commands_say_plainly_and_quickly_when_the_platform_is_not_up() -> None:
+    root = scratch_dir()
+    env = cli_environment(isolated_settings(root))  # ports nothing listens on
+    env["SUTAZAI_STORE_TIMEOUT"] = "1"
+    for command in (["task", "show", str(uuid4())], ["projections", "status"]):
+        started = time.monotonic()
+        result = subprocess.run(
+            [SUTAZAI, *command], env=env, cwd=root, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "does not answer" in result.stderr
+        assert "Traceback" not in result.stderr
+        assert time.monotonic() - started < 15
+    shutil.rmtree(root, ignore_errors=True)
