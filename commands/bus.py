@@ -19,6 +19,7 @@ from tenacity import (
 from uuid_utils.compat import uuid7
 
 from commands.aggregates import AggregateKind, kind_of
+from commands.guard import Guard, allow_all
 from commands.loading import LoadedAggregate, load_aggregate
 from commands.uniqueness import Reservations, claims_of
 from domain.errors import DomainError
@@ -107,25 +108,31 @@ class CommandBus:
         # wrong write.
         self._cache: OrderedDict[tuple[str, UUID], LoadedAggregate] = OrderedDict()
 
-    async def execute(self, command: BaseModel, context: CommandContext) -> CommandResult:
-        """Apply a command; raises a domain error, `ConcurrencyConflict` or a store error."""
+    async def execute(
+        self, command: BaseModel, context: CommandContext, *, guard: Guard = allow_all
+    ) -> CommandResult:
+        """Apply a command; raises a domain error, `ConcurrencyConflict` or a store error.
+
+        `guard` sees the very state the command is decided on (so no other writer can slip in
+        between the check and the append) and raises `Forbidden` to refuse it.
+        """
         kind = kind_of(command)
         claims = claims_of(command)
         if not claims:
-            return await self._execute(kind, command, context)
+            return await self._execute(kind, command, context, guard)
         reserved = await self.reservations.reserve(claims, kind.name, kind.target(command))
         try:
-            return await self._execute(kind, command, context)
+            return await self._execute(kind, command, context, guard)
         except BaseException:
             await self.reservations.release(reserved)
             raise
 
     async def _execute(
-        self, kind: AggregateKind, command: BaseModel, context: CommandContext
+        self, kind: AggregateKind, command: BaseModel, context: CommandContext, guard: Guard
     ) -> CommandResult:
         try:
             # The common case, a first try that lands, skips the retry machinery's overhead.
-            return await self._attempt(kind, command, context, optimistic=True)
+            return await self._attempt(kind, command, context, guard, optimistic=True)
         except ConcurrencyConflict:
             if self.policy.max_attempts <= 1:
                 raise
@@ -138,7 +145,7 @@ class CommandBus:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._attempt(kind, command, context, optimistic=False)
+                return await self._attempt(kind, command, context, guard, optimistic=False)
         raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
     async def _start_from(
@@ -175,20 +182,23 @@ class CommandBus:
         kind: AggregateKind,
         command: BaseModel,
         context: CommandContext,
+        guard: Guard,
         *,
         optimistic: bool,
     ) -> CommandResult:
         aggregate_id = kind.target(command)
         loaded, guessed = await self._start_from(kind, aggregate_id, command, optimistic=optimistic)
-        if context.command_id in loaded.commands:
-            return self._remembered(loaded, context.command_id)
         try:
+            guard(loaded.state)
+            if context.command_id in loaded.commands:
+                return self._remembered(loaded, context.command_id)
             events = list(kind.decide(loaded.state, command))
         except DomainError:
             if not guessed:
                 raise
             # A guess may be stale: refuse only what the log's own state refuses.
             loaded, _ = await self._start_from(kind, aggregate_id, command, optimistic=False)
+            guard(loaded.state)
             if context.command_id in loaded.commands:
                 return self._remembered(loaded, context.command_id)
             events = list(kind.decide(loaded.state, command))

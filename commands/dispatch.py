@@ -9,6 +9,7 @@ from uuid_utils.compat import uuid7
 
 from commands.aggregates import COMMANDS
 from commands.bus import CommandBus, CommandContext
+from commands.guard import Guard, allow_all
 from commands.preparation import CommandPreparation, InvalidField
 from domain.errors import DomainError
 from eventstore.errors import (
@@ -80,8 +81,13 @@ class CommandDispatcher:
         self.bus = bus
         self.preparation = preparation
 
-    async def dispatch(self, name: str, request: CommandRequest) -> CommandReply:
-        """Run the command called `name`; every failure comes back as a typed refusal."""
+    async def dispatch(
+        self, name: str, request: CommandRequest, *, guard: Guard = allow_all
+    ) -> CommandReply:
+        """Run the command called `name`; every failure comes back as a typed refusal.
+
+        `guard` is handed to the bus: it sees the state the command is decided on.
+        """
         try:
             kind, model = COMMANDS[name]
         except KeyError:
@@ -116,7 +122,7 @@ class CommandDispatcher:
             causation_id=request.causation_id,
         )
         try:
-            result = await self.bus.execute(command, context)
+            result = await self.bus.execute(command, context, guard=guard)
         except (DomainError, EventStoreError) as error:
             return _refusal_for(command_id, error)
         return CommandAccepted(

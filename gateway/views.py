@@ -1,16 +1,90 @@
-"""The read side as the gateway asks it: one query, one function, against the read models."""
+"""The read side as the gateway asks it: one query, one function, against the read models.
+
+Lists page by keyset: `after` is the (created_at, id) of the last row seen, newest first.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+Cursor = tuple[datetime, UUID]
+
 _TASK_COLUMNS = (
-    "task_id, owner_id, task_type, priority, status, attempts, max_attempts, agent_id, progress,"
-    " result, error, parent_id, created_at, updated_at, version, last_sequence"
+    "task_id, owner_id, task_type, priority, status, payload, attempts, max_attempts, agent_id,"
+    " progress, result, error, parent_id, document_ids, created_at, updated_at, version,"
+    " last_sequence"
 )
+_USER_COLUMNS = "user_id, email, username, role, active, created_at, version, last_sequence"
+_AGENT_COLUMNS = (
+    "agent_id, name, kind, capabilities, model, status, created_at, updated_at, version,"
+    " last_sequence"
+)
+_DOCUMENT_COLUMNS = (
+    "document_id, owner_id, title, content_hash, content_size, metadata, status, chunk_count,"
+    " embedding_model, error, created_at, updated_at, version, last_sequence"
+)
+_CONVERSATION_COLUMNS = (
+    "conversation_id, owner_id, title, model, closed, message_count, created_at, updated_at,"
+    " version, last_sequence"
+)
+_EVENT_COLUMNS = (
+    "sequence, event_id, event_type, schema_version, aggregate_type, aggregate_id,"
+    " aggregate_version, occurred_at, actor_id, actor_kind, command_id, correlation_id,"
+    " causation_id, reason, data"
+)
+
+
+def _page(after: Cursor | None) -> tuple[datetime | None, UUID | None]:
+    return (after[0], after[1]) if after else (None, None)
+
+
+async def credentials(pool: asyncpg.Pool, login: str) -> asyncpg.Record | None:
+    """A user by email or username, with the password hash their state holds."""
+    return await pool.fetchrow(
+        f"SELECT {_USER_COLUMNS}, state->>'password_hash' AS password_hash FROM users"
+        " WHERE email = lower($1) OR username = $1",
+        login,
+    )
+
+
+async def user_by_id(pool: asyncpg.Pool, user_id: UUID) -> asyncpg.Record | None:
+    """One user."""
+    return await pool.fetchrow(f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = $1", user_id)
+
+
+async def any_admin(pool: asyncpg.Pool) -> bool:
+    """Whether an active admin exists in the read model."""
+    return bool(await pool.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')"))
+
+
+async def users_page(pool: asyncpg.Pool, *, after: Cursor | None, first: int) -> list[Any]:
+    """Users, newest first."""
+    return await pool.fetch(
+        f"SELECT {_USER_COLUMNS} FROM users"
+        " WHERE ($1::timestamptz IS NULL OR (created_at, user_id) < ($1, $2))"
+        " ORDER BY created_at DESC, user_id DESC LIMIT $3",
+        *_page(after),
+        first,
+    )
+
+
+async def agents_list(pool: asyncpg.Pool, *, status: str | None) -> list[Any]:
+    """Every agent, by name."""
+    return await pool.fetch(
+        f"SELECT {_AGENT_COLUMNS} FROM agents WHERE ($1::text IS NULL OR status = $1)"
+        " ORDER BY name",
+        status,
+    )
+
+
+async def agent_by_id(pool: asyncpg.Pool, agent_id: UUID) -> asyncpg.Record | None:
+    """One agent."""
+    return await pool.fetchrow(f"SELECT {_AGENT_COLUMNS} FROM agents WHERE agent_id = $1", agent_id)
 
 
 async def task_by_id(pool: asyncpg.Pool, task_id: UUID) -> asyncpg.Record | None:
@@ -22,25 +96,160 @@ async def tasks_page(
     pool: asyncpg.Pool,
     *,
     status: str | None = None,
+    priority: int | None = None,
+    agent_id: UUID | None = None,
     owner_id: UUID | None = None,
-    after: tuple[Any, UUID] | None = None,
+    after: Cursor | None = None,
     first: int = 20,
 ) -> list[asyncpg.Record]:
     """Tasks newest first, filtered, after a (created_at, task_id) cursor."""
     return await pool.fetch(
         f"SELECT {_TASK_COLUMNS} FROM tasks"
         " WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR owner_id = $2)"
-        " AND ($3::timestamptz IS NULL OR (created_at, task_id) < ($3, $4))"
-        " ORDER BY created_at DESC, task_id DESC LIMIT $5",
+        " AND ($3::int IS NULL OR priority = $3) AND ($4::uuid IS NULL OR agent_id = $4)"
+        " AND ($5::timestamptz IS NULL OR (created_at, task_id) < ($5, $6))"
+        " ORDER BY created_at DESC, task_id DESC LIMIT $7",
         status,
         owner_id,
-        after[0] if after else None,
-        after[1] if after else None,
+        priority,
+        agent_id,
+        *_page(after),
         first,
     )
 
 
-async def projection_checkpoint(pool: asyncpg.Pool, name: str) -> int:
-    """How far a read model has applied the log (for `minSequence` waits)."""
-    value = await pool.fetchval("SELECT sequence FROM projection_checkpoints WHERE name = $1", name)
-    return int(value or 0)
+async def subtasks_of(pool: asyncpg.Pool, parent_ids: Sequence[UUID]) -> list[list[Any]]:
+    """The subtasks of each parent, oldest first (a dataloader batch)."""
+    rows = await pool.fetch(
+        f"SELECT {_TASK_COLUMNS} FROM tasks WHERE parent_id = ANY($1::uuid[])"
+        " ORDER BY created_at, task_id",
+        list(parent_ids),
+    )
+    return _grouped(rows, "parent_id", parent_ids)
+
+
+async def messages_of_tasks(pool: asyncpg.Pool, task_ids: Sequence[UUID]) -> list[list[Any]]:
+    """The agent messages about each task, oldest first (a dataloader batch)."""
+    rows = await pool.fetch(
+        "SELECT message_id, source_agent_id, target_agent_id, task_id, message_type, payload,"
+        " acknowledged, created_at FROM agent_messages WHERE task_id = ANY($1::uuid[])"
+        " ORDER BY created_at, message_id",
+        list(task_ids),
+    )
+    return _grouped(rows, "task_id", task_ids)
+
+
+async def documents_page(
+    pool: asyncpg.Pool, *, owner_id: UUID | None, after: Cursor | None, first: int
+) -> list[Any]:
+    """Documents newest first (removed ones included: their status says so)."""
+    return await pool.fetch(
+        f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE ($1::uuid IS NULL OR owner_id = $1)"
+        " AND ($2::timestamptz IS NULL OR (created_at, document_id) < ($2, $3))"
+        " ORDER BY created_at DESC, document_id DESC LIMIT $4",
+        owner_id,
+        *_page(after),
+        first,
+    )
+
+
+async def document_by_id(pool: asyncpg.Pool, document_id: UUID) -> asyncpg.Record | None:
+    """One document."""
+    return await pool.fetchrow(
+        f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE document_id = $1", document_id
+    )
+
+
+async def conversations_page(
+    pool: asyncpg.Pool, *, owner_id: UUID | None, after: Cursor | None, first: int
+) -> list[Any]:
+    """Conversations newest first."""
+    return await pool.fetch(
+        f"SELECT {_CONVERSATION_COLUMNS} FROM conversations"
+        " WHERE ($1::uuid IS NULL OR owner_id = $1)"
+        " AND ($2::timestamptz IS NULL OR (created_at, conversation_id) < ($2, $3))"
+        " ORDER BY created_at DESC, conversation_id DESC LIMIT $4",
+        owner_id,
+        *_page(after),
+        first,
+    )
+
+
+async def conversation_by_id(pool: asyncpg.Pool, conversation_id: UUID) -> asyncpg.Record | None:
+    """One conversation."""
+    return await pool.fetchrow(
+        f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE conversation_id = $1",
+        conversation_id,
+    )
+
+
+async def messages_of_conversations(
+    pool: asyncpg.Pool, conversation_ids: Sequence[UUID]
+) -> list[list[Any]]:
+    """Each conversation's messages in order (a dataloader batch)."""
+    rows = await pool.fetch(
+        "SELECT conversation_id, position, message_id, role, content, model, in_reply_to,"
+        " citations FROM conversation_messages WHERE conversation_id = ANY($1::uuid[])"
+        " ORDER BY conversation_id, position",
+        list(conversation_ids),
+    )
+    return _grouped(rows, "conversation_id", conversation_ids)
+
+
+async def owner_of(pool: asyncpg.Pool, aggregate_type: str, aggregate_id: UUID) -> UUID | None:
+    """Who owns a task, document or conversation (a user owns themselves); None if unknown."""
+    table, id_column, owner_column = _OWNED[aggregate_type]
+    value = await pool.fetchval(
+        f"SELECT {owner_column} FROM {table} WHERE {id_column} = $1", aggregate_id
+    )
+    return value if isinstance(value, UUID) else None
+
+
+_OWNED: dict[str, tuple[str, str, str]] = {
+    "task": ("tasks", "task_id", "owner_id"),
+    "document": ("documents", "document_id", "owner_id"),
+    "conversation": ("conversations", "conversation_id", "owner_id"),
+    "user": ("users", "user_id", "user_id"),
+}
+
+
+async def events_page(
+    pool: asyncpg.Pool,
+    *,
+    event_type: str | None,
+    actor_id: str | None,
+    correlation_id: str | None,
+    aggregate_type: str | None,
+    aggregate_id: UUID | None,
+    since: datetime | None,
+    until: datetime | None,
+    after_sequence: int,
+    first: int,
+) -> list[Any]:
+    """The event log searched, in stream order from after a sequence."""
+    return await pool.fetch(
+        f"SELECT {_EVENT_COLUMNS} FROM event_log WHERE sequence > $1"
+        " AND ($2::text IS NULL OR event_type = $2) AND ($3::text IS NULL OR actor_id = $3)"
+        " AND ($4::text IS NULL OR correlation_id = $4)"
+        " AND ($5::text IS NULL OR aggregate_type = $5)"
+        " AND ($6::uuid IS NULL OR aggregate_id = $6)"
+        " AND ($7::timestamptz IS NULL OR occurred_at >= $7)"
+        " AND ($8::timestamptz IS NULL OR occurred_at < $8)"
+        " ORDER BY sequence LIMIT $9",
+        after_sequence,
+        event_type,
+        actor_id,
+        correlation_id,
+        aggregate_type,
+        aggregate_id,
+        since,
+        until,
+        first,
+    )
+
+
+def _grouped(rows: Sequence[Any], key: str, ids: Sequence[UUID]) -> list[list[Any]]:
+    groups: dict[UUID, list[Any]] = {i: [] for i in ids}
+    for row in rows:
+        groups[row[key]].append(row)
+    return [groups[i] for i in ids]

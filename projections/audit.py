@@ -100,3 +100,25 @@ async def state_at(
         loaded.apply(recorded)
         occurred_at = envelope.occurred_at
     return StateAt(state=loaded.state, version=loaded.version, occurred_at=occurred_at)
+
+
+class LogAudit:
+    """The audit functions bound to one event store (what the gateway is handed)."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    async def history(self, aggregate_type: str, aggregate_id: UUID) -> list[Change]:
+        """Every change of the aggregate, oldest first."""
+        return await history(self._store, aggregate_type, aggregate_id)
+
+    async def state_at(
+        self,
+        aggregate_type: str,
+        aggregate_id: UUID,
+        *,
+        version: int | None = None,
+        at: datetime | None = None,
+    ) -> StateAt:
+        """The aggregate at a version or a time (see `state_at`)."""
+        return await state_at(self._store, aggregate_type, aggregate_id, version=version, at=at)

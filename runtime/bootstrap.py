@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -20,15 +22,22 @@ from commands.preparation import CommandPreparation, Limits
 from eventstore.blobs import BlobStore
 from eventstore.store import EventStore
 from eventstore.streams import StreamLayout
-from gateway.app import ReadinessCheck, build_app
+from gateway.app import GatewayLimits, ReadinessCheck, build_app
+from gateway.auth import Tokens
+from gateway.context import GatewayServices
+from gateway.rate_limits import Limit, RateLimiter
 from handlers.command_endpoint import command_endpoint
+from projections.audit import LogAudit
 from projections.graph.port import FalkorGraph, GraphPort, Neo4jGraph
+from projections.graph.queries import GraphQueries
 from projections.graph.runner import GraphProjection
 from projections.migrate import migrate
 from projections.read_models import postgres_projectors
-from projections.runtime import ProjectionRunner, Projector
+from projections.runtime import ProjectionLagging, ProjectionRunner, Projector, wait_for_sequence
 from runtime.settings import LOOPBACK, Settings
 from runtime.stack import Stack
+from schemas.commands import CommandRefused, CommandRequest
+from schemas.envelope import SYSTEM
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,7 @@ class Platform:
     postgres: asyncpg.Pool
     redis: aioredis.Redis
     graph: GraphPort
+    passwords: PasswordHasher
 
 
 @contextlib.asynccontextmanager
@@ -53,12 +63,14 @@ async def connect_store(settings: Settings, stack: Stack) -> AsyncIterator[Comma
     )
     try:
         await store.setup(StreamLayout(duplicate_window=settings.duplicate_window))
-        yield _dispatcher(settings, store)
+        yield _dispatcher(settings, store, PasswordHasher())
     finally:
         await store.client.close()
 
 
-def _dispatcher(settings: Settings, store: EventStore) -> CommandDispatcher:
+def _dispatcher(
+    settings: Settings, store: EventStore, passwords: PasswordHasher
+) -> CommandDispatcher:
     bus = CommandBus(
         store,
         policy=BusPolicy(
@@ -72,12 +84,18 @@ def _dispatcher(settings: Settings, store: EventStore) -> CommandDispatcher:
         max_document_bytes=settings.max_document_bytes,
         inline_document_bytes=settings.inline_document_bytes,
     )
-    return CommandDispatcher(bus, CommandPreparation(BlobStore(store), limits, PasswordHasher()))
+    return CommandDispatcher(bus, CommandPreparation(BlobStore(store), limits, passwords))
 
 
 @contextlib.asynccontextmanager
-async def connect(settings: Settings, stack: Stack) -> AsyncIterator[Platform]:
-    """Connect to the servers of a started stack; close every client on exit."""
+async def connect(
+    settings: Settings, stack: Stack, *, passwords: PasswordHasher | None = None
+) -> AsyncIterator[Platform]:
+    """Connect to the servers of a started stack; close every client on exit.
+
+    `passwords` sets argon2's cost (the library's defaults unless given).
+    """
+    passwords = passwords or PasswordHasher()
     async with contextlib.AsyncExitStack() as resources:
         store = await EventStore.connect(stack.nats_url, timeout=settings.store_timeout)
         nats_client = store.client
@@ -102,10 +120,11 @@ async def connect(settings: Settings, stack: Stack) -> AsyncIterator[Platform]:
             stack=stack,
             nats=nats_client,
             store=store,
-            commands=_dispatcher(settings, store),
+            commands=_dispatcher(settings, store, passwords),
             postgres=postgres,
             redis=redis_client,
             graph=graph,
+            passwords=passwords,
         )
 
 
@@ -187,12 +206,119 @@ def readiness_checks(platform: Platform) -> dict[str, ReadinessCheck]:
     }
 
 
+def jwt_secret(settings: Settings) -> str:
+    """The key that signs access tokens: from settings, else made once and kept (mode 600)."""
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value()
+    path = settings.resolved_data_dir / "gateway" / "jwt-secret"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # O_EXCL: of two processes starting at once, one writes and both read the same key.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as file:
+        file.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def gateway_services(platform: Platform) -> GatewayServices:
+    """What the gateway's resolvers use, wired from the platform's clients."""
+    settings = platform.settings
+
+    async def wait_for_projection(read_model: str, sequence: int) -> bool:
+        try:
+            await wait_for_sequence(
+                platform.postgres, read_model, sequence, timeout=settings.projection_wait_seconds
+            )
+        except ProjectionLagging:
+            return False
+        return True
+
+    return GatewayServices(
+        postgres=platform.postgres,
+        store=platform.store,
+        commands=platform.commands,
+        tokens=Tokens(
+            platform.redis,
+            jwt_secret(settings),
+            access_seconds=settings.access_token_seconds,
+            refresh_seconds=settings.refresh_token_seconds,
+        ),
+        passwords=platform.passwords,
+        nobody_hash=platform.passwords.hash(secrets.token_hex(16)),
+        audit=LogAudit(platform.store),
+        graph=GraphQueries(platform.graph),
+        wait_for_projection=wait_for_projection,
+    )
+
+
+def gateway_limits(settings: Settings) -> GatewayLimits:
+    """The gateway's limits from settings."""
+    return GatewayLimits(
+        per_user=Limit(settings.rate_limit_per_user, settings.rate_limit_burst),
+        per_ip=Limit(settings.rate_limit_per_ip, settings.rate_limit_burst),
+        max_request_bytes=settings.max_request_bytes,
+        max_depth=settings.max_query_depth,
+        max_tokens=settings.max_query_tokens,
+        max_aliases=settings.max_query_aliases,
+    )
+
+
+BOOTSTRAP_ADMIN_COMMAND = "bootstrap-admin"
+
+
+async def ensure_admin(platform: Platform) -> str | None:
+    """Register the bootstrap admin on first start.
+
+    Returns the password when this call created the admin with a generated one (to be shown
+    once); None when the admin existed already or its password came from settings.
+    """
+    settings = platform.settings
+    given = settings.admin_password.get_secret_value() if settings.admin_password else None
+    password = given or secrets.token_urlsafe(12)
+    reply = await platform.commands.dispatch(
+        "RegisterUser",
+        CommandRequest(
+            command_id=BOOTSTRAP_ADMIN_COMMAND,
+            actor=SYSTEM,
+            reason="bootstrap admin on first start",
+            payload={
+                "email": settings.admin_email,
+                "username": settings.admin_username,
+                "password": password,
+                "role": "admin",
+            },
+        ),
+    )
+    if isinstance(reply, CommandRefused):
+        raise RuntimeError(f"could not create the bootstrap admin: {reply.error.message}")
+    if reply.duplicate:
+        return None
+    await wait_for_sequence(
+        platform.postgres, "users", reply.sequence, timeout=settings.projection_wait_seconds
+    )
+    return None if given else password
+
+
 @contextlib.asynccontextmanager
 async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
     """Serve the gateway on 127.0.0.1:`port` (uvicorn) until the block ends; yields its URL."""
-    app = build_app(platform.postgres, readiness_checks(platform))
+    app = build_app(
+        gateway_services(platform),
+        RateLimiter(platform.redis),
+        gateway_limits(platform.settings),
+        readiness_checks(platform),
+    )
     server = uvicorn.Server(
-        uvicorn.Config(app, host=LOOPBACK, port=port, log_level="warning", lifespan="off")
+        uvicorn.Config(
+            app,
+            host=LOOPBACK,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            ws="websockets-sansio",
+        )
     )
     serving = asyncio.create_task(server.serve())
     while not server.started:

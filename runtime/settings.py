@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Every embedded server binds here and nowhere else.
@@ -66,6 +66,34 @@ class Settings(BaseSettings):
     )
     projection_batch_size: int = Field(default=500, ge=1, description="Events per transaction.")
     poison_policy: str = Field(default="stop", pattern="^(stop|skip)$")
+
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs access tokens; unset: one is generated once under the data dir.",
+    )
+    access_token_seconds: int = Field(default=900, gt=0, description="Access JWT lifetime.")
+    refresh_token_seconds: int = Field(
+        default=14 * 24 * 3600, gt=0, description="Refresh token lifetime (revocable)."
+    )
+    admin_email: str = Field(default="admin@example.com", description="The bootstrap admin.")
+    admin_username: str = "admin"
+    admin_password: SecretStr | None = Field(
+        default=None, description="Unset: generated on first start and printed once."
+    )
+    rate_limit_per_user: float = Field(
+        default=20.0, gt=0, description="GraphQL requests a second per signed-in user."
+    )
+    rate_limit_per_ip: float = Field(
+        default=50.0, gt=0, description="GraphQL requests a second per client address."
+    )
+    rate_limit_burst: float = Field(default=100.0, gt=0, description="Requests a bucket holds.")
+    max_request_bytes: int = Field(default=1024 * 1024, gt=0, description="HTTP body cap.")
+    max_query_depth: int = Field(default=10, gt=0)
+    max_query_tokens: int = Field(default=2_000, gt=0)
+    max_query_aliases: int = Field(default=30, gt=0)
+    projection_wait_seconds: float = Field(
+        default=5.0, gt=0, description="How long read-your-writes waits for a read model."
+    )
 
     @property
     def neo4j_auth(self) -> tuple[str, str] | None:

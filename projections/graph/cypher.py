@@ -191,3 +191,15 @@ def statements(event: RecordedEvent) -> list[Statement]:
             )
         ]
     return []
+
+
+# --- reads (the gateway's neighbourhood queries) --------------------------------------------
+
+AGENTS_OF_TASK_TREE = (
+    "MATCH (t:Task)-[:SUBTASK_OF*0..10]->(root:Task {id: $id}) "
+    "MATCH (t)-[:ASSIGNED_TO]->(a:Agent) "
+    "RETURN DISTINCT a.id ORDER BY a.id"
+)
+TASKS_REFERENCING_DOCUMENT = (
+    "MATCH (t:Task)-[:REFERENCES]->(d:Document {id: $id}) RETURN DISTINCT t.id ORDER BY t.id"
+)

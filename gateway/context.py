@@ -1,0 +1,98 @@
+"""What every resolver receives: the services the composition root built, and who is asking."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import asyncpg
+from argon2 import PasswordHasher
+from starlette.requests import Request
+from starlette.websockets import WebSocket
+from strawberry.dataloader import DataLoader
+
+from commands.dispatch import CommandDispatcher
+from eventstore.store import EventStore
+from gateway import views
+from gateway.auth import Principal, Tokens
+from gateway.errors import unauthenticated
+
+
+class AuditLog(Protocol):
+    """Audit answers folded from the log itself (the projections' audit functions)."""
+
+    async def history(self, aggregate_type: str, aggregate_id: UUID) -> list[Any]:
+        """Every change of an aggregate, oldest first."""
+
+    async def state_at(
+        self,
+        aggregate_type: str,
+        aggregate_id: UUID,
+        *,
+        version: int | None = None,
+        at: datetime | None = None,
+    ) -> Any:
+        """The aggregate as it was at a version or a time."""
+
+
+class GraphReader(Protocol):
+    """Neighbourhood questions the graph projection answers."""
+
+    async def agents_of_task_tree(self, task_id: UUID) -> list[UUID]:
+        """Agents that worked on a task or any of its subtasks."""
+
+    async def tasks_referencing_document(self, document_id: UUID) -> list[UUID]:
+        """Tasks that reference a document."""
+
+
+WaitForProjection = Callable[[str, int], Awaitable[bool]]
+"""Waits (bounded) until a read model has applied a sequence; False if it did not in time."""
+
+
+@dataclass(frozen=True)
+class GatewayServices:
+    """Built once by the composition root and shared by every request."""
+
+    postgres: asyncpg.Pool
+    store: EventStore
+    commands: CommandDispatcher
+    tokens: Tokens
+    passwords: PasswordHasher
+    nobody_hash: str
+    """A hash of nothing anyone knows, checked when a login names no user."""
+    audit: AuditLog
+    graph: GraphReader
+    wait_for_projection: WaitForProjection
+
+
+class Loaders:
+    """Per-request dataloaders, so nested lists cost one query per level, not one per item."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.subtasks = DataLoader(lambda ids: views.subtasks_of(pool, ids))
+        self.task_messages = DataLoader(lambda ids: views.messages_of_tasks(pool, ids))
+        self.conversation_messages = DataLoader(
+            lambda ids: views.messages_of_conversations(pool, ids)
+        )
+
+
+@dataclass
+class GatewayContext:
+    """One request's context (one websocket's, for subscriptions)."""
+
+    services: GatewayServices
+    request: Request | WebSocket
+    principal: Principal | None
+    loaders: Loaders
+    connection_params: dict[str, Any] | None = None
+    response: Any = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def signed_in(self) -> Principal:
+        """Who is asking; UNAUTHENTICATED when nobody signed in."""
+        if self.principal is None:
+            raise unauthenticated()
+        return self.principal

@@ -1,0 +1,33 @@
+"""The gateway's Prometheus metrics, on a registry of its own (one per app, none global)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class GatewayMetrics:
+    """Requests, latency, errors by code and open subscription connections."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "sutazai_http_requests", "HTTP requests", ["path", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "sutazai_http_request_seconds",
+            "HTTP request latency",
+            ["path"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "sutazai_graphql_errors", "GraphQL errors by code", ["code"], registry=self.registry
+        )
+        self.subscriptions = Gauge(
+            "sutazai_graphql_subscription_connections",
+            "Open websocket connections (graphql-transport-ws)",
+            registry=self.registry,
+        )
+
+    def error(self, code: str) -> None:
+        """Count one error answered with `code`."""
+        self.errors.labels(code).inc()

@@ -1,0 +1,445 @@
+"""Mutations: each builds one command, runs it through the dispatcher and returns what it did.
+
+`clientMutationId` becomes (part of) the command id, so a retried request is answered with the
+first outcome and appends nothing. `waitForProjection` returns only once the aggregate's read
+model shows the change (bounded), for read-your-writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+from uuid import NAMESPACE_URL, uuid5
+
+import strawberry
+from argon2.exceptions import InvalidHashError, VerificationError
+from pydantic import JsonValue, ValidationError
+from strawberry.scalars import JSON
+from strawberry.types import Info
+from uuid_utils.compat import uuid7
+
+from commands.dispatch import aggregate_id_for
+from commands.guard import Guard, allow_all
+from gateway import views
+from gateway.auth import Principal, TokenPair
+from gateway.context import GatewayContext
+from gateway.errors import ErrorCode, GatewayError, refused, unauthenticated
+from gateway.permissions import Admin, SignedIn, Writer, check_read, owner_guard
+from gateway.types import AuthPayload, CommandOutcome, User, parse_id
+from schemas.commands import CommandAccepted, CommandRequest
+from schemas.envelope import Actor
+
+READ_MODELS = {
+    "user": "users",
+    "agent": "agents",
+    "task": "tasks",
+    "agent_message": "agent_messages",
+    "document": "documents",
+    "conversation": "conversations",
+}
+"""The read model that shows each aggregate type (what `waitForProjection` waits for)."""
+
+_CLIENT_MUTATION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,120}$")
+_MESSAGE_IDS = uuid5(NAMESPACE_URL, "https://sutazai.dev/message-id")
+
+
+def _context(info: Info) -> GatewayContext:
+    context: GatewayContext = info.context
+    return context
+
+
+def _command_id(scope: str, client_mutation_id: str | None) -> str:
+    """The command id: the client's key within the caller's scope, or a fresh one."""
+    if client_mutation_id is None:
+        return str(uuid7())
+    if not _CLIENT_MUTATION_ID.match(client_mutation_id):
+        raise GatewayError(
+            ErrorCode.VALIDATION,
+            "clientMutationId must be 1 to 120 letters, digits or _.:-",
+            field="clientMutationId",
+        )
+    return f"{scope}.{client_mutation_id}"
+
+
+async def run_command(
+    info: Info,
+    name: str,
+    payload: dict[str, Any],
+    *,
+    actor: Actor,
+    command_id: str,
+    client_mutation_id: str | None,
+    reason: str | None,
+    wait: bool,
+    guard: Guard = allow_all,
+) -> CommandOutcome:
+    """Dispatch one command; a refusal becomes a typed GraphQL error."""
+    context = _context(info)
+    try:
+        request = CommandRequest(command_id=command_id, actor=actor, reason=reason, payload=payload)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise GatewayError(ErrorCode.VALIDATION, f"{field}: {first['msg']}", field=field) from None
+    reply = await context.services.commands.dispatch(name, request, guard=guard)
+    if not isinstance(reply, CommandAccepted):
+        raise refused(reply.error)
+    projected: bool | None = None
+    if wait:
+        read_model = READ_MODELS[reply.aggregate_type]
+        projected = await context.services.wait_for_projection(read_model, reply.sequence)
+    return CommandOutcome(
+        client_mutation_id=client_mutation_id,
+        command_id=reply.command_id,
+        aggregate_type=reply.aggregate_type,
+        aggregate_id=strawberry.ID(str(reply.aggregate_id)),
+        version=reply.version,
+        sequence=reply.sequence,
+        event_types=reply.event_types,
+        duplicate=reply.duplicate,
+        projected=projected,
+    )
+
+
+async def _as(
+    info: Info,
+    name: str,
+    payload: dict[str, Any],
+    client_mutation_id: str | None,
+    reason: str | None,
+    wait: bool,
+    guard: Guard | None = None,
+) -> CommandOutcome:
+    """Run a command as the signed-in principal (the owner guard unless another is given)."""
+    principal = _context(info).signed_in()
+    return await run_command(
+        info,
+        name,
+        payload,
+        actor=principal.actor,
+        command_id=_command_id(str(principal.user_id), client_mutation_id),
+        client_mutation_id=client_mutation_id,
+        reason=reason,
+        wait=wait,
+        guard=guard or owner_guard(principal),
+    )
+
+
+@strawberry.input(description="A new account.")
+class RegisterInput:
+    email: str
+    username: str
+    password: str
+
+
+@strawberry.input(description="Work to be done.")
+class SubmitTaskInput:
+    task_type: str
+    priority: int = 5
+    payload: JSON = strawberry.field(default_factory=dict)
+    max_attempts: int = 3
+    parent_id: strawberry.ID | None = None
+    document_ids: list[strawberry.ID] = strawberry.field(default_factory=list)
+    deadline_seconds: float | None = None
+
+
+@strawberry.input(description="A new agent.")
+class RegisterAgentInput:
+    name: str
+    kind: str
+    capabilities: list[str] = strawberry.field(default_factory=list)
+    model: str = "smollm2:135m"
+
+
+@strawberry.input(description="A document for the assistants to index and cite.")
+class AddDocumentInput:
+    title: str
+    content: str
+    metadata: JSON = strawberry.field(default_factory=dict)
+
+
+@strawberry.input(description="A new conversation.")
+class StartConversationInput:
+    title: str
+    model: str = "smollm2:135m"
+
+
+def _signed_in_payload(user_row: Any, pair: TokenPair) -> AuthPayload:
+    return AuthPayload(
+        access_token=pair.access_token,
+        refresh_token=pair.refresh_token,
+        expires_in=pair.expires_in,
+        user=User.from_row(user_row),
+    )
+
+
+def _principal(row: Any) -> Principal:
+    return Principal(user_id=row["user_id"], username=row["username"], role=row["role"])
+
+
+@strawberry.type
+class Mutation:
+    """Every command of the domain a person or program may send."""
+
+    @strawberry.mutation(description="Create an account (role user); waits until it can sign in.")
+    async def register(
+        self,
+        info: Info,
+        input: RegisterInput,
+        client_mutation_id: str | None = None,
+        wait_for_projection: bool = True,
+    ) -> CommandOutcome:
+        command_id = _command_id("register", client_mutation_id)
+        user_id = aggregate_id_for(command_id)
+        payload: dict[str, JsonValue] = {
+            "user_id": str(user_id),
+            "email": input.email,
+            "username": input.username,
+            "password": input.password,
+            "role": "user",
+        }
+        return await run_command(
+            info,
+            "RegisterUser",
+            payload,
+            actor=Actor(id=str(user_id), kind="user"),
+            command_id=command_id,
+            client_mutation_id=client_mutation_id,
+            reason="self-registration",
+            wait=wait_for_projection,
+        )
+
+    @strawberry.mutation(description="Sign in with email or username and password.")
+    async def login(self, info: Info, login: str, password: str) -> AuthPayload:
+        context = _context(info)
+        services = context.services
+        row = await views.credentials(services.postgres, login)
+        # A login that names nobody is checked against a real hash too, so both take as long.
+        stored = row["password_hash"] if row else services.nobody_hash
+        try:
+            await asyncio.to_thread(services.passwords.verify, stored, password)
+        except (VerificationError, InvalidHashError):
+            row = None
+        if row is None:
+            raise unauthenticated("wrong login or password")
+        if not row["active"]:
+            raise unauthenticated("this account is deactivated")
+        pair = await services.tokens.issue(_principal(row))
+        return _signed_in_payload(row, pair)
+
+    @strawberry.mutation(description="Trade a refresh token for new tokens (it is used up).")
+    async def refresh(self, info: Info, refresh_token: str) -> AuthPayload:
+        context = _context(info)
+        services = context.services
+        user_id, family = await services.tokens.spend(refresh_token)
+        row = await views.user_by_id(services.postgres, user_id)
+        if row is None or not row["active"]:
+            raise unauthenticated("this account is deactivated")
+        pair = await services.tokens.issue(_principal(row), family)
+        return _signed_in_payload(row, pair)
+
+    @strawberry.mutation(
+        permission_classes=[SignedIn], description="Sign out: the refresh token stops working."
+    )
+    async def logout(self, info: Info, refresh_token: str) -> bool:
+        return await _context(info).services.tokens.revoke(refresh_token)
+
+    @strawberry.mutation(permission_classes=[Writer], description="Submit a task of your own.")
+    async def submit_task(
+        self,
+        info: Info,
+        input: SubmitTaskInput,
+        client_mutation_id: str | None = None,
+        reason: str | None = None,
+        wait_for_projection: bool = False,
+    ) -> CommandOutcome:
+        context = _context(info)
+        principal = context.signed_in()
+        if input.parent_id is not None:
+            parent = parse_id(input.parent_id, "parentId")
+            check_read(principal, await views.owner_of(context.services.postgres, "task", parent))
+        payload: dict[str, Any] = {
+            "owner_id": str(principal.user_id),
+            "task_type": input.task_type,
+            "priority": input.priority,
+            "payload": input.payload,
+            "max_attempts": input.max_attempts,
+            "parent_id": str(input.parent_id) if input.parent_id else None,
+            "document_ids": [str(d) for d in input.document_ids],
+            "deadline_seconds": input.deadline_seconds,
+        }
+        return await _as(
+            info, "SubmitTask", payload, client_mutation_id, reason, wait_for_projection
+        )
+
+    @strawberry.mutation(permission_classes=[Writer], description="Cancel a task of yours.")
+    async def cancel_task(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        client_mutation_id: str | None = None,
+        reason: str | None = None,
+        wait_for_projection: bool = False,
+    ) -> CommandOutcome:
+        payload = {"task_id": str(parse_id(id))}
+        return await _as(
+            info, "CancelTask", payload, client_mutation_id, reason, wait_for_projection
+        )
+
+    @strawberry.mutation(permission_classes=[Writer], description="Try a failed task again.")
+    async def retry_task(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        client_mutation_id: str | None = None,
+        reason: str | None = None,
+        wait_for_projection: bool = False,
+    ) -> CommandOutcome:
+        payload = {"task_id": str(parse_id(id))}
+        return await _as(
+            info, "RetryTask", payload, client_mutation_id, reason, wait_for_projection
+        )
+
+    @strawberry.mutation(permission_classes=[Admin], description="Register an agent (admins).")
+    async def register_agent(
+        self,
+        info: Info,
+        input: RegisterAgentInput,
+        client_mutation_id: str | None = None,
+        reason: str | None = None,
+        wait_for_projection: bool = False,
+    ) -> CommandOutcome:
+        payload = {
+            "name": input.name,
+            "kind": input.kind,
+            "capabilities": list(input.capabilities),
+            "model": input.model,
+        }
+        return await _as(
+            info, "RegisterAgent", payload, client_mutation_id, reason, wait_for_projection
+        )
+
+    @strawberry.mutation(permission_classes=[Admin], description="Retire an agent (admins).")
+    async def retire_agent(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        client_mutation_id: str | None = None,
+        reason: str | None = None,
+        wait_for_projection: bool = False,
+    ) -> CommandOutcome:
+        payload = {"agent_id": str(parse_id(id))}
+        return await _as(
+            info, "RetireAgent", payload, client_mutation_id, reason, wait_for_projection
+        )
+
+    @strawberry.mutation(permission_classes=[Writer], description="Add a document of your own.")
+    async def add_document(
+        self,
+        info: Info,
+        input: AddDocumentInput,
+        client_mutation_id: str | None = None,
+        reason: str | None = None,
+        wait_for_projection: bool = False,
+    ) -> CommandOutcome:
+        principal = _context(info).signed_in()
+        payload = {
+            "owner_id": str(principal.user_id),
+            "title": input.title,
+            "content": input.content,
+            "metadata": input.metadata,
+        }
+        return await _as(
+            info, "AddDocument", payload, client_mutation_id, reason, wait_for_projection
+        )
+
+    @strawberry.mutation(permission_classes=[Writer], description="Remove a document of yours.")
+    async def remove_document(
+        self,
+        info: Info,
+        id: strawberry.ID,
+        client_mutation_id: str | None = None,
+        reason: str | None = None,
+        wait_for_projection: bool = False,
+    ) -> CommandOutcome:
+        payload = {"document_id": str(parse_id(id))}
+        return await _as(
+            info, "RemoveDocument", payload, client_mutation_id, reason, wait_for_projection
+        )
+
+    @strawberry.mutation(permission_classes=[Writer], description="Start a conversation.")
+    async def start_conversation(
+        self,
+        info: Info,
+        input: StartConversationInput,
+        client_mutation_id: str | None = None,
+        reason: str | None = None,
+        wait_for_projection: bool = False,
+    ) -> CommandOutcome:
+        principal = _context(info).signed_in()
+        payload = {"owner_id": str(principal.user_id), "title": input.title, "model": input.model}
+        return await _as(
+            info, "StartConversation", payload, client_mutation_id, reason, wait_for_projection
+        )
+
+    @strawberry.mutation(
+        permission_classes=[Writer], description="Post a message in a conversation of yours."
+    )
+    async def post_message(
+        self,
+        info: Info,
+        conversation_id: strawberry.ID,
+        content: str,
+        client_mutation_id: str | None = None,
+        reason: str | None = None,
+        wait_for_projection: bool = False,
+    ) -> CommandOutcome:
+        principal = _context(info).signed_in()
+        command_id = _command_id(str(principal.user_id), client_mutation_id)
+        payload = {
+            "conversation_id": str(parse_id(conversation_id, "conversationId")),
+            # From the command id, so a retried post names the same message.
+            "message_id": str(uuid5(_MESSAGE_IDS, command_id)),
+            "content": content,
+        }
+        return await run_command(
+            info,
+            "PostUserMessage",
+            payload,
+            actor=principal.actor,
+            command_id=command_id,
+            client_mutation_id=client_mutation_id,
+            reason=reason,
+            wait=wait_for_projection,
+            guard=owner_guard(principal),
+        )
+
+    @strawberry.mutation(permission_classes=[Admin], description="Give a user another role.")
+    async def change_role(
+        self,
+        info: Info,
+        user_id: strawberry.ID,
+        role: str,
+        client_mutation_id: str | None = None,
+        reason: str | None = None,
+        wait_for_projection: bool = False,
+    ) -> CommandOutcome:
+        payload = {"user_id": str(parse_id(user_id, "userId")), "role": role}
+        return await _as(
+            info, "ChangeUserRole", payload, client_mutation_id, reason, wait_for_projection
+        )
+
+    @strawberry.mutation(permission_classes=[Admin], description="Stop a user signing in.")
+    async def deactivate_user(
+        self,
+        info: Info,
+        user_id: strawberry.ID,
+        client_mutation_id: str | None = None,
+        reason: str | None = None,
+        wait_for_projection: bool = False,
+    ) -> CommandOutcome:
+        payload = {"user_id": str(parse_id(user_id, "userId"))}
+        return await _as(
+            info, "DeactivateUser", payload, client_mutation_id, reason, wait_for_projection
+        )

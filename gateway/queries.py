@@ -1,0 +1,349 @@
+"""Queries: read models only (and the log itself for audit). One query, one function."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+from uuid import UUID
+
+import strawberry
+from pydantic import BaseModel
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from gateway import views
+from gateway.context import GatewayContext
+from gateway.errors import ErrorCode, GatewayError
+from gateway.permissions import Reader, SignedIn, check_read
+from gateway.types import (
+    ActorRef,
+    Agent,
+    Change,
+    Conversation,
+    ConversationPage,
+    Document,
+    DocumentPage,
+    Event,
+    EventPage,
+    Neighbourhood,
+    StateAt,
+    Task,
+    TaskPage,
+    User,
+    UserPage,
+    decode_cursor,
+    encode_cursor,
+    json_value,
+    parse_id,
+)
+
+MAX_PAGE = 200
+AUDITABLE = ("user", "agent", "task", "agent_message", "document", "conversation")
+
+
+def _context(info: Info) -> GatewayContext:
+    context: GatewayContext = info.context
+    return context
+
+
+def _first(first: int) -> int:
+    if not 1 <= first <= MAX_PAGE:
+        raise GatewayError(ErrorCode.VALIDATION, f"first must be 1 to {MAX_PAGE}", field="first")
+    return first
+
+
+def _next(rows: list[Any], first: int, id_column: str) -> str | None:
+    return (
+        encode_cursor(rows[-1]["created_at"], rows[-1][id_column]) if len(rows) == first else None
+    )
+
+
+def _own_scope(context: GatewayContext, owner_id: strawberry.ID | None) -> UUID | None:
+    """The owner a list is limited to: a user's own things, whatever they ask for."""
+    principal = context.signed_in()
+    if principal.role == "user":
+        if owner_id is not None and parse_id(owner_id, "ownerId") != principal.user_id:
+            raise GatewayError(ErrorCode.FORBIDDEN, "a user lists only their own things")
+        return principal.user_id
+    return parse_id(owner_id, "ownerId") if owner_id is not None else None
+
+
+@strawberry.input(description="Which tasks to list.")
+class TaskFilter:
+    status: str | None = None
+    priority: int | None = None
+    agent_id: strawberry.ID | None = None
+    owner_id: strawberry.ID | None = None
+
+
+@strawberry.input(description="Which events to find in the log.")
+class EventFilter:
+    event_type: str | None = None
+    actor_id: str | None = None
+    correlation_id: str | None = None
+    aggregate_type: str | None = None
+    aggregate_id: strawberry.ID | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def event_from_row(row: Any) -> Event:
+    """An `event_log` row as a GraphQL event."""
+    return Event(
+        sequence=row["sequence"],
+        event_id=strawberry.ID(str(row["event_id"])),
+        event_type=row["event_type"],
+        schema_version=row["schema_version"],
+        aggregate_type=row["aggregate_type"],
+        aggregate_id=strawberry.ID(str(row["aggregate_id"])),
+        aggregate_version=row["aggregate_version"],
+        occurred_at=row["occurred_at"],
+        actor=ActorRef(id=row["actor_id"], kind=row["actor_kind"]),
+        command_id=row["command_id"],
+        correlation_id=row["correlation_id"],
+        causation_id=row["causation_id"],
+        reason=row["reason"],
+        data=json_value(row["data"]),
+    )
+
+
+async def _check_audit_access(context: GatewayContext, aggregate_type: str, id: UUID) -> None:
+    if aggregate_type not in AUDITABLE:
+        raise GatewayError(
+            ErrorCode.VALIDATION,
+            f"no aggregate type {aggregate_type!r}; known: {', '.join(AUDITABLE)}",
+            field="aggregateType",
+        )
+    principal = context.signed_in()
+    if principal.role != "user":
+        return
+    if aggregate_type not in ("task", "document", "conversation", "user"):
+        raise GatewayError(ErrorCode.FORBIDDEN, "a user audits only their own things")
+    check_read(principal, await views.owner_of(context.services.postgres, aggregate_type, id))
+
+
+@strawberry.type
+class Query:
+    """What the gateway answers."""
+
+    @strawberry.field(permission_classes=[SignedIn], description="The signed-in user.")
+    async def me(self, info: Info) -> User | None:
+        context = _context(info)
+        row = await views.user_by_id(context.services.postgres, context.signed_in().user_id)
+        return User.from_row(row) if row else None
+
+    @strawberry.field(permission_classes=[Reader], description="Every user (admins, auditors).")
+    async def users(self, info: Info, first: int = 50, after: str | None = None) -> UserPage:
+        rows = await views.users_page(
+            _context(info).services.postgres, after=decode_cursor(after), first=_first(first)
+        )
+        return UserPage(
+            items=[User.from_row(r) for r in rows], next_cursor=_next(rows, first, "user_id")
+        )
+
+    @strawberry.field(permission_classes=[SignedIn], description="Agents, by name.")
+    async def agents(self, info: Info, status: str | None = None) -> list[Agent]:
+        rows = await views.agents_list(_context(info).services.postgres, status=status)
+        return [Agent.from_row(r) for r in rows]
+
+    @strawberry.field(permission_classes=[SignedIn], description="One agent.")
+    async def agent(self, info: Info, id: strawberry.ID) -> Agent | None:
+        row = await views.agent_by_id(_context(info).services.postgres, parse_id(id))
+        return Agent.from_row(row) if row else None
+
+    @strawberry.field(permission_classes=[SignedIn], description="One task, if yours to see.")
+    async def task(self, info: Info, id: strawberry.ID) -> Task | None:
+        context = _context(info)
+        row = await views.task_by_id(context.services.postgres, parse_id(id))
+        if row is None:
+            return None
+        check_read(context.signed_in(), row["owner_id"])
+        return Task.from_row(row)
+
+    @strawberry.field(
+        permission_classes=[SignedIn], description="Tasks newest first; a user sees their own."
+    )
+    async def tasks(
+        self,
+        info: Info,
+        filter: TaskFilter | None = None,
+        first: int = 20,
+        after: str | None = None,
+    ) -> TaskPage:
+        context = _context(info)
+        wanted = filter or TaskFilter()
+        rows = await views.tasks_page(
+            context.services.postgres,
+            status=wanted.status,
+            priority=wanted.priority,
+            agent_id=parse_id(wanted.agent_id, "agentId") if wanted.agent_id else None,
+            owner_id=_own_scope(context, wanted.owner_id),
+            after=decode_cursor(after),
+            first=_first(first),
+        )
+        return TaskPage(
+            items=[Task.from_row(r) for r in rows], next_cursor=_next(rows, first, "task_id")
+        )
+
+    @strawberry.field(permission_classes=[SignedIn], description="Documents; a user's own.")
+    async def documents(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> DocumentPage:
+        context = _context(info)
+        rows = await views.documents_page(
+            context.services.postgres,
+            owner_id=_own_scope(context, None),
+            after=decode_cursor(after),
+            first=_first(first),
+        )
+        return DocumentPage(
+            items=[Document.from_row(r) for r in rows],
+            next_cursor=_next(rows, first, "document_id"),
+        )
+
+    @strawberry.field(permission_classes=[SignedIn], description="One document, if yours.")
+    async def document(self, info: Info, id: strawberry.ID) -> Document | None:
+        context = _context(info)
+        row = await views.document_by_id(context.services.postgres, parse_id(id))
+        if row is None:
+            return None
+        check_read(context.signed_in(), row["owner_id"])
+        return Document.from_row(row)
+
+    @strawberry.field(permission_classes=[SignedIn], description="Conversations; a user's own.")
+    async def conversations(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> ConversationPage:
+        context = _context(info)
+        rows = await views.conversations_page(
+            context.services.postgres,
+            owner_id=_own_scope(context, None),
+            after=decode_cursor(after),
+            first=_first(first),
+        )
+        return ConversationPage(
+            items=[Conversation.from_row(r) for r in rows],
+            next_cursor=_next(rows, first, "conversation_id"),
+        )
+
+    @strawberry.field(permission_classes=[SignedIn], description="One conversation, if yours.")
+    async def conversation(self, info: Info, id: strawberry.ID) -> Conversation | None:
+        context = _context(info)
+        row = await views.conversation_by_id(context.services.postgres, parse_id(id))
+        if row is None:
+            return None
+        check_read(context.signed_in(), row["owner_id"])
+        return Conversation.from_row(row)
+
+    @strawberry.field(
+        permission_classes=[SignedIn],
+        description="Every change of an aggregate, from the log: who, when, why, command.",
+    )
+    async def history(self, info: Info, aggregate_type: str, id: strawberry.ID) -> list[Change]:
+        context = _context(info)
+        aggregate_id = parse_id(id)
+        await _check_audit_access(context, aggregate_type, aggregate_id)
+        changes = await context.services.audit.history(aggregate_type, aggregate_id)
+        return [
+            Change(
+                version=c.version,
+                sequence=c.sequence,
+                event_type=c.event_type,
+                occurred_at=c.occurred_at,
+                actor=ActorRef(id=c.actor.id, kind=c.actor.kind),
+                reason=c.reason,
+                command_id=c.command_id,
+                correlation_id=c.correlation_id,
+                causation_id=c.causation_id,
+                data=c.data,
+            )
+            for c in changes
+        ]
+
+    @strawberry.field(
+        permission_classes=[SignedIn],
+        description="An aggregate as it was at a version or a time, folded from the log.",
+    )
+    async def state_at(
+        self,
+        info: Info,
+        aggregate_type: str,
+        id: strawberry.ID,
+        version: int | None = None,
+        time: datetime | None = None,
+    ) -> StateAt:
+        context = _context(info)
+        aggregate_id = parse_id(id)
+        await _check_audit_access(context, aggregate_type, aggregate_id)
+        if time is not None and time.tzinfo is None:
+            raise GatewayError(ErrorCode.VALIDATION, "time needs a UTC offset", field="time")
+        found = await context.services.audit.state_at(
+            aggregate_type, aggregate_id, version=version, at=time
+        )
+        state = found.state
+        return StateAt(
+            aggregate_type=aggregate_type,
+            aggregate_id=strawberry.ID(str(aggregate_id)),
+            version=found.version,
+            occurred_at=found.occurred_at,
+            state=cast(JSON, _public_state(state)) if isinstance(state, BaseModel) else None,
+        )
+
+    @strawberry.field(
+        permission_classes=[Reader], description="Search the event log (admins, auditors)."
+    )
+    async def events(
+        self,
+        info: Info,
+        filter: EventFilter | None = None,
+        first: int = 50,
+        after_sequence: int = 0,
+    ) -> EventPage:
+        wanted = filter or EventFilter()
+        rows = await views.events_page(
+            _context(info).services.postgres,
+            event_type=wanted.event_type,
+            actor_id=wanted.actor_id,
+            correlation_id=wanted.correlation_id,
+            aggregate_type=wanted.aggregate_type,
+            aggregate_id=parse_id(wanted.aggregate_id, "aggregateId")
+            if wanted.aggregate_id
+            else None,
+            since=wanted.since,
+            until=wanted.until,
+            after_sequence=after_sequence,
+            first=_first(first),
+        )
+        return EventPage(
+            items=[event_from_row(r) for r in rows],
+            next_after_sequence=rows[-1]["sequence"] if len(rows) == first else None,
+        )
+
+    @strawberry.field(
+        permission_classes=[Reader],
+        description="From the graph: agents that worked on a task tree, tasks citing a document.",
+    )
+    async def graph(
+        self,
+        info: Info,
+        task_id: strawberry.ID | None = None,
+        document_id: strawberry.ID | None = None,
+    ) -> Neighbourhood:
+        graph = _context(info).services.graph
+        agents = await graph.agents_of_task_tree(parse_id(task_id, "taskId")) if task_id else []
+        tasks = (
+            await graph.tasks_referencing_document(parse_id(document_id, "documentId"))
+            if document_id
+            else []
+        )
+        return Neighbourhood(
+            agent_ids=[strawberry.ID(str(a)) for a in agents],
+            task_ids=[strawberry.ID(str(t)) for t in tasks],
+        )
+
+
+def _public_state(state: BaseModel) -> dict[str, Any]:
+    """A state for clients: never a password hash."""
+    data = state.model_dump(mode="json")
+    data.pop("password_hash", None)
+    return data

@@ -1,0 +1,172 @@
+"""Subscriptions over graphql-transport-ws, read from the event stream itself.
+
+Each one follows the log through an ordered consumer from a sequence, so a client that passes
+the last sequence it saw (`afterSequence`) gets every later event once, with no gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any, cast
+from uuid import UUID
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from commands.aggregates import TASK
+from commands.loading import LoadedAggregate
+from gateway.context import GatewayContext
+from gateway.errors import ErrorCode, GatewayError
+from gateway.permissions import Reader, SignedIn, check_read, may_read
+from gateway.queries import EventFilter
+from gateway.types import ActorRef, Event, parse_id
+from schemas.envelope import EVENT_SUBJECT_PREFIX, RecordedEvent
+
+
+def _context(info: Info) -> GatewayContext:
+    context: GatewayContext = info.context
+    return context
+
+
+def event_of(recorded: RecordedEvent) -> Event:
+    """A stored event as the GraphQL `Event` type."""
+    e = recorded.envelope
+    return Event(
+        sequence=recorded.sequence,
+        event_id=strawberry.ID(str(e.event_id)),
+        event_type=e.event_type,
+        schema_version=e.schema_version,
+        aggregate_type=e.aggregate_type,
+        aggregate_id=strawberry.ID(str(e.aggregate_id)),
+        aggregate_version=e.aggregate_version,
+        occurred_at=e.occurred_at,
+        actor=ActorRef(id=e.actor.id, kind=e.actor.kind),
+        command_id=e.command_id,
+        correlation_id=e.correlation_id,
+        causation_id=e.causation_id,
+        reason=e.reason,
+        data=cast(JSON, dict(e.data)),
+    )
+
+
+def _subject(aggregate_type: str | None, aggregate_id: UUID | None, event_type: str | None) -> str:
+    parts = (aggregate_type or "*", str(aggregate_id) if aggregate_id else "*", event_type or "*")
+    return ".".join((EVENT_SUBJECT_PREFIX, *parts))
+
+
+async def _start(context: GatewayContext, after_sequence: int | None) -> int:
+    """Where to read from: after the client's last sequence, or from the next new event."""
+    if after_sequence is None:
+        return await context.services.store.last_sequence() + 1
+    if after_sequence < 0:
+        raise GatewayError(ErrorCode.VALIDATION, "afterSequence must be >= 0")
+    return after_sequence + 1
+
+
+async def _task_owner(context: GatewayContext, recorded: RecordedEvent) -> UUID | None:
+    """Who submitted a task: from its first event, which names the owner."""
+    first = recorded
+    if recorded.envelope.event_type != "TaskSubmitted":
+        async for earliest in context.services.store.load("task", recorded.envelope.aggregate_id):
+            first = earliest
+            break
+    owner = first.envelope.data.get("owner_id")
+    return UUID(str(owner)) if owner else None
+
+
+@strawberry.type(description="A task changed: the event, and the task's state after it.")
+class TaskUpdate:
+    sequence: int
+    event_type: str
+    version: int
+    status: str
+    task: JSON
+
+
+@strawberry.type
+class Subscription:
+    """Live views of the log."""
+
+    @strawberry.subscription(
+        permission_classes=[Reader],
+        description="Events as they are appended, after a sequence (admins, auditors).",
+    )
+    async def events(
+        self, info: Info, filter: EventFilter | None = None, after_sequence: int | None = None
+    ) -> AsyncGenerator[Event, None]:
+        context = _context(info)
+        wanted = filter or EventFilter()
+        aggregate_id = parse_id(wanted.aggregate_id, "aggregateId") if wanted.aggregate_id else None
+        subject = _subject(wanted.aggregate_type, aggregate_id, wanted.event_type)
+        start = await _start(context, after_sequence)
+        async for recorded in context.services.store.read(
+            from_sequence=start, subject_filter=subject, follow=True
+        ):
+            e = recorded.envelope
+            if wanted.actor_id is not None and e.actor.id != wanted.actor_id:
+                continue
+            if wanted.correlation_id is not None and e.correlation_id != wanted.correlation_id:
+                continue
+            if wanted.since is not None and e.occurred_at < wanted.since:
+                continue
+            if wanted.until is not None and e.occurred_at >= wanted.until:
+                continue
+            yield event_of(recorded)
+
+    @strawberry.subscription(
+        permission_classes=[SignedIn],
+        description="A task's every change after a sequence (0: its whole history).",
+    )
+    async def task_updated(
+        self, info: Info, id: strawberry.ID, after_sequence: int = 0
+    ) -> AsyncGenerator[TaskUpdate, None]:
+        context = _context(info)
+        task_id = parse_id(id)
+        principal = context.signed_in()
+        if after_sequence < 0:
+            raise GatewayError(ErrorCode.VALIDATION, "afterSequence must be >= 0")
+        folded = LoadedAggregate(kind=TASK, aggregate_id=task_id, remember_commands=False)
+        subject = _subject("task", task_id, None)
+        async for recorded in context.services.store.read(subject_filter=subject, follow=True):
+            folded.apply(recorded)
+            state: Any = folded.state
+            if folded.version == 1:
+                check_read(principal, state.owner_id)
+            if recorded.sequence <= after_sequence:
+                continue
+            yield TaskUpdate(
+                sequence=recorded.sequence,
+                event_type=recorded.envelope.event_type,
+                version=folded.version,
+                status=str(state.status),
+                task=state.model_dump(mode="json"),
+            )
+
+    @strawberry.subscription(
+        permission_classes=[SignedIn],
+        description="Events of tasks after a sequence; a user gets only their own tasks'.",
+    )
+    async def tasks(
+        self, info: Info, owner_id: strawberry.ID | None = None, after_sequence: int | None = None
+    ) -> AsyncGenerator[Event, None]:
+        context = _context(info)
+        principal = context.signed_in()
+        owner = parse_id(owner_id, "ownerId") if owner_id else None
+        if principal.role == "user":
+            if owner is not None and owner != principal.user_id:
+                raise GatewayError(ErrorCode.FORBIDDEN, "a user follows only their own tasks")
+            owner = principal.user_id
+        owners: dict[UUID, UUID | None] = {}
+        start = await _start(context, after_sequence)
+        async for recorded in context.services.store.read(
+            from_sequence=start, subject_filter=_subject("task", None, None), follow=True
+        ):
+            e = recorded.envelope
+            if e.aggregate_id not in owners:
+                owners[e.aggregate_id] = await _task_owner(context, recorded)
+            task_owner = owners[e.aggregate_id]
+            if owner is not None and task_owner != owner:
+                continue
+            if may_read(principal, task_owner):
+                yield event_of(recorded)

@@ -1,0 +1,385 @@
+"""The GraphQL object types: read-model rows as clients see them."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from gateway.errors import ErrorCode, GatewayError
+from gateway.views import Cursor
+
+
+def _id(value: UUID | None) -> strawberry.ID | None:
+    return None if value is None else strawberry.ID(str(value))
+
+
+def json_value(value: Any) -> Any:
+    """A jsonb column's value (asyncpg hands jsonb over as text)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def parse_id(value: str | strawberry.ID, field: str = "id") -> UUID:
+    """A UUID argument, or a VALIDATION error naming the argument."""
+    try:
+        return UUID(str(value))
+    except ValueError:
+        raise GatewayError(ErrorCode.VALIDATION, f"{field} is not a UUID", field=field) from None
+
+
+def encode_cursor(created_at: datetime, row_id: UUID) -> str:
+    """An opaque cursor for keyset paging."""
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{row_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> Cursor | None:
+    """The (created_at, id) a cursor names, or VALIDATION for one we did not hand out."""
+    if cursor is None:
+        return None
+    try:
+        created, _, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(created), UUID(row_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise GatewayError(
+            ErrorCode.VALIDATION, "not a cursor of this list", field="after"
+        ) from None
+
+
+@strawberry.type(description="A person or program that signs in.")
+class User:
+    id: strawberry.ID
+    email: str
+    username: str
+    role: str
+    active: bool
+    created_at: datetime
+    version: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> User:
+        """From a `users` row."""
+        return cls(
+            id=strawberry.ID(str(row["user_id"])),
+            email=row["email"],
+            username=row["username"],
+            role=row["role"],
+            active=row["active"],
+            created_at=row["created_at"],
+            version=row["version"],
+        )
+
+
+@strawberry.type(description="An AI agent and what it can do.")
+class Agent:
+    id: strawberry.ID
+    name: str
+    kind: str
+    capabilities: list[str]
+    model: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> Agent:
+        """From an `agents` row."""
+        return cls(
+            id=strawberry.ID(str(row["agent_id"])),
+            name=row["name"],
+            kind=row["kind"],
+            capabilities=list(row["capabilities"]),
+            model=row["model"],
+            status=row["status"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            version=row["version"],
+        )
+
+
+@strawberry.type(description="A message between agents about a task.")
+class AgentMessage:
+    id: strawberry.ID
+    source_agent_id: strawberry.ID
+    target_agent_id: strawberry.ID
+    message_type: str
+    payload: JSON
+    acknowledged: bool
+    created_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Any) -> AgentMessage:
+        """From an `agent_messages` row."""
+        return cls(
+            id=strawberry.ID(str(row["message_id"])),
+            source_agent_id=strawberry.ID(str(row["source_agent_id"])),
+            target_agent_id=strawberry.ID(str(row["target_agent_id"])),
+            message_type=row["message_type"],
+            payload=json_value(row["payload"]),
+            acknowledged=row["acknowledged"],
+            created_at=row["created_at"],
+        )
+
+
+@strawberry.type(description="A unit of work, as the read model holds it.")
+class Task:
+    id: strawberry.ID
+    owner_id: strawberry.ID
+    task_type: str
+    priority: int
+    status: str
+    payload: JSON
+    attempts: int
+    max_attempts: int
+    agent_id: strawberry.ID | None
+    progress: int
+    result: JSON | None
+    error: JSON | None
+    parent_id: strawberry.ID | None
+    document_ids: list[strawberry.ID]
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    sequence: int
+
+    @strawberry.field(description="Child tasks, oldest first.")
+    async def subtasks(self, info: Info) -> list[Task]:
+        rows = await info.context.loaders.subtasks.load(UUID(self.id))
+        return [Task.from_row(row) for row in rows]
+
+    @strawberry.field(description="Messages agents sent each other about this task.")
+    async def messages(self, info: Info) -> list[AgentMessage]:
+        rows = await info.context.loaders.task_messages.load(UUID(self.id))
+        return [AgentMessage.from_row(row) for row in rows]
+
+    @classmethod
+    def from_row(cls, row: Any) -> Task:
+        """From a `tasks` row."""
+        return cls(
+            id=strawberry.ID(str(row["task_id"])),
+            owner_id=strawberry.ID(str(row["owner_id"])),
+            task_type=row["task_type"],
+            priority=row["priority"],
+            status=row["status"],
+            payload=json_value(row["payload"]),
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+            agent_id=_id(row["agent_id"]),
+            progress=row["progress"],
+            result=json_value(row["result"]),
+            error=json_value(row["error"]),
+            parent_id=_id(row["parent_id"]),
+            document_ids=[strawberry.ID(str(d)) for d in row["document_ids"]],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            version=row["version"],
+            sequence=row["last_sequence"],
+        )
+
+
+@strawberry.type(description="One page of tasks and the cursor of the next.")
+class TaskPage:
+    items: list[Task]
+    next_cursor: str | None
+
+
+@strawberry.type(description="A document the assistants can search and cite.")
+class Document:
+    id: strawberry.ID
+    owner_id: strawberry.ID
+    title: str
+    content_hash: str
+    content_size: int
+    metadata: JSON
+    status: str
+    chunk_count: int
+    embedding_model: str | None
+    error: JSON | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> Document:
+        """From a `documents` row."""
+        return cls(
+            id=strawberry.ID(str(row["document_id"])),
+            owner_id=strawberry.ID(str(row["owner_id"])),
+            title=row["title"],
+            content_hash=row["content_hash"],
+            content_size=row["content_size"],
+            metadata=json_value(row["metadata"]),
+            status=row["status"],
+            chunk_count=row["chunk_count"],
+            embedding_model=row["embedding_model"],
+            error=json_value(row["error"]),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            version=row["version"],
+        )
+
+
+@strawberry.type(description="One page of documents.")
+class DocumentPage:
+    items: list[Document]
+    next_cursor: str | None
+
+
+@strawberry.type(description="A message of a conversation.")
+class ConversationMessage:
+    id: strawberry.ID
+    position: int
+    role: str
+    content: str
+    model: str | None
+    in_reply_to: strawberry.ID | None
+    citations: JSON
+
+    @classmethod
+    def from_row(cls, row: Any) -> ConversationMessage:
+        """From a `conversation_messages` row."""
+        return cls(
+            id=strawberry.ID(str(row["message_id"])),
+            position=row["position"],
+            role=row["role"],
+            content=row["content"],
+            model=row["model"],
+            in_reply_to=_id(row["in_reply_to"]),
+            citations=json_value(row["citations"]),
+        )
+
+
+@strawberry.type(description="A chat with the assistant.")
+class Conversation:
+    id: strawberry.ID
+    owner_id: strawberry.ID
+    title: str
+    model: str
+    closed: bool
+    message_count: int
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+    @strawberry.field(description="Its messages in order.")
+    async def messages(self, info: Info) -> list[ConversationMessage]:
+        rows = await info.context.loaders.conversation_messages.load(UUID(self.id))
+        return [ConversationMessage.from_row(row) for row in rows]
+
+    @classmethod
+    def from_row(cls, row: Any) -> Conversation:
+        """From a `conversations` row."""
+        return cls(
+            id=strawberry.ID(str(row["conversation_id"])),
+            owner_id=strawberry.ID(str(row["owner_id"])),
+            title=row["title"],
+            model=row["model"],
+            closed=row["closed"],
+            message_count=row["message_count"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            version=row["version"],
+        )
+
+
+@strawberry.type(description="One page of conversations.")
+class ConversationPage:
+    items: list[Conversation]
+    next_cursor: str | None
+
+
+@strawberry.type(description="One page of users.")
+class UserPage:
+    items: list[User]
+    next_cursor: str | None
+
+
+@strawberry.type(description="Who caused a change.")
+class ActorRef:
+    id: str
+    kind: str
+
+
+@strawberry.type(description="One event of the log, with its envelope.")
+class Event:
+    sequence: int
+    event_id: strawberry.ID
+    event_type: str
+    schema_version: int
+    aggregate_type: str
+    aggregate_id: strawberry.ID
+    aggregate_version: int
+    occurred_at: datetime
+    actor: ActorRef
+    command_id: str
+    correlation_id: str
+    causation_id: str | None
+    reason: str | None
+    data: JSON
+
+
+@strawberry.type(description="One page of events and the sequence to continue after.")
+class EventPage:
+    items: list[Event]
+    next_after_sequence: int | None
+
+
+@strawberry.type(description="What a command did.")
+class CommandOutcome:
+    client_mutation_id: str | None
+    command_id: str
+    aggregate_type: str
+    aggregate_id: strawberry.ID
+    version: int
+    sequence: int
+    event_types: list[str]
+    duplicate: bool = strawberry.field(
+        description="The same clientMutationId was sent before: this is that first outcome."
+    )
+    projected: bool | None = strawberry.field(
+        description="With waitForProjection: whether the read model had caught up in time."
+    )
+
+
+@strawberry.type(description="Tokens for a signed-in user.")
+class AuthPayload:
+    access_token: str
+    refresh_token: str
+    expires_in: int = strawberry.field(description="Seconds the access token is valid.")
+    user: User
+
+
+@strawberry.type(description="One change in an aggregate's history: who, when, why, how.")
+class Change:
+    version: int
+    sequence: int
+    event_type: str
+    occurred_at: datetime
+    actor: ActorRef
+    reason: str | None
+    command_id: str
+    correlation_id: str
+    causation_id: str | None
+    data: JSON
+
+
+@strawberry.type(description="An aggregate as it was at a version or a time.")
+class StateAt:
+    aggregate_type: str
+    aggregate_id: strawberry.ID
+    version: int
+    occurred_at: datetime | None
+    state: JSON | None
+
+
+@strawberry.type(description="Who worked on what, from the graph.")
+class Neighbourhood:
+    agent_ids: list[strawberry.ID]
+    task_ids: list[strawberry.ID]

@@ -1,0 +1,75 @@
+"""The whole platform on the session's servers: projectors running, the gateway on real HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from argon2 import PasswordHasher
+from pydantic import SecretStr
+
+from projections.runtime import ProjectionLagging, wait_for_sequence
+from runtime.bootstrap import Platform, connect, ensure_admin, run_projections, serve_gateway
+from runtime.settings import Settings
+from runtime.stack import Stack
+from tests.e2e.client import GraphQLClient, Session
+from tests.servers import free_port
+
+ADMIN_PASSWORD = "admin password for tests"
+
+
+@dataclass
+class Gateway:
+    """A running gateway, its client, the platform under it and a signed-in admin."""
+
+    url: str
+    client: GraphQLClient
+    platform: Platform
+    admin: Session
+
+    async def projected(self, read_model: str, sequence: int) -> bool:
+        """Whether a read model reached a sequence within ten seconds."""
+        try:
+            await wait_for_sequence(self.platform.postgres, read_model, sequence, timeout=10)
+        except ProjectionLagging:
+            return False
+        return True
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    settings: Settings, stack: Stack, **overrides: Any
+) -> AsyncIterator[Gateway]:
+    """The platform as `sutazai up` runs it: projectors and the gateway (cheap argon2)."""
+    values: dict[str, Any] = {
+        "admin_password": SecretStr(ADMIN_PASSWORD),
+        "projection_wait_seconds": 10.0,
+        "rate_limit_per_ip": 1_000.0,
+        "rate_limit_per_user": 1_000.0,
+        "rate_limit_burst": 1_000.0,
+    }
+    values.update(overrides)
+    gateway_settings = settings.model_copy(update=values)
+    passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    async with (
+        connect(gateway_settings, stack, passwords=passwords) as platform,
+        run_projections(gateway_settings, platform.store, platform.postgres, graph=platform.graph),
+    ):
+        await ensure_admin(platform)
+        async with serve_gateway(platform, free_port()) as url:
+            client = GraphQLClient(url)
+            admin = await client.sign_in(gateway_settings.admin_username, ADMIN_PASSWORD)
+            try:
+                yield Gateway(url=url, client=client, platform=platform, admin=admin)
+            finally:
+                await client.close()
+
+
+@pytest.fixture
+async def gateway(settings: Settings, stack: Stack) -> AsyncIterator[Gateway]:
+    """A running gateway with generous rate limits."""
+    async with running_gateway(settings, stack) as running:
+        yield running

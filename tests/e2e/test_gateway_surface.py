@@ -1,0 +1,141 @@
+"""The gateway's surface over real HTTP: health, metrics, paging, limits, tokens."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from uuid_utils.compat import uuid7
+
+from commands.bus import CommandContext
+from domain.task import SubmitTask
+from runtime.settings import Settings
+from runtime.stack import Stack
+from schemas.envelope import Actor
+from tests.conftest import ServerFaults
+from tests.e2e.conftest import Gateway, running_gateway
+
+PAGE = """
+query ($after: String) {
+  tasks(filter: {status: "pending", priority: 7}, first: 2, after: $after) {
+    items { id status priority } nextCursor }
+}
+"""
+
+
+async def test_liveness_readiness_and_metrics(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json() == {"status": "ready", "failed": {}}
+        await client.post("/graphql", json={"query": "{ me { id } }"})
+        metrics = (await client.get("/metrics")).text
+    assert 'sutazai_http_requests_total{path="/readyz",status="200"} 1.0' in metrics
+    assert 'sutazai_graphql_errors_total{code="UNAUTHENTICATED"}' in metrics
+    assert "sutazai_graphql_subscription_connections 0.0" in metrics
+
+
+async def test_readiness_names_the_dependency_that_is_down(
+    gateway: Gateway, server_faults: ServerFaults
+) -> None:
+    server_faults.kill("redis")
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        ready = await client.get("/readyz")
+    assert ready.status_code == 503
+    assert set(ready.json()["failed"]) == {"redis"}
+
+
+async def test_tasks_page_by_cursor_and_graphiql_is_served(gateway: Gateway) -> None:
+    owner = uuid7()
+    bus = gateway.platform.commands.bus
+    actor = Actor(id=str(owner), kind="user")
+    result = None
+    for _ in range(3):
+        submit = SubmitTask(task_id=uuid7(), owner_id=owner, task_type="code.review", priority=7)
+        result = await bus.execute(submit, CommandContext(command_id=str(uuid7()), actor=actor))
+    assert result is not None
+    assert await gateway.projected("tasks", result.sequence)
+    token = gateway.admin.access_token
+    first = (await gateway.client.data(PAGE, token=token))["tasks"]
+    second = (await gateway.client.data(PAGE, {"after": first["nextCursor"]}, token))["tasks"]
+    assert len(first["items"]) == 2
+    assert second["items"]
+    assert not {t["id"] for t in first["items"]} & {t["id"] for t in second["items"]}
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        graphiql = await client.get("/graphql", headers={"Accept": "text/html"})
+    assert graphiql.status_code == 200
+    assert "graphiql" in graphiql.text.lower()
+
+
+async def test_too_deep_too_large_and_malformed_requests_get_typed_errors(
+    gateway: Gateway,
+) -> None:
+    token = gateway.admin.access_token
+    levels = gateway.platform.settings.max_query_depth + 1
+    deep = "{ tasks { items { " + "subtasks { " * levels + "id" + " }" * (levels + 3)
+    body = await gateway.client.call(deep, token=token)
+    assert body["errors"][0]["extensions"]["code"] == "VALIDATION"
+    assert "depth" in body["errors"][0]["message"]
+
+    bad = await gateway.client.call("{ tasks(first: 5000) { items { id } } }", token=token)
+    assert bad["errors"][0]["extensions"]["code"] == "VALIDATION"
+    typo = await gateway.client.call("{ taks { id } }", token=token)
+    assert typo["errors"][0]["extensions"]["code"] == "VALIDATION"
+    not_uuid = await gateway.client.call('{ task(id: "nope") { id } }', token=token)
+    assert not_uuid["errors"][0]["extensions"]["code"] == "VALIDATION"
+
+    huge = "{ me { id } }" + " " * (gateway.platform.settings.max_request_bytes + 1)
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        response = await client.post("/graphql", json={"query": huge})
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["extensions"]["code"] == "VALIDATION"
+
+
+async def test_tokens_expire_rotate_and_a_reused_refresh_token_revokes_its_family(
+    gateway: Gateway,
+) -> None:
+    client = gateway.client
+    carol = await client.sign_up()
+    forged = await client.call("{ me { id } }", token=carol.access_token + "x")
+    assert forged["status"] == 401
+    assert forged["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+    refresh = "mutation ($t: String!) { refresh(refreshToken: $t) { accessToken refreshToken } }"
+    rotated = (await client.data(refresh, {"t": carol.refresh_token}))["refresh"]
+    me = await client.data("{ me { username } }", token=rotated["accessToken"])
+    assert me["me"]["username"] == carol.username
+
+    reused = await client.call(refresh, {"t": carol.refresh_token})
+    assert reused["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    # The thief's reuse revoked the family: the legitimate newer token is dead too.
+    after_theft = await client.call(refresh, {"t": rotated["refreshToken"]})
+    assert after_theft["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+    dave = await client.sign_up()
+    logout = "mutation ($t: String!) { logout(refreshToken: $t) }"
+    assert (await client.data(logout, {"t": dave.refresh_token}, dave.access_token))["logout"]
+    gone = await client.call(refresh, {"t": dave.refresh_token})
+    assert gone["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_a_client_over_its_rate_gets_rate_limited_and_others_do_not(
+    settings: Settings, stack: Stack
+) -> None:
+    async with running_gateway(
+        settings, stack, rate_limit_per_user=1.0, rate_limit_burst=10.0
+    ) as gateway:
+        await _burst_is_limited(gateway, burst=10)
+
+
+async def _burst_is_limited(gateway: Gateway, burst: int) -> None:
+    erin = await gateway.client.sign_up()
+    answers = await asyncio.gather(
+        *(gateway.client.call("{ me { id } }", token=erin.access_token) for _ in range(burst + 20))
+    )
+    limited = [a for a in answers if a["status"] == 429]
+    assert limited, "a burst over the bucket must be refused"
+    assert all(a["errors"][0]["extensions"]["code"] == "RATE_LIMITED" for a in limited)
+    assert len(answers) - len(limited) <= burst
+    other = await gateway.client.call("{ me { id } }", token=gateway.admin.access_token)
+    assert other["status"] == 200
