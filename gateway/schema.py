@@ -6,12 +6,21 @@ from collections.abc import Callable
 from functools import partial
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.types import ExecutionContext
 
 from gateway.errors import TypedErrors
 from gateway.mutations import Mutation
 from gateway.queries import Query
 from gateway.subscriptions import Subscription
+
+
+class _Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Nothing: `TypedErrors` logs the unexpected ones; the rest are answers, not faults."""
 
 
 def build_schema(
@@ -22,7 +31,7 @@ def build_schema(
     count_error: Callable[[str], None] = lambda code: None,
 ) -> strawberry.Schema:
     """The schema with its limits: query depth, tokens (a cost bound) and aliases."""
-    return strawberry.Schema(
+    return _Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,

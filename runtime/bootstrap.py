@@ -187,6 +187,9 @@ def readiness_checks(platform: Platform) -> dict[str, ReadinessCheck]:
     """One check per dependency of the gateway, named as /readyz reports them."""
 
     async def nats_answers() -> None:
+        # A flush while reconnecting only queues its ping; ask whether we are connected first.
+        if not platform.nats.is_connected:
+            raise ConnectionError("not connected to NATS")
         await platform.nats.flush(timeout=1)
 
     async def postgres_answers() -> None:

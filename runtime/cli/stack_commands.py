@@ -11,7 +11,9 @@ from rich.table import Table
 
 from runtime.bootstrap import (
     PROJECTORS,
+    Platform,
     connect,
+    ensure_admin,
     run_projections,
     serve_commands,
     serve_gateway,
@@ -69,12 +71,53 @@ async def _serve(settings: Settings) -> None:
             names = ", ".join([p.name for p in PROJECTORS] + ["graph"])
             console.print(f"Projections running: {names}.")
             console.print(f"GraphQL (GraphiQL in a browser): {gateway}/graphql")
+            await _announce_admin(platform)
             console.print("SutazAI is up. Press Ctrl-C to stop.")
             await stop.wait()
     finally:
         console.print("Stopping…")
         await stack.stop(progress=show)
         console.print("Stopped.")
+
+
+async def _announce_admin(platform: Platform) -> None:
+    """Create the bootstrap admin on first start; show a generated password this once."""
+    password = await ensure_admin(platform)
+    name = platform.settings.admin_username
+    if password is not None:
+        console.print(
+            f"[bold yellow]Created the admin user {name!r} with password {password}[/] "
+            "(shown only now; set SUTAZAI_ADMIN_PASSWORD to choose it)."
+        )
+
+
+async def _serve_gateway_only(settings: Settings) -> None:
+    stack = Stack(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with (
+        connect(settings, stack) as platform,
+        serve_gateway(platform, settings.gateway_port) as gateway,
+    ):
+        await _announce_admin(platform)
+        console.print(f"GraphQL (GraphiQL in a browser): {gateway}/graphql. Ctrl-C stops it.")
+        await stop.wait()
+
+
+@app.command()
+def gateway() -> None:
+    """Serve only the GraphQL gateway, against a platform already up (another replica)."""
+    settings = load_settings()
+    try:
+        asyncio.run(_serve_gateway_only(settings))
+    except (OSError, ConnectionError) as error:
+        errors.print(
+            f"[red]The platform does not answer[/] ({escape(repr(error))}). "
+            "Is it up? Start it with `sutazai up`."
+        )
+        raise typer.Exit(2) from error
 
 
 @app.command()

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 
+import httpx
 import psutil
 import redis
 from uuid_utils.compat import uuid4
@@ -47,10 +48,24 @@ def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
     )
     try:
         try:
-            _wait_for_line(up, "SutazAI is up", timeout=90)
+            lines = _wait_for_line(up, "SutazAI is up", timeout=90)
         except AssertionError as error:
             logs = {log.name: log.read_text()[-2000:] for log in (root / "logs").glob("*.log")}
             raise AssertionError(f"{error}\nserver logs: {logs}") from None
+        # The bootstrap admin's generated password is shown once, and it signs in.
+        created = [line for line in lines if "Created the admin user" in line]
+        assert len(created) == 1, lines
+        password = created[0].split("with password ")[1].split()[0]
+        login = httpx.post(
+            f"http://127.0.0.1:{settings.gateway_port}/graphql",
+            json={
+                "query": "mutation ($p: String!) { login(login: \"admin\", password: $p)"
+                " { user { role } } }",
+                "variables": {"p": password},
+            },
+            timeout=30,
+        )
+        assert login.json()["data"]["login"]["user"]["role"] == "admin", login.text
         status = subprocess.run(
             [SUTAZAI, "status"], env=env, cwd=root, capture_output=True, text=True, timeout=60
         )
