@@ -59,7 +59,7 @@ def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
         login = httpx.post(
             f"http://127.0.0.1:{settings.gateway_port}/graphql",
             json={
-                "query": "mutation ($p: String!) { login(login: \"admin\", password: $p)"
+                "query": 'mutation ($p: String!) { login(login: "admin", password: $p)'
                 " { user { role } } }",
                 "variables": {"p": password},
             },
