@@ -6,6 +6,8 @@ the last sequence it saw (`afterSequence`) gets every later event once, with no 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any, cast
 from uuid import UUID
@@ -22,6 +24,7 @@ from gateway.permissions import Reader, SignedIn, check_read, may_read
 from gateway.queries import EventFilter
 from gateway.types import ActorRef, Event, parse_id
 from schemas.envelope import EVENT_SUBJECT_PREFIX, RecordedEvent
+from schemas.live import ReplyToken, live_conversation_subject
 
 
 def _context(info: Info) -> GatewayContext:
@@ -82,6 +85,27 @@ class TaskUpdate:
     version: int
     status: str
     task: JSON
+
+
+@strawberry.type(
+    description="A piece of an assistant reply: a streamed token, or (final) the whole message."
+)
+class ReplyChunk:
+    message_id: strawberry.ID
+    in_reply_to: strawberry.ID | None
+    index: int | None
+    token: str | None
+    final: bool
+    content: str | None = None
+    citations: JSON | None = None
+    sequence: int | None = None
+
+
+async def _conversation_owner(context: GatewayContext, conversation_id: UUID) -> UUID | None:
+    async for first in context.services.store.load("conversation", conversation_id):
+        owner = first.envelope.data.get("owner_id")
+        return UUID(str(owner)) if owner else None
+    return None
 
 
 @strawberry.type
@@ -170,3 +194,75 @@ class Subscription:
                 continue
             if may_read(principal, task_owner):
                 yield event_of(recorded)
+
+    @strawberry.subscription(
+        permission_classes=[SignedIn],
+        description="Assistant replies of a conversation: tokens live, then each final message.",
+    )
+    async def conversation_reply(
+        self, info: Info, id: strawberry.ID
+    ) -> AsyncGenerator[ReplyChunk, None]:
+        context = _context(info)
+        conversation_id = parse_id(id)
+        principal = context.signed_in()
+        owner = await _conversation_owner(context, conversation_id)
+        if owner is None:
+            raise GatewayError(
+                ErrorCode.NOT_FOUND, f"conversation {conversation_id} does not exist"
+            )
+        check_read(principal, owner)
+        chunks: asyncio.Queue[ReplyChunk] = asyncio.Queue()
+
+        async def on_token(message: Any) -> None:
+            token = ReplyToken.model_validate_json(message.data)
+            await chunks.put(
+                ReplyChunk(
+                    message_id=strawberry.ID(str(token.message_id)),
+                    in_reply_to=strawberry.ID(str(token.in_reply_to)),
+                    index=token.index,
+                    token=token.token,
+                    final=False,
+                )
+            )
+
+        async def follow_replies(start: int) -> None:
+            subject = _subject("conversation", conversation_id, "AssistantReplied")
+            async for recorded in context.services.store.read(
+                from_sequence=start, subject_filter=subject, follow=True
+            ):
+                data = recorded.envelope.data
+                await chunks.put(
+                    ReplyChunk(
+                        message_id=strawberry.ID(str(data["message_id"])),
+                        in_reply_to=strawberry.ID(str(data["in_reply_to"])),
+                        index=None,
+                        token=None,
+                        final=True,
+                        content=str(data["content"]),
+                        citations=cast(JSON, data.get("citations", [])),
+                        sequence=recorded.sequence,
+                    )
+                )
+
+        nats = context.services.store.client
+        live = await nats.subscribe(live_conversation_subject(conversation_id), cb=on_token)
+        replies = asyncio.create_task(follow_replies(await _start(context, None)))
+        getting: asyncio.Future[ReplyChunk] | None = None
+        try:
+            while True:
+                getting = asyncio.ensure_future(chunks.get())
+                done, _ = await asyncio.wait(
+                    {getting, replies}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getting not in done:
+                    getting.cancel()
+                    replies.result()  # the log reader failed: say so to the client
+                    return
+                yield getting.result()
+        finally:
+            await live.unsubscribe()
+            if getting is not None:
+                getting.cancel()
+            replies.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await replies

@@ -21,6 +21,7 @@ from commands.aggregates import AGGREGATES, COMMANDS
 from schemas.commands import CommandAccepted, CommandRefused, CommandRequest, command_subject
 from schemas.envelope import EVENT_SUBJECT_PREFIX, EventEnvelope
 from schemas.events import EVENTS, schema_version
+from schemas.live import LIVE_CONVERSATION_PREFIX, ReplyToken
 
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = ROOT / "schemas" / "published"
@@ -135,6 +136,12 @@ def asyncapi_document() -> dict[str, Any]:
             schema=model,
             stream="SUTAZAI_EVENTS",
         )
+    broker.publisher(
+        f"{LIVE_CONVERSATION_PREFIX}.{{conversation_id}}",
+        title="ReplyToken",
+        description=ReplyToken.__doc__,
+        schema=ReplyToken,
+    )
     for name in sorted(COMMANDS):
         broker.subscriber(
             command_subject(name),
@@ -198,6 +205,14 @@ def events_markdown() -> str:
                 "",
             ]
     lines += [
+        "## Live reply tokens",
+        "",
+        (ReplyToken.__doc__ or "").strip(),
+        f"Core NATS (not persisted), subject `{LIVE_CONVERSATION_PREFIX}.<conversation_id>`;",
+        "the reply itself is then recorded as `AssistantReplied`.",
+        "",
+        *_field_table(ReplyToken),
+        "",
         "## Commands",
         "",
         "Request/reply on `sutazai.cmd.<CommandName>`; the request is",

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from uuid import UUID
 
 from uuid_utils.compat import uuid7
 
+from commands.aggregates import CONVERSATION
 from commands.bus import CommandContext
+from commands.loading import load_aggregate
+from domain.conversation import RecordAssistantReply
 from domain.task import SubmitTask
 from schemas.envelope import Actor
+from schemas.live import ReplyToken, live_conversation_subject
 from tests.e2e.client import subscribe
 from tests.e2e.conftest import Gateway
 
@@ -66,3 +71,78 @@ async def test_a_subscription_without_a_position_starts_at_new_events(gateway: G
         await bus.execute(new, CommandContext(command_id=str(uuid7()), actor=actor))
         event = (await connection.next())["data"]["events"]
     assert event["aggregateId"] == str(new.task_id)
+
+
+START = """
+mutation { startConversation(input: {title: "fizzbuzz help"}, waitForProjection: true) {
+  aggregateId } }
+"""
+POST = """
+mutation ($id: ID!) { postMessage(conversationId: $id, content: "how?") { aggregateId version } }
+"""
+REPLY = """
+subscription ($id: ID!) {
+  conversationReply(id: $id) { messageId inReplyTo index token final content sequence }
+}
+"""
+
+
+async def test_conversation_reply_streams_live_tokens_then_the_recorded_message(
+    gateway: Gateway,
+) -> None:
+    client = gateway.client
+    user = await client.sign_up()
+    conversation = (await client.data(START, token=user.access_token))["startConversation"]
+    conversation_id = UUID(conversation["aggregateId"])
+    await client.data(POST, {"id": str(conversation_id)}, user.access_token)
+    state = await load_aggregate(gateway.platform.store, CONVERSATION, conversation_id)
+    question = state.state.messages[-1].message_id  # type: ignore[union-attr]
+    answer_id = uuid7()
+    tokens = ["Use ", "a ", "loop."]
+
+    async with subscribe(
+        gateway.url, REPLY, {"id": str(conversation_id)}, user.access_token
+    ) as sub:
+        await asyncio.sleep(0.3)  # subscribed before the agent starts talking
+        nats = gateway.platform.nats
+        for index, token in enumerate(tokens):  # what the answering agent publishes
+            live = ReplyToken(
+                conversation_id=conversation_id,
+                message_id=answer_id,
+                in_reply_to=question,
+                index=index,
+                token=token,
+            )
+            await nats.publish(
+                live_conversation_subject(conversation_id), live.model_dump_json().encode()
+            )
+        await nats.flush()
+        streamed = [(await sub.next())["data"]["conversationReply"] for _ in tokens]
+        reply = RecordAssistantReply(
+            conversation_id=conversation_id,
+            message_id=answer_id,
+            in_reply_to=question,
+            content="".join(tokens),
+            model="smollm2:135m",
+        )
+        recorded = await gateway.platform.commands.bus.execute(
+            reply,
+            CommandContext(command_id=str(uuid7()), actor=Actor(id="assistant", kind="agent")),
+        )
+        final = (await sub.next())["data"]["conversationReply"]
+
+    assert [c["token"] for c in streamed] == tokens
+    assert [c["index"] for c in streamed] == [0, 1, 2]
+    assert not any(c["final"] for c in streamed)
+    assert final["final"] is True
+    assert final["content"] == "Use a loop."
+    assert final["messageId"] == str(answer_id)
+    assert final["inReplyTo"] == str(question)
+    assert final["sequence"] == recorded.sequence
+
+    stranger = await client.sign_up()
+    async with subscribe(
+        gateway.url, REPLY, {"id": str(conversation_id)}, stranger.access_token
+    ) as sub:
+        refused = await sub.next()
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"

@@ -20,7 +20,7 @@ def test_the_asyncapi_document_names_every_event_and_command_subject() -> None:
     addresses = {channel["address"] for channel in document["channels"].values()}
     assert addresses == {published.event_subject_pattern(e) for e in EVENTS} | {
         f"sutazai.cmd.{name}" for name in COMMANDS
-    }
+    } | {"sutazai.live.conversation.{conversation_id}"}
 
 
 def test_docs_list_every_event_and_command() -> None:
