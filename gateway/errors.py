@@ -96,8 +96,9 @@ class TypedErrors(MaskErrors):
         original = error.original_error
         if isinstance(original, GatewayError):
             return error
-        if original is None:
-            # Parsing and validation: the query itself is wrong and the message says how.
+        if original is None or isinstance(original, GraphQLError):
+            # Parsing, validation, variable coercion: the request is wrong and the message says
+            # how.
             code = (error.extensions or {}).get("code") or ErrorCode.VALIDATION.value
             return GraphQLError(
                 error.message,
