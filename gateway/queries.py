@@ -107,6 +107,17 @@ def event_from_row(row: Any) -> Event:
     )
 
 
+async def _caught_up(context: GatewayContext, read_model: str, min_sequence: int | None) -> None:
+    """Read-your-writes: wait (bounded) until the read model has applied `min_sequence`."""
+    if min_sequence is None or min_sequence <= 0:
+        return
+    if not await context.services.wait_for_projection(read_model, min_sequence):
+        raise GatewayError(
+            ErrorCode.UNAVAILABLE,
+            f"the {read_model} read model has not reached sequence {min_sequence} yet; retry",
+        )
+
+
 async def _check_audit_access(context: GatewayContext, aggregate_type: str, id: UUID) -> None:
     if aggregate_type not in AUDITABLE:
         raise GatewayError(
@@ -152,8 +163,11 @@ class Query:
         return Agent.from_row(row) if row else None
 
     @strawberry.field(permission_classes=[SignedIn], description="One task, if yours to see.")
-    async def task(self, info: Info, id: strawberry.ID) -> Task | None:
+    async def task(
+        self, info: Info, id: strawberry.ID, min_sequence: int | None = None
+    ) -> Task | None:
         context = _context(info)
+        await _caught_up(context, "tasks", min_sequence)
         row = await views.task_by_id(context.services.postgres, parse_id(id))
         if row is None:
             return None
@@ -169,8 +183,10 @@ class Query:
         filter: TaskFilter | None = None,
         first: int = 20,
         after: str | None = None,
+        min_sequence: int | None = None,
     ) -> TaskPage:
         context = _context(info)
+        await _caught_up(context, "tasks", min_sequence)
         wanted = filter or TaskFilter()
         rows = await views.tasks_page(
             context.services.postgres,
@@ -187,9 +203,14 @@ class Query:
 
     @strawberry.field(permission_classes=[SignedIn], description="Documents; a user's own.")
     async def documents(
-        self, info: Info, first: int = 20, after: str | None = None
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        min_sequence: int | None = None,
     ) -> DocumentPage:
         context = _context(info)
+        await _caught_up(context, "documents", min_sequence)
         rows = await views.documents_page(
             context.services.postgres,
             owner_id=_own_scope(context, None),
@@ -202,8 +223,11 @@ class Query:
         )
 
     @strawberry.field(permission_classes=[SignedIn], description="One document, if yours.")
-    async def document(self, info: Info, id: strawberry.ID) -> Document | None:
+    async def document(
+        self, info: Info, id: strawberry.ID, min_sequence: int | None = None
+    ) -> Document | None:
         context = _context(info)
+        await _caught_up(context, "documents", min_sequence)
         row = await views.document_by_id(context.services.postgres, parse_id(id))
         if row is None:
             return None
@@ -212,9 +236,14 @@ class Query:
 
     @strawberry.field(permission_classes=[SignedIn], description="Conversations; a user's own.")
     async def conversations(
-        self, info: Info, first: int = 20, after: str | None = None
+        self,
+        info: Info,
+        first: int = 20,
+        after: str | None = None,
+        min_sequence: int | None = None,
     ) -> ConversationPage:
         context = _context(info)
+        await _caught_up(context, "conversations", min_sequence)
         rows = await views.conversations_page(
             context.services.postgres,
             owner_id=_own_scope(context, None),
@@ -227,8 +256,11 @@ class Query:
         )
 
     @strawberry.field(permission_classes=[SignedIn], description="One conversation, if yours.")
-    async def conversation(self, info: Info, id: strawberry.ID) -> Conversation | None:
+    async def conversation(
+        self, info: Info, id: strawberry.ID, min_sequence: int | None = None
+    ) -> Conversation | None:
         context = _context(info)
+        await _caught_up(context, "conversations", min_sequence)
         row = await views.conversation_by_id(context.services.postgres, parse_id(id))
         if row is None:
             return None

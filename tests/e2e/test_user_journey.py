@@ -55,9 +55,16 @@ async def test_a_user_submits_follows_and_audits_a_task(gateway: Gateway) -> Non
             StartTask(task_id=UUID(task_id)),
             CompleteTask(task_id=UUID(task_id), result={"code": "print(1)"}),
         ):
-            await bus.execute(command, CommandContext(command_id=str(uuid7()), actor=agent))
+            done = await bus.execute(command, CommandContext(command_id=str(uuid7()), actor=agent))
         statuses = [(await sub.next())["data"]["taskUpdated"]["status"] for _ in range(3)]
     assert statuses == ["assigned", "running", "completed"]
+    # Read-your-writes: with the sequence of the last change, the read model shows it.
+    fresh = await client.data(
+        "query ($id: ID!, $s: Int) { task(id: $id, minSequence: $s) { status result } }",
+        {"id": task_id, "s": done.sequence},
+        alice.access_token,
+    )
+    assert fresh["task"] == {"status": "completed", "result": {"code": "print(1)"}}
 
     history = (await client.data(HISTORY, {"id": task_id}, alice.access_token))["history"]
     assert history[0]["eventType"] == "TaskSubmitted"
