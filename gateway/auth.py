@@ -127,12 +127,18 @@ class Tokens:
         await self._redis.set(_spent_key(digest), record["family"], ex=self.refresh_seconds)
         return UUID(record["user_id"]), str(record["family"])
 
-    async def revoke(self, refresh_token: str) -> bool:
-        """Sign out: the token's whole family stops working. False if it was not valid."""
+    async def revoke(self, refresh_token: str, user_id: UUID) -> bool:
+        """Sign out: the token's whole family stops working.
+
+        False if it is not a valid token of this user (nobody signs out someone else).
+        """
         raw = await self._redis.get(_live_key(_digest(refresh_token)))
         if raw is None:
             return False
-        await self._revoke_family(json.loads(raw)["family"])
+        record = json.loads(raw)
+        if record["user_id"] != str(user_id):
+            return False
+        await self._revoke_family(record["family"])
         return True
 
     async def _revoke_family(self, family: str) -> None:

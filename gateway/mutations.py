@@ -137,7 +137,7 @@ class RegisterInput:
 class SubmitTaskInput:
     task_type: str
     priority: int = 5
-    payload: JSON = strawberry.field(default_factory=dict)
+    payload: JSON | None = None
     max_attempts: int = 3
     parent_id: strawberry.ID | None = None
     document_ids: list[strawberry.ID] = strawberry.field(default_factory=list)
@@ -156,7 +156,7 @@ class RegisterAgentInput:
 class AddDocumentInput:
     title: str
     content: str
-    metadata: JSON = strawberry.field(default_factory=dict)
+    metadata: JSON | None = None
 
 
 @strawberry.input(description="A new conversation.")
@@ -243,7 +243,8 @@ class Mutation:
         permission_classes=[SignedIn], description="Sign out: the refresh token stops working."
     )
     async def logout(self, info: Info, refresh_token: str) -> bool:
-        return await _context(info).services.tokens.revoke(refresh_token)
+        context = _context(info)
+        return await context.services.tokens.revoke(refresh_token, context.signed_in().user_id)
 
     @strawberry.mutation(permission_classes=[Writer], description="Submit a task of your own.")
     async def submit_task(
@@ -263,7 +264,7 @@ class Mutation:
             "owner_id": str(principal.user_id),
             "task_type": input.task_type,
             "priority": input.priority,
-            "payload": input.payload,
+            "payload": input.payload if input.payload is not None else {},
             "max_attempts": input.max_attempts,
             "parent_id": str(input.parent_id) if input.parent_id else None,
             "document_ids": [str(d) for d in input.document_ids],
@@ -344,11 +345,11 @@ class Mutation:
         wait_for_projection: bool = False,
     ) -> CommandOutcome:
         principal = _context(info).signed_in()
-        payload = {
+        payload: dict[str, Any] = {
             "owner_id": str(principal.user_id),
             "title": input.title,
             "content": input.content,
-            "metadata": input.metadata,
+            "metadata": input.metadata if input.metadata is not None else {},
         }
         return await _as(
             info, "AddDocument", payload, client_mutation_id, reason, wait_for_projection

@@ -24,9 +24,7 @@ class _Roles(BasePermission):
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         principal = info.context.signed_in()
         if principal.role not in self.roles:
-            raise forbidden(
-                f"a{'n' if principal.role[0] in 'aeiou' else ''} {principal.role} may not do this"
-            )
+            raise forbidden(f"the role {principal.role!r} may not do this")
         return True
 
 

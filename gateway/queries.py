@@ -35,6 +35,7 @@ from gateway.types import (
     encode_cursor,
     json_value,
     parse_id,
+    public,
 )
 
 MAX_PAGE = 200
@@ -103,7 +104,7 @@ def event_from_row(row: Any) -> Event:
         correlation_id=row["correlation_id"],
         causation_id=row["causation_id"],
         reason=row["reason"],
-        data=json_value(row["data"]),
+        data=public(json_value(row["data"])),
     )
 
 
@@ -126,9 +127,15 @@ async def _check_audit_access(context: GatewayContext, aggregate_type: str, id: 
             field="aggregateType",
         )
     principal = context.signed_in()
-    if principal.role != "user":
+    if principal.reads_everything:
         return
-    if aggregate_type not in ("task", "document", "conversation", "user"):
+    if aggregate_type == "user":
+        if id != principal.user_id:
+            raise GatewayError(ErrorCode.FORBIDDEN, "only admins and auditors audit other users")
+        return
+    if principal.role == "agent":
+        return
+    if aggregate_type not in ("task", "document", "conversation"):
         raise GatewayError(ErrorCode.FORBIDDEN, "a user audits only their own things")
     check_read(principal, await views.owner_of(context.services.postgres, aggregate_type, id))
 
@@ -287,7 +294,7 @@ class Query:
                 command_id=c.command_id,
                 correlation_id=c.correlation_id,
                 causation_id=c.causation_id,
-                data=c.data,
+                data=cast(JSON, public(c.data)),
             )
             for c in changes
         ]
@@ -376,6 +383,5 @@ class Query:
 
 def _public_state(state: BaseModel) -> dict[str, Any]:
     """A state for clients: never a password hash."""
-    data = state.model_dump(mode="json")
-    data.pop("password_hash", None)
+    data: dict[str, Any] = public(state.model_dump(mode="json"))
     return data

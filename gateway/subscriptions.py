@@ -22,7 +22,7 @@ from gateway.context import GatewayContext
 from gateway.errors import ErrorCode, GatewayError
 from gateway.permissions import Reader, SignedIn, check_read, may_read
 from gateway.queries import EventFilter
-from gateway.types import ActorRef, Event, parse_id
+from gateway.types import ActorRef, Event, parse_id, public
 from schemas.envelope import EVENT_SUBJECT_PREFIX, RecordedEvent
 from schemas.live import ReplyToken, live_conversation_subject
 
@@ -49,7 +49,7 @@ def event_of(recorded: RecordedEvent) -> Event:
         correlation_id=e.correlation_id,
         causation_id=e.causation_id,
         reason=e.reason,
-        data=cast(JSON, dict(e.data)),
+        data=cast(JSON, public(dict(e.data))),
     )
 
 

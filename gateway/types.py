@@ -21,6 +21,17 @@ def _id(value: UUID | None) -> strawberry.ID | None:
     return None if value is None else strawberry.ID(str(value))
 
 
+SECRET_FIELDS = frozenset({"password_hash"})
+"""Fields of event data and states that never leave the gateway."""
+
+
+def public(data: Any) -> Any:
+    """Event data or a state without its secrets (a password hash, even hashed, stays inside)."""
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if k not in SECRET_FIELDS}
+    return data
+
+
 def json_value(value: Any) -> Any:
     """A jsonb column's value (asyncpg hands jsonb over as text)."""
     return json.loads(value) if isinstance(value, str) else value
