@@ -74,6 +74,23 @@ def _refusal(command_id: str, code: str, error: Exception) -> CommandRefused:
     )
 
 
+def nul_at(value: object, path: str) -> str | None:
+    """Where a NUL character hides in a JSON value (PostgreSQL text and jsonb refuse it)."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = nul_at(key, f"{path}.{key}") or nul_at(item, f"{path}.{key}")
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = nul_at(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
 class CommandDispatcher:
     """Commands by name, as programs and people send them: prepare, run on the bus, reply."""
 
@@ -94,6 +111,22 @@ class CommandDispatcher:
             error = UnknownCommand(f"no command named {name!r}; known: {sorted(COMMANDS)}")
             return _refusal(request.command_id or "", "NOT_FOUND", error)
         command_id = request.command_id or str(uuid7())
+        # Refused here, before anything is stored: an event the read side cannot hold would stop
+        # its projector.
+        where = nul_at(request.model_dump(mode="json", exclude={"payload"}), "") or nul_at(
+            request.payload, "payload"
+        )
+        if where:
+            field = where.lstrip(".")
+            return CommandRefused(
+                command_id=command_id,
+                error=CommandError(
+                    code="VALIDATION",
+                    type="ValidationError",
+                    message=f"invalid: {field}",
+                    fields=[FieldError(field=field, message="contains a NUL character")],
+                ),
+            )
         payload = dict(request.payload)
         if model is kind.creation and kind.id_field not in payload:
             payload[kind.id_field] = str(aggregate_id_for(command_id))

@@ -51,7 +51,7 @@ class _GraphQL(GraphQL[GatewayContext, None]):
         schema = build_schema(
             max_depth=limits.max_depth,
             max_tokens=limits.max_tokens,
-            max_aliases=limits.max_aliases,
+            max_aliases_count=limits.max_aliases,
             count_error=metrics.error,
         )
         super().__init__(
@@ -156,20 +156,19 @@ class GraphQLGate:
         buckets = [(f"ip:{client}", self._limits.per_ip)]
         if principal is not None:
             buckets.append((f"user:{principal.user_id}", self._limits.per_user))
-        for bucket, limit in buckets:
-            try:
-                wait = await self._limiter.take(bucket, limit)
-            except Exception as error:
-                # Redis down: serve unthrottled rather than refuse everyone; /readyz says so.
-                log.warning("gateway.rate_limit_unavailable", error=repr(error))
-                return None
-            if wait > 0:
-                self._metrics.error(ErrorCode.RATE_LIMITED.value)
-                return JSONResponse(
-                    error_body(ErrorCode.RATE_LIMITED, f"too many requests; retry in {wait:.1f}s"),
-                    status_code=429,
-                    headers={"Retry-After": str(max(1, round(wait)))},
-                )
+        try:
+            wait = await self._limiter.take(buckets)
+        except Exception as error:
+            # Redis down: serve unthrottled rather than refuse everyone; /readyz says so.
+            log.warning("gateway.rate_limit_unavailable", error=repr(error))
+            return None
+        if wait > 0:
+            self._metrics.error(ErrorCode.RATE_LIMITED.value)
+            return JSONResponse(
+                error_body(ErrorCode.RATE_LIMITED, f"too many requests; retry in {wait:.1f}s"),
+                status_code=429,
+                headers={"Retry-After": str(max(1, round(wait)))},
+            )
         return None
 
 

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
+import asyncpg
+import redis.exceptions
 import structlog
 from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
@@ -80,6 +82,29 @@ def error_body(code: ErrorCode, message: str) -> dict[str, Any]:
     return {"data": None, "errors": [{"message": message, "extensions": {"code": code.value}}]}
 
 
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+"""What a server that is down raises under a resolver: the client may retry later."""
+
+
+def _replaced(error: GraphQLError, code: ErrorCode, message: str) -> GraphQLError:
+    return GraphQLError(
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": code.value},
+    )
+
+
 class TypedErrors(MaskErrors):
     """Gives every error a code: ours keep theirs, GraphQL's own are VALIDATION, bugs INTERNAL."""
 
@@ -108,12 +133,10 @@ class TypedErrors(MaskErrors):
                 path=error.path,
                 extensions={**(error.extensions or {}), "code": code},
             )
+        if isinstance(original, asyncpg.DataError):
+            return _replaced(error, ErrorCode.VALIDATION, "a value is not acceptable here")
+        if isinstance(original, UNAVAILABLE_ERRORS):
+            log.warning("gateway.dependency_unavailable", path=error.path, error=repr(original))
+            return _replaced(error, ErrorCode.UNAVAILABLE, "a server behind the gateway is down")
         log.error("gateway.unexpected_error", path=error.path, exc_info=original)
-        return GraphQLError(
-            "internal error; it has been logged",
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            extensions={"code": ErrorCode.INTERNAL.value},
-        )
+        return _replaced(error, ErrorCode.INTERNAL, "internal error; it has been logged")

@@ -1,33 +1,36 @@
-"""Token buckets in Redis, one Lua script per take: atomic, so racing requests cannot overdraw."""
+"""Token buckets in Redis, taken in one Lua script: atomic, so racing requests cannot overdraw."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-# KEYS[1] bucket; ARGV: rate (tokens/s), burst, now (s, float).
-# The bucket stores its tokens and when it last refilled; it expires once it would be full.
+# KEYS: the buckets; ARGV: rate and burst of each bucket in turn, then now (s, float).
+# A request takes one token from every bucket or from none; each bucket stores its tokens and
+# when it last refilled, and expires once it would be full again.
 _TAKE = """
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local now = tonumber(ARGV[3])
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or burst
-local at = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local allowed = 0
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  allowed = 1
-else
-  wait = (1 - tokens) / rate
+local now = tonumber(ARGV[#ARGV])
+local tokens, wait = {}, 0
+for i, key in ipairs(KEYS) do
+  local rate, burst = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local state = redis.call('HMGET', key, 'tokens', 'at')
+  local have = tonumber(state[1]) or burst
+  local at = tonumber(state[2]) or now
+  have = math.min(burst, have + math.max(0, now - at) * rate)
+  tokens[i] = have
+  if have < 1 then wait = math.max(wait, (1 - have) / rate) end
 end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
-return {allowed, tostring(wait)}
+for i, key in ipairs(KEYS) do
+  local rate, burst = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
+  local left = tokens[i]
+  if wait == 0 then left = left - 1 end
+  redis.call('HSET', key, 'tokens', tostring(left), 'at', tostring(now))
+  redis.call('EXPIRE', key, math.ceil(burst / rate) + 1)
+end
+return tostring(wait)
 """
 
 
@@ -40,15 +43,17 @@ class Limit:
 
 
 class RateLimiter:
-    """Takes one token from a named bucket; says how long to wait when it is empty."""
+    """Takes one token from each named bucket, or none; says how long to wait if refused."""
 
     def __init__(self, redis: aioredis.Redis) -> None:
-        self._redis = redis
         self._take = redis.register_script(_TAKE)
 
-    async def take(self, bucket: str, limit: Limit) -> float:
-        """0.0 when the request may go on, else the seconds until a token is back."""
-        allowed, wait = await self._take(
-            keys=[f"sutazai:rate:{bucket}"], args=[limit.rate, limit.burst, time.time()]
+    async def take(self, buckets: Sequence[tuple[str, Limit]]) -> float:
+        """0.0 when the request may go on, else the seconds until every bucket has a token."""
+        args: list[float] = []
+        for _, limit in buckets:
+            args += [limit.rate, limit.burst]
+        wait = await self._take(
+            keys=[f"sutazai:rate:{name}" for name, _ in buckets], args=[*args, time.time()]
         )
-        return 0.0 if int(allowed) else float(wait)
+        return float(wait)

@@ -6,8 +6,15 @@ from collections.abc import Callable
 from functools import partial
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from graphql import ASTValidationRule, GraphQLError
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxTokensLimiter,
+    ParserCache,
+    ValidationCache,
+    max_aliases,
+    query_depth_limiter,
+)
 from strawberry.types import ExecutionContext
 
 from gateway.errors import TypedErrors
@@ -27,19 +34,26 @@ def build_schema(
     *,
     max_depth: int,
     max_tokens: int,
-    max_aliases: int,
+    max_aliases_count: int,
     count_error: Callable[[str], None] = lambda code: None,
 ) -> strawberry.Schema:
     """The schema with its limits: query depth, tokens (a cost bound) and aliases."""
+    # The rules are made once: a validation is cached by (document, rules), so rules made anew
+    # per request would never hit the cache.
+    rules: list[type[ASTValidationRule]] = [
+        query_depth_limiter.create_validator(max_depth, None, None),
+        max_aliases.create_validator(max_aliases_count),
+    ]
     return _Schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         extensions=[
             # Factories, not instances: each operation gets extensions of its own.
-            partial(QueryDepthLimiter, max_depth=max_depth),
             partial(MaxTokensLimiter, max_token_count=max_tokens),
-            partial(MaxAliasesLimiter, max_alias_count=max_aliases),
+            partial(ParserCache, maxsize=512),
+            partial(AddValidationRules, rules),
+            partial(ValidationCache, maxsize=512),
             partial(TypedErrors, count_error),
         ],
     )

@@ -45,6 +45,8 @@ def _page(after: Cursor | None) -> tuple[datetime | None, UUID | None]:
 
 async def credentials(pool: asyncpg.Pool, login: str) -> asyncpg.Record | None:
     """A user by email or username, with the password hash their state holds."""
+    if "\x00" in login:
+        return None  # no name holds one, and PostgreSQL text cannot even compare it
     return await pool.fetchrow(
         f"SELECT {_USER_COLUMNS}, state->>'password_hash' AS password_hash FROM users"
         " WHERE email = lower($1) OR username = $1",

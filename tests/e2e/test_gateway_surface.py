@@ -181,3 +181,23 @@ async def test_no_answer_ever_carries_a_password_hash(gateway: Gateway) -> None:
         assert "argon2" not in text
         assert "password" not in text
     assert frank.username in json.dumps(answers[0])
+
+
+async def test_a_nul_character_is_refused_before_anything_is_stored(gateway: Gateway) -> None:
+    client = gateway.client
+    gina = await client.sign_up()
+    before = await gateway.platform.store.last_sequence()
+    submit = await client.call(
+        'mutation { submitTask(input: {taskType: "code.generate", payload: {p: "a\\u0000b"}}) {'
+        " sequence } }",
+        token=gina.access_token,
+    )
+    assert submit["errors"][0]["extensions"]["code"] == "VALIDATION"
+    assert submit["errors"][0]["extensions"]["fields"][0]["field"] == "payload.payload.p"
+    login = await client.call('mutation { login(login: "\\u0000", password: "x") { accessToken } }')
+    assert login["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+    search = await client.call(
+        '{ tasks(filter: {status: "\\u0000"}) { items { id } } }', token=gina.access_token
+    )
+    assert search["errors"][0]["extensions"]["code"] == "VALIDATION"
+    assert await gateway.platform.store.last_sequence() == before

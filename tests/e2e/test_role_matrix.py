@@ -605,7 +605,9 @@ async def test_every_operation_as_every_principal(gateway: Gateway) -> None:
 
 
 def test_the_table_has_every_operation_of_the_schema() -> None:
-    schema = graphql.build_schema(build_schema(max_depth=10, max_tokens=10, max_aliases=1).as_str())
+    schema = graphql.build_schema(
+        build_schema(max_depth=10, max_tokens=10, max_aliases_count=1).as_str()
+    )
     roots = {
         "query": schema.query_type,
         "mutation": schema.mutation_type,
