@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import strawberry
@@ -146,19 +146,32 @@ class Task:
     task_type: str
     priority: int
     status: str
-    payload: JSON
     attempts: int
     max_attempts: int
     agent_id: strawberry.ID | None
     progress: int
-    result: JSON | None
-    error: JSON | None
     parent_id: strawberry.ID | None
     document_ids: list[strawberry.ID]
     created_at: datetime
     updated_at: datetime
     version: int
     sequence: int
+    # jsonb as asyncpg hands it over; decoded only when a query asks for it.
+    raw_payload: strawberry.Private[Any]
+    raw_result: strawberry.Private[Any]
+    raw_error: strawberry.Private[Any]
+
+    @strawberry.field(description="What the task was asked to do.")
+    def payload(self) -> JSON:
+        return cast(JSON, json_value(self.raw_payload))
+
+    @strawberry.field(description="What it produced, once completed.")
+    def result(self) -> JSON | None:
+        return cast(JSON, json_value(self.raw_result))
+
+    @strawberry.field(description="Why it failed: a stable code, a message, retryable.")
+    def error(self) -> JSON | None:
+        return cast(JSON, json_value(self.raw_error))
 
     @strawberry.field(description="Child tasks, oldest first.")
     async def subtasks(self, info: Info) -> list[Task]:
@@ -179,13 +192,13 @@ class Task:
             task_type=row["task_type"],
             priority=row["priority"],
             status=row["status"],
-            payload=json_value(row["payload"]),
+            raw_payload=row["payload"],
             attempts=row["attempts"],
             max_attempts=row["max_attempts"],
             agent_id=_id(row["agent_id"]),
             progress=row["progress"],
-            result=json_value(row["result"]),
-            error=json_value(row["error"]),
+            raw_result=row["result"],
+            raw_error=row["error"],
             parent_id=_id(row["parent_id"]),
             document_ids=[strawberry.ID(str(d)) for d in row["document_ids"]],
             created_at=row["created_at"],
