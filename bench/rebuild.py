@@ -3,12 +3,15 @@
 Writes SUTAZAI_BENCH_EVENTS events (default 1,000,000: tasks of five events each) on a NATS and
 a PostgreSQL of its own, rebuilds `tasks` with `projections.rebuild`, then copies the rows the
 rebuild produced into an empty table of the same shape with `copy_records_to_table`. Prints
-`name  ours  baseline  ratio` (ratio = baseline seconds / our seconds: 1.0 is as fast as COPY).
+`name  ours  baseline  ratio` (ratio = baseline seconds / our seconds: 1.0 is as fast as COPY),
+then the same against only reading the log with bare nats-py (batch direct get, nothing
+decoded): the part of a rebuild no decoding, folding or COPY can win back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import tempfile
@@ -17,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+import nats
+from nats.aio.msg import Msg
 from uuid_utils.compat import uuid7
 
 from bench.common import free_port
@@ -91,6 +96,34 @@ async def _write_log(store: EventStore) -> None:
     print(f"# wrote {written:,} events ({rate:,.0f}/s)")
 
 
+async def _bare_read(url: str, last: int) -> float:
+    """Seconds bare nats-py takes to receive every body of the log, decoding nothing."""
+    client = await nats.connect(url)
+    inbox = client.new_inbox()
+    received = 0
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def count(message: Msg) -> None:
+        nonlocal received
+        if message.headers and "Status" in message.headers:
+            done.set_result(None)
+        else:
+            received += 1
+
+    await client.subscribe(inbox, cb=count)
+    started = time.monotonic()
+    while received < last:
+        done = asyncio.get_running_loop().create_future()
+        request = {"seq": received + 1, "next_by_subj": ">", "batch": 10_000, "no_hdr": True}
+        await client.publish(
+            "$JS.API.DIRECT.GET.SUTAZAI_EVENTS", json.dumps(request).encode(), reply=inbox
+        )
+        await done
+    seconds = time.monotonic() - started
+    await client.close()
+    return seconds
+
+
 async def main() -> None:
     configure_logging(level="warning")
     root = Path(tempfile.mkdtemp(prefix="sutazai-bench-"))
@@ -121,6 +154,12 @@ async def main() -> None:
             f"  {copy_seconds / report.seconds:>5.3f}x  ({report.events:,} events -> "
             f"{len(rows):,} rows; {report.events / report.seconds:,.0f} events/s; "
             f"COPY {len(rows) / copy_seconds:,.0f} rows/s)"
+        )
+        read_seconds = await _bare_read(nats_server.url, report.sequence)
+        print(
+            f"{'rebuild tasks vs bare log read':<34} {report.seconds:>10.2f} {read_seconds:>10.2f}"
+            f"  {read_seconds / report.seconds:>5.3f}x  ({report.sequence / read_seconds:,.0f}"
+            " events/s read by nats-py, nothing decoded)"
         )
         await pool.close()
         await store.client.close()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import deque
 from collections.abc import AsyncIterator
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from eventstore.connection import ConnectionWatch
 from eventstore.errors import StoreUnavailable
@@ -112,6 +114,101 @@ async def direct_get(
             await replies.unsubscribe()
 
 
+REPLAY_BATCH = 10_000
+"""Events per request of a whole-log replay: fewer round trips than `BATCH`, bounded memory."""
+REPLAY_BATCH_BYTES = 16 * 1024 * 1024
+"""The server ends a replay batch early past this many bytes (large documents stay bounded)."""
+
+
+async def replay_batches(
+    client: NatsClient,
+    *,
+    from_sequence: int,
+    up_to_sequence: int,
+    timeout: float,
+    watch: ConnectionWatch,
+    stream: str = EVENTS_STREAM,
+    batch: int = REPLAY_BATCH,
+) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """Every stored event body from `from_sequence` to `up_to_sequence`, a batch at a time.
+
+    Yields (sequence of the batch's first body, bodies in stream order). For replays of the
+    whole log: the server sends bodies without headers (whose parsing was most of a replay's
+    cost) and each sequence is known by position, because the event stream refuses deletes and
+    purges and so has no gaps. Each batch's last sequence, which the server does send, is
+    checked against that count.
+
+    Two requests are in flight at once, each on an inbox of its own (so their replies never
+    mix, whichever server answers): the server gathers the next batch while the caller works
+    through this one. The next request starts where a full batch would end; when the server
+    ends one early (at `REPLAY_BATCH_BYTES`), the request sent ahead is dropped and sent again.
+    """
+    if not client.is_connected:
+        raise StoreUnavailable("not connected to NATS")
+    api = f"$JS.API.DIRECT.GET.{stream}"
+    free: list[tuple[_Batch, str]] = []
+    subscriptions: list[Subscription] = []
+    in_flight: deque[tuple[int, _Batch, str]] = deque()
+    next_sequence = from_sequence
+
+    async def ask(collector: _Batch, inbox: str) -> None:
+        nonlocal next_sequence
+        size = min(batch, up_to_sequence - next_sequence + 1)
+        request = {
+            "seq": next_sequence,
+            "next_by_subj": ">",
+            "batch": size,
+            "max_bytes": REPLAY_BATCH_BYTES,
+            "no_hdr": True,
+        }
+        collector.expect()
+        await client.publish(api, json.dumps(request).encode(), reply=inbox)
+        in_flight.append((next_sequence, collector, inbox))
+        next_sequence += size
+
+    async def answered(collector: _Batch) -> None:
+        with watch.bounded("a replay"):
+            await asyncio.wait_for(collector.complete, timeout)
+
+    try:
+        for _ in range(2):
+            collector, inbox = _Batch(), client.new_inbox()
+            subscriptions.append(await client.subscribe(inbox, cb=collector.collect))
+            free.append((collector, inbox))
+        while True:
+            while free and next_sequence <= up_to_sequence:
+                await ask(*free.pop())
+            if not in_flight:
+                return
+            sequence, collector, inbox = in_flight.popleft()
+            await answered(collector)
+            messages, status, headers = collector.take()
+            if status == _NOT_FOUND or not messages:
+                return
+            last = sequence + len(messages) - 1
+            if status != _END_OF_BATCH or int(headers.get("Nats-Last-Sequence", "-1")) != last:
+                raise StoreUnavailable(
+                    f"replay from {sequence} expected to end at {last}, the server said {headers}"
+                )
+            free.append((collector, inbox))
+            if in_flight and in_flight[0][0] != last + 1:
+                # A short batch: what was asked ahead starts past a gap. Let it finish (its
+                # inbox is reused) and ask again from here.
+                while in_flight:
+                    _, ahead, ahead_inbox = in_flight.popleft()
+                    await answered(ahead)
+                    free.append((ahead, ahead_inbox))
+            if not in_flight:
+                next_sequence = last + 1
+            yield sequence, [message.data for message in messages]
+    except (TimeoutError, nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as error:
+        raise StoreUnavailable(f"NATS did not answer a replay: {error!r}") from error
+    finally:
+        for subscription in subscriptions:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+
+
 async def replay_bodies(
     client: NatsClient,
     *,
@@ -123,39 +220,15 @@ async def replay_bodies(
 ) -> AsyncIterator[tuple[int, bytes]]:
     """Every stored event body from `from_sequence` to `up_to_sequence`, with its sequence.
 
-    For replays of the whole log: the server sends bodies without headers (whose parsing was
-    most of a replay's cost) and each sequence is known by position, because the event stream
-    refuses deletes and purges and so has no gaps. Each batch's last sequence, which the
-    server does send, is checked against that count.
+    One at a time, from `replay_batches` (which says how sequences are known).
     """
-    if not client.is_connected:
-        raise StoreUnavailable("not connected to NATS")
-    inbox = client.new_inbox()
-    batch = _Batch()
-    replies = await client.subscribe(inbox, cb=batch.collect)
-    api = f"$JS.API.DIRECT.GET.{stream}"
-    sequence = from_sequence
-    try:
-        while sequence <= up_to_sequence:
-            size = min(BATCH, up_to_sequence - sequence + 1)
-            request = {"seq": sequence, "next_by_subj": ">", "batch": size, "no_hdr": True}
-            batch.expect()
-            await client.publish(api, json.dumps(request).encode(), reply=inbox)
-            with watch.bounded("a replay"):
-                await asyncio.wait_for(batch.complete, timeout)
-            messages, status, headers = batch.take()
-            if status == _NOT_FOUND or not messages:
-                return
-            last = sequence + len(messages) - 1
-            if status != _END_OF_BATCH or int(headers.get("Nats-Last-Sequence", "-1")) != last:
-                raise StoreUnavailable(
-                    f"replay from {sequence} expected to end at {last}, the server said {headers}"
-                )
-            for offset, message in enumerate(messages):
-                yield sequence + offset, message.data
-            sequence = last + 1
-    except (TimeoutError, nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as error:
-        raise StoreUnavailable(f"NATS did not answer a replay: {error!r}") from error
-    finally:
-        with contextlib.suppress(nats.errors.Error):
-            await replies.unsubscribe()
+    async for first, bodies in replay_batches(
+        client,
+        from_sequence=from_sequence,
+        up_to_sequence=up_to_sequence,
+        timeout=timeout,
+        watch=watch,
+        stream=stream,
+    ):
+        for offset, body in enumerate(bodies):
+            yield first + offset, body

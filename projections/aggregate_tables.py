@@ -10,28 +10,33 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import structlog
 from pydantic import BaseModel
-from pydantic_core import from_json
 
 from commands.aggregates import AggregateKind
 from commands.loading import LoadedAggregate
 from eventstore.store import EventStore
+from projections.bulk import (
+    DomainFold,
+    Folded,
+    RowFold,
+    disagreement,
+    fold_log,
+    no_cyclic_gc,
+    records,
+)
 from projections.runtime import Connection
 from schemas.envelope import RecordedEvent, aggregate_subjects
-from schemas.events import decode_event
+
+log = structlog.get_logger(__name__)
 
 Columns = Callable[[Any], dict[str, Any]]
 AfterWrite = Callable[[Connection, list[BaseModel], Mapping[str, str]], Awaitable[None]]
 
 _BOOKKEEPING = ("created_at", "updated_at", "version", "last_sequence", "events_applied", "state")
-
-
-def _timestamp(text: str) -> datetime:
-    return datetime.fromisoformat(text)
 
 
 def as_json(value: object) -> str | None:
@@ -57,6 +62,12 @@ class AggregateTable:
     child_tables: tuple[str, ...] = ()
     """The tables `after_write` writes."""
     version: int = 1
+    fast_fold: Callable[[], RowFold | None] | None = None
+    """A faster fold than the domain's for bulk rebuilds, if any (None when it cannot serve)."""
+
+    def __post_init__(self) -> None:
+        if self.fast_fold is not None and self.after_write is not None:
+            raise ValueError(f"{self.table}: child tables are written from domain states only")
 
 
 class AggregateTableProjector:
@@ -140,63 +151,41 @@ class AggregateTableProjector:
 
         For rebuilds from sequence 1. Returns how many of the aggregate's events it folded.
         """
-        kind = self.spec.kind
-        # Any JSON holding this aggregate type holds its name as a string: a cheap first sieve.
-        sieve = f'"{kind.name}"'.encode()
-        # Per aggregate: [state, first occurred_at, last occurred_at, version, sequence, count].
-        # Envelopes were validated when appended; here only `data` goes through its model
-        # (with upcasting), which is what the fold needs. Times are parsed once per row.
-        folded: dict[str, list[Any]] = {}
-        async for sequence, body in store.replay_bodies(from_sequence=1, up_to_sequence=up_to):
-            if sieve not in body:
-                continue
-            envelope = from_json(body)
-            if envelope["aggregate_type"] != kind.name:
-                continue
-            event = decode_event(
-                envelope["event_type"], envelope["schema_version"], envelope["data"]
+        spec = self.spec
+        schema, _, table = self.targets[spec.table].rpartition(".")
+        with no_cyclic_gc():
+            fold, folded = await self._fold(store, up_to=up_to, progress=progress)
+            rows = records(folded, fold, spec.column_names)
+            await connection.copy_records_to_table(
+                table, schema_name=schema or None, columns=self._names, records=rows
             )
-            row = folded.get(envelope["aggregate_id"])
-            if row is None:
-                state = kind.evolve(None, event)
-                folded[envelope["aggregate_id"]] = [
-                    state, envelope["occurred_at"], envelope["occurred_at"],
-                    envelope["aggregate_version"], sequence, 1,
-                ]  # fmt: skip
-            else:
-                row[0] = kind.evolve(row[0], event)
-                row[2:6] = (
-                    envelope["occurred_at"],
-                    envelope["aggregate_version"],
-                    sequence,
-                    row[5] + 1,
-                )
-            if progress is not None and sequence % 10_000 == 0:
-                progress(sequence, up_to)
-        records = []
-        states: list[BaseModel] = []
-        for aggregate_id, (state, created, updated, version, sequence, count) in folded.items():
-            states.append(state)
-            columns = self.spec.columns(state)
-            records.append(
-                (
-                    UUID(aggregate_id),
-                    *(columns[name] for name in self.spec.column_names),
-                    _timestamp(created),
-                    _timestamp(updated),
-                    version,
-                    sequence,
-                    count,
-                    state.model_dump_json(),
-                )
+            if spec.after_write is not None:
+                # Only domain folds have child tables (see `AggregateTable`): states are models.
+                states = [row[0] for row in folded.rows.values()]
+                await spec.after_write(connection, states, self.targets)
+                del states
+            events = folded.events
+            # Freed here by reference counting: the collector, back on, has nothing to walk.
+            del rows, folded
+        return events
+
+    async def _fold(
+        self, store: EventStore, *, up_to: int, progress: Callable[[int, int], None] | None
+    ) -> tuple[RowFold, Folded]:
+        """The table's fast fold if it has one that agrees with the domain, else the domain's."""
+        spec = self.spec
+        domain = DomainFold(spec.kind, spec.columns)
+        fast = spec.fast_fold() if spec.fast_fold is not None else None
+        if fast is not None:
+            folded = await fold_log(
+                store, spec.kind.name, fast, up_to=up_to, progress=progress, sample=True
             )
-        schema, _, table = self.targets[self.spec.table].rpartition(".")
-        await connection.copy_records_to_table(
-            table, schema_name=schema or None, columns=self._names, records=records
-        )
-        if self.spec.after_write is not None:
-            await self.spec.after_write(connection, states, self.targets)
-        return sum(row[5] for row in folded.values())
+            differs = disagreement(folded, fast, domain, spec.column_names)
+            if differs is None:
+                return fast, folded
+            # Slower but right: the domain is what the rows must match.
+            log.warning("projection.fast_fold_differs", table=spec.table, where=differs)
+        return domain, await fold_log(store, spec.kind.name, domain, up_to=up_to, progress=progress)
 
     def retarget(self, tables: Mapping[str, str]) -> AggregateTableProjector:
         """The same projector writing into other tables."""

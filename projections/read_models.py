@@ -17,6 +17,7 @@ from domain.user import User
 from projections.aggregate_tables import AggregateTable, AggregateTableProjector, as_json
 from projections.event_log import EventLogProjector
 from projections.runtime import Connection, Projector
+from projections.task_rows import task_row_fold
 
 
 def _task(task: Task) -> dict[str, Any]:
@@ -162,7 +163,7 @@ _COLUMNS = {
 TABLES = (
     AggregateTable(USER, "users", "user_id", _COLUMNS["users"], _user),
     AggregateTable(AGENT, "agents", "agent_id", _COLUMNS["agents"], _agent),
-    AggregateTable(TASK, "tasks", "task_id", _COLUMNS["tasks"], _task),
+    AggregateTable(TASK, "tasks", "task_id", _COLUMNS["tasks"], _task, fast_fold=task_row_fold),
     AggregateTable(
         AGENT_MESSAGE, "agent_messages", "message_id", _COLUMNS["agent_messages"], _agent_message
     ),
