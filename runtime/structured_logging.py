@@ -38,3 +38,5 @@ def configure_logging(*, fmt: str = "console", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Every request of the HTTP clients (model server probes) would be an INFO line.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

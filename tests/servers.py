@@ -34,6 +34,7 @@ def isolated_settings(root: Path, **overrides: object) -> Settings:
         "postgres_port": free_port(),
         "redis_port": free_port(),
         "graph_port": free_port(),
+        "model_port": free_port(),
         "gateway_port": free_port(),
         "startup_timeout": 30.0,
         "stop_timeout": 10.0,
@@ -56,6 +57,7 @@ def cli_environment(settings: Settings) -> dict[str, str]:
             "SUTAZAI_POSTGRES_PORT": str(settings.postgres_port),
             "SUTAZAI_REDIS_PORT": str(settings.redis_port),
             "SUTAZAI_GRAPH_PORT": str(settings.graph_port),
+            "SUTAZAI_MODEL_PORT": str(settings.model_port),
             "SUTAZAI_GATEWAY_PORT": str(settings.gateway_port),
             "COLUMNS": "200",
         }

@@ -70,9 +70,9 @@ def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
             [SUTAZAI, "status"], env=env, cwd=root, capture_output=True, text=True, timeout=60
         )
         assert status.returncode == 0, status.stdout + status.stderr
-        for name in ("nats", "postgres", "redis", "graph"):
+        for name in ("nats", "postgres", "redis", "graph", "model"):
             assert name in status.stdout
-        assert status.stdout.count("healthy") == 4
+        assert status.stdout.count("healthy") == 5
         assert f"nats://127.0.0.1:{settings.nats_port}" in status.stdout
 
         submitted = subprocess.run(
@@ -116,7 +116,7 @@ def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
 
         servers = [
             psutil.Process(int((root / "run" / f"{name}.pid").read_text().split()[0]))
-            for name in ("nats", "postgres", "redis", "graph")
+            for name in ("nats", "postgres", "redis", "graph", "model")
         ]
         family = [p for leader in servers for p in [leader, *leader.children(recursive=True)]]
 

@@ -22,7 +22,7 @@ from runtime.stack import Stack
 from tests.conftest import ServerFaults
 from tests.servers import free_port, isolated_settings, scratch_dir
 
-EMBEDDED = ["nats", "postgres", "redis", "graph"]
+EMBEDDED = ["nats", "postgres", "redis", "graph", "model"]
 
 
 def _group(pid: int) -> list[psutil.Process]:
@@ -173,6 +173,7 @@ PORT_SETTING = {
     "postgres": "postgres_port",
     "redis": "redis_port",
     "graph": "graph_port",
+    "model": "model_port",
 }
 
 
@@ -216,6 +217,7 @@ async def test_an_external_server_is_checked_not_started(stack: Stack) -> None:
         postgres_url=stack.postgres_url,
         redis_url=stack.redis_url,
         graph_url=stack.graph_url,
+        ollama_host=stack.model_url,
     )
     external = Stack(settings)
     await external.start()

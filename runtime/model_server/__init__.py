@@ -1,0 +1,1 @@
+"""The embedded Ollama-compatible model server (ARCHITECTURE.md §9), run as a child process."""

@@ -1,0 +1,37 @@
+"""`python -m runtime.model_server --port P`: load the models, then serve the Ollama API."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+
+import uvicorn
+
+from runtime.model_server.api import build_app
+from runtime.model_server.engine import Models
+from runtime.settings import LOOPBACK
+
+
+def main() -> None:
+    """Take the port, load both models, serve until SIGTERM."""
+    parser = argparse.ArgumentParser(description="SutazAI's embedded Ollama-compatible server")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads")
+    arguments = parser.parse_args()
+    # The port first: a port in use fails at once, not after the models have loaded.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((LOOPBACK, arguments.port))
+    listener.listen(128)
+    # The models ship inside Python packages: never reach for a hub.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    models = Models(threads=arguments.threads)
+    print(f"models loaded in {models.load_seconds:.1f}s", flush=True)
+    server = uvicorn.Server(uvicorn.Config(build_app(models), log_level="warning"))
+    server.run(sockets=[listener])
+
+
+if __name__ == "__main__":
+    main()

