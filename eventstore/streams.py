@@ -27,6 +27,7 @@ DLQ_SUBJECTS = "sutazai.dlq.>"
 SNAPSHOTS_BUCKET = "sutazai_snapshots"
 UNIQUE_BUCKET = "sutazai_unique"
 BLOBS_BUCKET = "sutazai_blobs"
+AGENTS_BUCKET = "sutazai_agents"
 
 # Fields the server cannot change on an existing stream: a difference is an error, not an update.
 _IMMUTABLE = ("storage", "retention")
@@ -37,6 +38,8 @@ class StreamLayout:
     """The tunable parts of the layout."""
 
     duplicate_window: float = 120.0
+    heartbeat_ttl: float = 15.0
+    """Seconds an agent's heartbeat lives in `sutazai_agents` unless renewed."""
 
 
 def events_stream(layout: StreamLayout) -> StreamConfig:
@@ -117,6 +120,12 @@ async def ensure_layout(js: JetStreamContext, layout: StreamLayout) -> None:
     )
     await ensure_bucket(
         js, KeyValueConfig(bucket=UNIQUE_BUCKET, history=1, storage=StorageType.FILE)
+    )
+    await ensure_bucket(
+        js,
+        KeyValueConfig(
+            bucket=AGENTS_BUCKET, history=1, ttl=layout.heartbeat_ttl, storage=StorageType.FILE
+        ),
     )
     try:
         await js.object_store(BLOBS_BUCKET)

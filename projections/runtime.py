@@ -17,9 +17,10 @@ import asyncpg
 import redis.exceptions
 import structlog
 
+from eventstore.dlq import park
 from eventstore.errors import StoreUnavailable
 from eventstore.store import EventStore
-from projections.poison import ProjectorStopped, park
+from projections.poison import ProjectorStopped
 from schemas.envelope import RecordedEvent
 
 log = structlog.get_logger(__name__)

@@ -55,6 +55,13 @@ class Platform:
     passwords: PasswordHasher
 
 
+def stream_layout(settings: Settings) -> StreamLayout:
+    """The streams and buckets as the settings tune them."""
+    return StreamLayout(
+        duplicate_window=settings.duplicate_window, heartbeat_ttl=settings.heartbeat_ttl
+    )
+
+
 @contextlib.asynccontextmanager
 async def connect_store(settings: Settings, stack: Stack) -> AsyncIterator[CommandDispatcher]:
     """Only the event store and the bus: what the event and task commands of the CLI need."""
@@ -62,7 +69,7 @@ async def connect_store(settings: Settings, stack: Stack) -> AsyncIterator[Comma
         stack.nats_url, timeout=settings.store_timeout, name="sutazai-cli"
     )
     try:
-        await store.setup(StreamLayout(duplicate_window=settings.duplicate_window))
+        await store.setup(stream_layout(settings))
         yield _dispatcher(settings, store, PasswordHasher())
     finally:
         await store.client.close()
@@ -100,7 +107,7 @@ async def connect(
         store = await EventStore.connect(stack.nats_url, timeout=settings.store_timeout)
         nats_client = store.client
         resources.push_async_callback(nats_client.drain)
-        await store.setup(StreamLayout(duplicate_window=settings.duplicate_window))
+        await store.setup(stream_layout(settings))
         postgres = await asyncpg.create_pool(stack.postgres_url, min_size=1, max_size=10)
         resources.push_async_callback(postgres.close)
         await migrate(postgres)

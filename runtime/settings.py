@@ -57,6 +57,25 @@ class Settings(BaseSettings):
     )
     chat_model: str = "smollm2:135m"
     embed_model: str = "all-minilm:l6-v2"
+    model_timeout: float = Field(default=120.0, gt=0, description="Seconds a model call may take.")
+    model_attempts: int = Field(default=3, ge=1, description="Tries of a failing model call.")
+    model_concurrency: int = Field(default=2, ge=1, description="Model calls in flight per agent.")
+    model_breaker_threshold: int = Field(
+        default=5, ge=1, description="Failures in a row that open the model circuit."
+    )
+    model_breaker_seconds: float = Field(
+        default=30.0, gt=0, description="How long an open circuit refuses calls."
+    )
+    model_max_tokens: int = Field(default=256, ge=1, description="Tokens an answer may have.")
+    heartbeat_seconds: float = Field(default=3.0, gt=0, description="How often agents beat.")
+    heartbeat_ttl: float = Field(
+        default=15.0, gt=0, description="An agent is gone once its heartbeat is this old."
+    )
+    agent_attempts: int = Field(default=4, ge=1, description="Deliveries before the DLQ.")
+    agent_ack_wait: float = Field(
+        default=300.0, gt=0, description="Seconds an agent may hold an event unacknowledged."
+    )
+    coordinator_sweep_seconds: float = Field(default=2.0, gt=0)
     gateway_port: int = Field(default=18080, description="Where the GraphQL gateway listens.")
 
     neo4j_url: str | None = Field(

@@ -1,0 +1,233 @@
+"""The task coordinator: gives pending tasks to online agents that can do them.
+
+It reacts to `TaskSubmitted` and `TaskRetried` at once, and sweeps on a timer for what events
+alone cannot tell: tasks still pending (no agent was online), tasks held by an agent whose
+heartbeat expired (reassigned), retryable failures (tried again after a pause), and running
+tasks past their deadline (timed out). The sweeps
+read the `tasks` read model; every change is a command, never a write of its own.
+
+Choice: highest priority first, then the owner with the fewest tasks in flight (fair among
+owners), then the oldest; among able agents, the one given the fewest tasks lately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import structlog
+from faststream.nats import NatsRouter
+from nats.js.kv import KeyValue
+from pydantic import BaseModel
+
+from commands.bus import CommandBus, CommandContext
+from commands.guard import Forbidden, Guard
+from domain.errors import DomainError
+from domain.task import AssignTask, RetryTask, TaskStatus, TimeOutTask
+from eventstore.store import EventStore
+from handlers.consumers import Delivery, consume
+from handlers.presence import AgentCard, online_agents
+from schemas.envelope import Actor, EventEnvelope
+
+log = structlog.get_logger(__name__)
+
+CONSUMER = "task-coordinator"
+COORDINATOR = Actor(id="task-coordinator", kind="agent")
+
+
+@dataclass(frozen=True)
+class CoordinatorPolicy:
+    """How often the coordinator sweeps and how many tasks it looks at each time."""
+
+    sweep_every: float = 2.0
+    batch: int = 200
+    retry_after: float = 5.0
+    """Seconds, times the attempts made, before a retryable failure is tried again."""
+
+
+class TaskCoordinator:
+    """Assigns, reassigns and times out tasks."""
+
+    def __init__(
+        self,
+        bus: CommandBus,
+        postgres: asyncpg.Pool,
+        agents: KeyValue,
+        policy: CoordinatorPolicy | None = None,
+    ) -> None:
+        self.bus = bus
+        self.postgres = postgres
+        self.agents = agents
+        self.policy = policy or CoordinatorPolicy()
+        self._given: Counter[str] = Counter()
+
+    def router(self, store: EventStore) -> NatsRouter:
+        """Its subscription: new and retried tasks, shared by every coordinator replica."""
+        router = NatsRouter()
+        consume(
+            router,
+            store,
+            consumer=CONSUMER,
+            subject="sutazai.events.task.*.*",
+            handle=self.on_task_event,
+            delivery=Delivery(ack_wait=30.0),
+        )
+        return router
+
+    async def on_task_event(self, event: EventEnvelope) -> None:
+        """Assign a task that has just become pending."""
+        if event.event_type not in ("TaskSubmitted", "TaskRetried"):
+            return
+        task_type = event.data.get("task_type")
+        if task_type is None:  # a retry: the type is in the task's first event
+            row = await self.postgres.fetchrow(
+                "SELECT task_type FROM tasks WHERE task_id = $1", event.aggregate_id
+            )
+            if row is None:
+                return  # the sweep will find it once the read model has it
+            task_type = row["task_type"]
+        agent = self._choose(await online_agents(self.agents), str(task_type), exclude=None)
+        if agent is None:
+            return  # nobody can do it now: the sweep tries again
+        context = CommandContext.caused_by(event, COORDINATOR, "assign")
+        await self._assign(event.aggregate_id, agent, context, _still_pending)
+
+    def _choose(
+        self, agents: Sequence[AgentCard], task_type: str, exclude: str | None
+    ) -> AgentCard | None:
+        able = [a for a in agents if a.can_do(task_type) and a.agent_id != exclude]
+        if not able:
+            return None
+        return min(able, key=lambda a: (self._given[a.agent_id], a.name))
+
+    async def _assign(
+        self, task_id: UUID, agent: AgentCard, context: CommandContext, guard: Guard
+    ) -> None:
+        assign = AssignTask(task_id=task_id, agent_id=UUID(agent.agent_id))
+        try:
+            await self.bus.execute(assign, context, guard=guard)
+        except DomainError as error:
+            # Cancelled or already taken meanwhile: nothing to do.
+            log.info("coordinator.not_assigned", task=str(task_id), reason=str(error))
+            return
+        self._given[agent.agent_id] += 1
+        log.info("coordinator.assigned", task=str(task_id), agent=agent.name)
+
+    async def sweep(self) -> None:
+        """One round: pending tasks, tasks of vanished agents, tasks past their deadline."""
+        agents = await online_agents(self.agents)
+        online = {a.agent_id for a in agents}
+        for row in await self._pending():
+            agent = self._choose(agents, row["task_type"], exclude=None)
+            if agent is not None:
+                context = _sweep_context(row, "assign")
+                await self._assign(row["task_id"], agent, context, _still_pending)
+        for row in await self._held():
+            if str(row["agent_id"]) in online:
+                continue
+            agent = self._choose(agents, row["task_type"], exclude=str(row["agent_id"]))
+            if agent is not None:
+                log.warning("coordinator.reassigning", task=str(row["task_id"]))
+                context = _sweep_context(row, "reassign")
+                await self._assign(row["task_id"], agent, context, _held_by(row["agent_id"]))
+        for row in await self._retryable():
+            with contextlib.suppress(DomainError):
+                await self.bus.execute(
+                    RetryTask(task_id=row["task_id"]), _sweep_context(row, "retry")
+                )
+        for row in await self._overdue():
+            with contextlib.suppress(DomainError):
+                await self.bus.execute(
+                    TimeOutTask(task_id=row["task_id"]), _sweep_context(row, "time-out")
+                )
+
+    async def _pending(self) -> list[Any]:
+        # Fair among owners: an owner's n-th pending task waits behind others' first ones.
+        return await self.postgres.fetch(
+            "SELECT task_id, task_type, version FROM ("
+            "  SELECT task_id, task_type, version, priority, created_at,"
+            "   row_number() OVER (PARTITION BY owner_id ORDER BY priority, created_at) AS turn"
+            "  FROM tasks WHERE status = 'pending') AS queue"
+            " ORDER BY priority, turn, created_at LIMIT $1",
+            self.policy.batch,
+        )
+
+    async def _held(self) -> list[Any]:
+        return await self.postgres.fetch(
+            "SELECT task_id, task_type, agent_id, version FROM tasks"
+            " WHERE status IN ('assigned', 'running') ORDER BY priority, created_at LIMIT $1",
+            self.policy.batch,
+        )
+
+    async def _retryable(self) -> list[Any]:
+        # A failure that may pass (the model server was down, say) is tried again after a pause
+        # that grows with the attempts, until the task's attempts are used up.
+        return await self.postgres.fetch(
+            "SELECT task_id, version FROM tasks WHERE status = 'failed'"
+            " AND (error->>'retryable')::boolean AND attempts < max_attempts"
+            " AND updated_at + make_interval(secs => $2 * attempts) < now() LIMIT $1",
+            self.policy.batch,
+            self.policy.retry_after,
+        )
+
+    async def _overdue(self) -> list[Any]:
+        return await self.postgres.fetch(
+            "SELECT task_id, version FROM tasks WHERE status IN ('assigned', 'running')"
+            " AND deadline_seconds IS NOT NULL"
+            " AND updated_at + make_interval(secs => deadline_seconds) < now() LIMIT $1",
+            self.policy.batch,
+        )
+
+    @contextlib.asynccontextmanager
+    async def sweeping(self) -> AsyncIterator[None]:
+        """Sweep every `sweep_every` seconds until the block ends."""
+
+        async def loop() -> None:
+            while True:
+                try:
+                    await self.sweep()
+                except Exception as error:  # a server down: try again next round
+                    log.warning("coordinator.sweep_failed", error=repr(error))
+                await asyncio.sleep(self.policy.sweep_every)
+
+        running = asyncio.create_task(loop())
+        try:
+            yield
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+
+
+def _still_pending(state: BaseModel | None) -> None:
+    """Assign only what nobody took meanwhile (the read model may be behind the log)."""
+    if getattr(state, "status", None) != TaskStatus.PENDING:
+        raise Forbidden("the task is no longer pending")
+
+
+def _held_by(agent_id: UUID) -> Guard:
+    """Take a task away only from the agent that was lost, not from its new holder."""
+
+    def guard(state: BaseModel | None) -> None:
+        if getattr(state, "agent_id", None) != agent_id or getattr(state, "status", None) not in (
+            TaskStatus.ASSIGNED,
+            TaskStatus.RUNNING,
+        ):
+            raise Forbidden("the task is no longer held by the lost agent")
+
+    return guard
+
+
+def _sweep_context(row: Any, purpose: str) -> CommandContext:
+    """A sweep's command id names the task's version: seen twice, it is the same command."""
+    return CommandContext(
+        command_id=f"{purpose}.{row['task_id']}.v{row['version']}",
+        actor=COORDINATOR,
+        reason=f"coordinator sweep: {purpose}",
+    )

@@ -1,0 +1,83 @@
+"""The agents on the real model server: a code task goes from submitted to completed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from uuid import UUID
+
+import pytest
+from uuid_utils.compat import uuid4
+
+from runtime.agents import AgentOptions, run_agents
+from runtime.settings import Settings
+from runtime.stack import Stack
+from tests.e2e.conftest import Gateway, running_gateway
+
+SUBMIT = """
+mutation ($type: String!, $payload: JSON) {
+  submitTask(input: {taskType: $type, payload: $payload}) { aggregateId sequence }
+}
+"""
+TASK = "query ($id: ID!) { task(id: $id) { status result error attempts agentId } }"
+
+
+@pytest.fixture
+async def platform_with_agents(settings: Settings, stack: Stack) -> AsyncIterator[Gateway]:
+    quick = {"heartbeat_seconds": 0.5, "heartbeat_ttl": 3.0, "coordinator_sweep_seconds": 0.5}
+    async with (
+        running_gateway(settings, stack, **quick) as gateway,
+        run_agents(gateway.platform, AgentOptions(replica=f"t{uuid4().hex[:8]}")),
+    ):
+        yield gateway
+
+
+async def _until_done(gateway: Gateway, token: str, task_id: str, timeout: float) -> dict:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout
+    while True:
+        task = (await gateway.client.data(TASK, {"id": task_id}, token))["task"]
+        if task and task["status"] in ("completed", "failed", "cancelled", "timed_out"):
+            return task  # type: ignore[no-any-return]
+        assert time.monotonic() < deadline, task
+        await asyncio.sleep(0.2)
+
+
+async def test_a_code_task_is_assigned_run_and_completed_with_every_step_linked(
+    platform_with_agents: Gateway,
+) -> None:
+    gateway = platform_with_agents
+    user = await gateway.client.sign_up()
+    submitted = (
+        await gateway.client.data(
+            SUBMIT,
+            {"type": "code.generate", "payload": {"prompt": "a function that adds two numbers"}},
+            user.access_token,
+        )
+    )["submitTask"]
+    task_id = submitted["aggregateId"]
+    task = await _until_done(gateway, user.access_token, task_id, timeout=120)
+
+    assert task["status"] == "completed", task
+    assert task["result"]["text"].strip()
+    assert task["result"]["completion_tokens"] > 0
+    history = [change async for change in gateway.platform.store.load("task", UUID(task_id))]
+    types = [c.envelope.event_type for c in history]
+    assert types == ["TaskSubmitted", "TaskAssigned", "TaskStarted", "TaskCompleted"]
+    # Each step was caused by the one before it, and all share the submission's correlation.
+    submitted_event, assigned, started, completed = (c.envelope for c in history)
+    assert assigned.causation_id == str(submitted_event.event_id)
+    assert started.causation_id == str(assigned.event_id)
+    assert completed.causation_id == str(assigned.event_id)
+    assert {e.correlation_id for e in (assigned, started, completed)} == {
+        submitted_event.correlation_id
+    }
+    assert assigned.actor.id == "task-coordinator"
+    assert started.actor.kind == "agent"
+    # The model call is an event of its own, caused by the assignment.
+    call_id = task["result"]["model_call_id"]
+    calls = [c.envelope async for c in gateway.platform.store.load("model_call", UUID(call_id))]
+    assert [c.event_type for c in calls] == ["ModelCalled"]
+    assert calls[0].causation_id == str(assigned.event_id)
+    assert calls[0].data["outcome"] == "ok"
+    assert calls[0].data["completion_tokens"] == task["result"]["completion_tokens"]
