@@ -1,6 +1,7 @@
 """The `sutazai` command line: each module registers one group of commands on `app`."""
 
 from runtime.cli import (
+    agent_commands,
     audit_commands,
     log_commands,
     projection_commands,
@@ -10,6 +11,7 @@ from runtime.cli import (
 from runtime.cli.base import app
 
 __all__ = [
+    "agent_commands",
     "app",
     "audit_commands",
     "log_commands",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import nats.errors
 import typer
@@ -37,6 +37,8 @@ projections_app = typer.Typer(help="The read models fed from the log.", no_args_
 app.add_typer(projections_app, name="projections")
 schemas_app = typer.Typer(help="The published contract: JSON Schema, AsyncAPI, docs.")
 app.add_typer(schemas_app, name="schemas")
+agents_app = typer.Typer(help="The AI agents.", no_args_is_help=True)
+app.add_typer(agents_app, name="agents")
 
 console = Console()
 errors = Console(stderr=True)
@@ -74,3 +76,12 @@ def run_with_commands(work: Callable[[CommandDispatcher], Awaitable[T]]) -> T:
     except EventStoreError as error:
         errors.print(f"[red]{type(error).__name__}:[/] {escape(str(error))}")
         raise typer.Exit(1) from error
+
+
+def run_against_platform(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work`; a platform that is not up is said plainly, not as a traceback."""
+    try:
+        return asyncio.run(work)
+    except (OSError, nats.errors.NoServersError, StoreUnavailable) as error:
+        errors.print(f"[red]The platform does not answer ({escape(repr(error))}). Is it up?[/]")
+        raise typer.Exit(2) from error

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Annotated, Any, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
 
 import asyncpg
-import nats.errors
 import typer
 from rich.markup import escape
 from rich.progress import (
@@ -21,7 +20,6 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from eventstore.errors import StoreUnavailable
 from eventstore.store import EventStore
 from projections.read_models import projector_named
 from projections.rebuild import rebuild, verify
@@ -37,19 +35,11 @@ from runtime.cli.base import (
     errors,
     load_settings,
     projections_app,
+    run_against_platform,
 )
 from runtime.stack import Stack
 
 T = TypeVar("T")
-
-
-def _run_against_platform(work: Coroutine[Any, Any, T]) -> T:
-    """Run `work`; a platform that is not up is said plainly, not as a traceback."""
-    try:
-        return asyncio.run(work)
-    except (OSError, nats.errors.NoServersError, StoreUnavailable) as error:
-        errors.print(f"[red]The platform does not answer ({escape(repr(error))}). Is it up?[/]")
-        raise typer.Exit(2) from error
 
 
 @projections_app.command("status")
@@ -88,7 +78,7 @@ def projections_status(
                 rate[p.name] = (before - behind[p.name]) / elapsed
             return last, found, behind, rate
 
-    last, rows, behind, rate = _run_against_platform(gather())
+    last, rows, behind, rate = run_against_platform(gather())
     table = Table(title=f"Projections (log end: sequence {last})")
     columns = ("projector", "checkpoint", "behind", "events/s", "state", "last applied", "error")
     for column in columns:
@@ -152,7 +142,7 @@ def _with_read_side(
 
                 return await work(commands.bus.store, pool, progress)
 
-    return _run_against_platform(main())
+    return run_against_platform(main())
 
 
 @projections_app.command("rebuild")
@@ -219,4 +209,4 @@ def projections_run(
             console.print(f"Projecting {names}. Ctrl-C stops.")
             await stop.wait()
 
-    _run_against_platform(main())
+    run_against_platform(main())

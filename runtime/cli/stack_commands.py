@@ -9,6 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from runtime.agents import AgentOptions, run_agents
 from runtime.bootstrap import (
     PROJECTORS,
     Platform,
@@ -65,11 +66,14 @@ async def _serve(settings: Settings) -> None:
             serve_commands(platform),
             run_projections(settings, platform.store, platform.postgres, graph=platform.graph),
             serve_gateway(platform, settings.gateway_port) as gateway,
+            run_agents(platform, AgentOptions()) as agents,
         ):
             console.print(_status_table(await stack.status()))
             console.print("Commands answer on sutazai.cmd.<CommandName>.")
             names = ", ".join([p.name for p in PROJECTORS] + ["graph"])
             console.print(f"Projections running: {names}.")
+            working = ", ".join(["task-coordinator", *(card.name for card in agents)])
+            console.print(f"Agents running: {working}.")
             console.print(f"GraphQL (GraphiQL in a browser): {gateway}/graphql")
             await _announce_admin(platform)
             console.print("SutazAI is up. Press Ctrl-C to stop.")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from uuid import UUID
@@ -10,10 +13,13 @@ from uuid import UUID
 import pytest
 from uuid_utils.compat import uuid4
 
+from handlers.presence import agents_bucket, online_agents
 from runtime.agents import AgentOptions, run_agents
 from runtime.settings import Settings
 from runtime.stack import Stack
+from schemas.envelope import EventEnvelope
 from tests.e2e.conftest import Gateway, running_gateway
+from tests.servers import SUTAZAI, cli_environment
 
 SUBMIT = """
 mutation ($type: String!, $payload: JSON) {
@@ -81,3 +87,73 @@ async def test_a_code_task_is_assigned_run_and_completed_with_every_step_linked(
     assert calls[0].causation_id == str(assigned.event_id)
     assert calls[0].data["outcome"] == "ok"
     assert calls[0].data["completion_tokens"] == task["result"]["completion_tokens"]
+
+
+async def _events_of(gateway: Gateway, task_id: str) -> list[EventEnvelope]:
+    return [r.envelope async for r in gateway.platform.store.load("task", UUID(task_id))]
+
+
+async def test_a_killed_agent_loses_its_task_to_another_which_completes_it_once(
+    settings: Settings, stack: Stack
+) -> None:
+    fast = {"heartbeat_seconds": 0.5, "coordinator_sweep_seconds": 0.5}
+    async with (
+        running_gateway(settings, stack, **fast) as gateway,
+        run_agents(gateway.platform, AgentOptions(only=("task-coordinator",))),
+    ):
+        doomed_name = f"doomed{uuid4().hex[:6]}"
+        env = {**cli_environment(settings), "SUTAZAI_HEARTBEAT_SECONDS": "0.5"}
+        # A process of its own, so that kill -9 takes it down mid-work like a crash would.
+        doomed = subprocess.Popen(  # noqa: ASYNC220
+            [SUTAZAI, "agents", "run", "--only", "code-assistant", "--replica", doomed_name],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            user = await gateway.client.sign_up()
+            await _until_online(gateway, f"code-assistant-{doomed_name}")
+            prompt = "a long, fully commented module that implements a binary search tree"
+            submitted = await gateway.client.data(
+                SUBMIT, {"type": "code.generate", "payload": {"prompt": prompt}}, user.access_token
+            )
+            task_id = submitted["submitTask"]["aggregateId"]
+            deadline = time.monotonic() + 60
+            while "TaskStarted" not in [e.event_type for e in await _events_of(gateway, task_id)]:
+                assert time.monotonic() < deadline, "the doomed agent never started the task"
+                await asyncio.sleep(0.02)
+            os.killpg(doomed.pid, signal.SIGKILL)  # mid-work: holding the task
+            doomed.wait()
+        finally:
+            if doomed.poll() is None:
+                os.killpg(doomed.pid, signal.SIGKILL)
+                doomed.wait()
+        async with run_agents(
+            gateway.platform, AgentOptions(only=("code-assistant",), replica=f"s{uuid4().hex[:6]}")
+        ):
+            task = await _until_done(gateway, user.access_token, task_id, timeout=120)
+        events = await _events_of(gateway, task_id)
+
+    assert task["status"] == "completed", task
+    types = [e.event_type for e in events]
+    assert types.count("TaskCompleted") == 1
+    assert types == [
+        "TaskSubmitted",
+        "TaskAssigned",
+        "TaskStarted",
+        "TaskAssigned",
+        "TaskStarted",
+        "TaskCompleted",
+    ]
+    first, second = (e for e in events if e.event_type == "TaskAssigned")
+    assert first.data["agent_id"] != second.data["agent_id"]
+    assert task["agentId"] == second.data["agent_id"]
+
+
+async def _until_online(gateway: Gateway, name: str) -> None:
+    bucket = await agents_bucket(gateway.platform.store)
+    deadline = time.monotonic() + 90
+    while name not in {card.name for card in await online_agents(bucket)}:
+        assert time.monotonic() < deadline, f"{name} never came online"
+        await asyncio.sleep(0.2)
