@@ -21,7 +21,7 @@ from commands.bus import CommandBus, CommandContext
 from commands.guard import Forbidden, Guard
 from commands.loading import load_aggregate
 from domain.errors import DomainError
-from domain.task import CompleteTask, FailTask, StartTask, Task, TaskError
+from domain.task import CompleteTask, FailTask, StartTask, Task, TaskError, TaskStatus
 from eventstore.store import EventStore
 from handlers.consumers import Delivery, consume
 from handlers.model_port import ModelError, ModelPort
@@ -114,6 +114,8 @@ class CodeAssistant:
         task = loaded.state
         if not isinstance(task, Task) or task.agent_id != self._me:
             return  # taken away (or cancelled) since
+        if task.status not in (TaskStatus.ASSIGNED, TaskStatus.RUNNING):
+            return  # finished already: this is a redelivery of work done
         mine = _held_by(self._me)
         if task.task_type not in CAPABILITIES:
             await self._fail(event, "UNSUPPORTED_TASK_TYPE", task.task_type, retryable=False)

@@ -8,16 +8,21 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 from uuid import UUID
 
 import pytest
+from purgatory import AsyncCircuitBreakerFactory
 from uuid_utils.compat import uuid4
 
+from handlers.code_assistant import CodeAssistant
 from handlers.presence import agents_bucket, online_agents
-from runtime.agents import AgentOptions, run_agents
+from handlers.task_coordinator import TaskCoordinator
+from runtime.agents import AgentOptions, model_port, run_agents
 from runtime.settings import Settings
 from runtime.stack import Stack
 from schemas.envelope import EventEnvelope
+from tests.conftest import ServerFaults
 from tests.e2e.conftest import Gateway, running_gateway
 from tests.servers import SUTAZAI, cli_environment
 
@@ -39,12 +44,18 @@ async def platform_with_agents(settings: Settings, stack: Stack) -> AsyncIterato
         yield gateway
 
 
-async def _until_done(gateway: Gateway, token: str, task_id: str, timeout: float) -> dict:  # type: ignore[type-arg]
+async def _until_done(
+    gateway: Gateway,
+    token: str,
+    task_id: str,
+    timeout: float,
+    ends: tuple[str, ...] = ("completed", "failed", "cancelled", "timed_out"),
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        task = (await gateway.client.data(TASK, {"id": task_id}, token))["task"]
-        if task and task["status"] in ("completed", "failed", "cancelled", "timed_out"):
-            return task  # type: ignore[no-any-return]
+        task: dict[str, Any] = (await gateway.client.data(TASK, {"id": task_id}, token))["task"]
+        if task and task["status"] in ends:
+            return task
         assert time.monotonic() < deadline, task
         await asyncio.sleep(0.2)
 
@@ -157,3 +168,93 @@ async def _until_online(gateway: Gateway, name: str) -> None:
     while name not in {card.name for card in await online_agents(bucket)}:
         assert time.monotonic() < deadline, f"{name} never came online"
         await asyncio.sleep(0.2)
+
+
+async def test_the_same_event_delivered_twice_sends_one_set_of_commands(
+    settings: Settings, stack: Stack
+) -> None:
+    async with (
+        running_gateway(settings, stack) as gateway,
+        run_agents(gateway.platform, AgentOptions(replica=f"d{uuid4().hex[:6]}")) as cards,
+    ):
+        user = await gateway.client.sign_up()
+        submitted = await gateway.client.data(
+            SUBMIT, {"type": "code.explain", "payload": {"code": "x = 1"}}, user.access_token
+        )
+        task_id = submitted["submitTask"]["aggregateId"]
+        await _until_done(gateway, user.access_token, task_id, timeout=120)
+        before = await _events_of(gateway, task_id)
+        log_before = await gateway.platform.store.last_sequence()
+
+        # The very handlers, with the agent's identity, get both events again: what JetStream
+        # does when an acknowledgement is lost.
+        platform = gateway.platform
+        bus = platform.commands.bus
+        coordinator = TaskCoordinator(bus, platform.postgres, await agents_bucket(platform.store))
+        (card,) = cards
+        assistant = CodeAssistant(
+            bus, platform.store, model_port(platform, AsyncCircuitBreakerFactory(), card), card
+        )
+        submitted_event, assigned_event = before[0], before[1]
+        await coordinator.on_task_event(submitted_event)
+        await assistant.on_assigned(assigned_event)
+        after = await _events_of(gateway, task_id)
+        log_after = await gateway.platform.store.last_sequence()
+
+    assert [e.event_id for e in after] == [e.event_id for e in before]
+    assert log_after == log_before
+
+
+async def test_with_the_model_server_down_tasks_fail_typed_and_recover_when_it_is_back(
+    settings: Settings, stack: Stack, server_faults: ServerFaults
+) -> None:
+    quick = {
+        "coordinator_sweep_seconds": 0.5,
+        "model_attempts": 2,
+        "model_breaker_threshold": 2,
+        "model_breaker_seconds": 2.0,
+    }
+    async with (
+        running_gateway(settings, stack, **quick) as gateway,
+        run_agents(gateway.platform, AgentOptions(replica=f"m{uuid4().hex[:6]}")),
+    ):
+        user = await gateway.client.sign_up()
+        server_faults.kill("model")
+        submit = """
+          mutation { submitTask(input: {taskType: "code.generate", maxAttempts: 50,
+                                        payload: {prompt: "hello world"}}) { aggregateId } }
+        """
+        task_id = (await gateway.client.data(submit, token=user.access_token))["submitTask"][
+            "aggregateId"
+        ]
+        deadline = time.monotonic() + 60
+        while True:
+            events = await _events_of(gateway, task_id)
+            failures = [e for e in events if e.event_type == "TaskFailed"]
+            if failures:
+                break
+            assert time.monotonic() < deadline, "the task never failed while the model was down"
+            await asyncio.sleep(0.2)
+        error: Any = failures[0].data["error"]
+        assert error["code"] in ("MODEL_UNAVAILABLE", "MODEL_CIRCUIT_OPEN"), error
+        assert error["retryable"] is True
+
+        await server_faults.restart("model")
+        # Failed retries (the circuit still open) are tried again until one completes.
+        task = await _until_done(
+            gateway, user.access_token, task_id, timeout=180, ends=("completed",)
+        )
+        calls = [
+            e.data["outcome"]
+            async for e in _model_calls(gateway)
+            if e.causation_id in {str(a.event_id) for a in await _events_of(gateway, task_id)}
+        ]
+    assert task["status"] == "completed", task
+    assert task["result"]["text"].strip()
+    assert "ok" in calls
+    assert {"failed", "circuit_open"} & set(calls)
+
+
+async def _model_calls(gateway: Gateway) -> AsyncIterator[EventEnvelope]:
+    async for recorded in gateway.platform.store.read(subject_filter="sutazai.events.model_call.>"):
+        yield recorded.envelope
