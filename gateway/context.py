@@ -48,6 +48,13 @@ class GraphReader(Protocol):
         """Tasks that reference a document."""
 
 
+class DocumentSearch(Protocol):
+    """Nearest document chunks to a text (Qdrant); raises ConnectionError when it cannot."""
+
+    async def search(self, query: str, *, k: int, owner_id: UUID | None) -> list[Any]:
+        """Chunks with `document_id, chunk_index, title, text, score`, best first."""
+
+
 WaitForProjection = Callable[[str, int], Awaitable[bool]]
 """Waits (bounded) until a read model has applied a sequence; False if it did not in time."""
 
@@ -65,6 +72,7 @@ class GatewayServices:
     """A hash of nothing anyone knows, checked when a login names no user."""
     audit: AuditLog
     graph: GraphReader
+    documents: DocumentSearch
     wait_for_projection: WaitForProjection
 
 

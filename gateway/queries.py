@@ -22,6 +22,7 @@ from gateway.types import (
     Conversation,
     ConversationPage,
     Document,
+    DocumentHit,
     DocumentPage,
     Event,
     EventPage,
@@ -39,7 +40,7 @@ from gateway.types import (
 )
 
 MAX_PAGE = 200
-AUDITABLE = ("user", "agent", "task", "agent_message", "document", "conversation")
+AUDITABLE = ("user", "agent", "task", "agent_message", "document", "conversation", "model_call")
 
 
 def _context(info: Info) -> GatewayContext:
@@ -273,6 +274,30 @@ class Query:
             return None
         check_read(context.signed_in(), row["owner_id"])
         return Conversation.from_row(row)
+
+    @strawberry.field(
+        permission_classes=[SignedIn],
+        description="Document chunks nearest in meaning to `query`; a user searches their own.",
+    )
+    async def search_documents(self, info: Info, query: str, k: int = 5) -> list[DocumentHit]:
+        context = _context(info)
+        if not 1 <= k <= 50:
+            raise GatewayError(ErrorCode.VALIDATION, "k must be 1 to 50", field="k")
+        if not query.strip() or len(query) > 2_000:
+            raise GatewayError(ErrorCode.VALIDATION, "query must be 1 to 2000 characters")
+        hits = await context.services.documents.search(
+            query, k=k, owner_id=_own_scope(context, None)
+        )
+        return [
+            DocumentHit(
+                document_id=strawberry.ID(str(hit.document_id)),
+                chunk_index=hit.chunk_index,
+                title=hit.title,
+                text=hit.text,
+                score=hit.score,
+            )
+            for hit in hits
+        ]
 
     @strawberry.field(
         permission_classes=[SignedIn],

@@ -407,3 +407,12 @@ class StateAt:
 class Neighbourhood:
     agent_ids: list[strawberry.ID]
     task_ids: list[strawberry.ID]
+
+
+@strawberry.type(description="A chunk of a document that matches a search, best first.")
+class DocumentHit:
+    document_id: strawberry.ID
+    chunk_index: int
+    title: str
+    text: str
+    score: float

@@ -23,6 +23,7 @@ import structlog
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+from uuid_utils.compat import uuid7
 
 from domain.model_call import CallOutcome, RecordModelCall
 from schemas.envelope import EventEnvelope
@@ -184,9 +185,9 @@ class ModelPort:
         return await self._run("chat", self.chat_model, purpose, cause, request, options, call)
 
     async def embed(
-        self, texts: Sequence[str], *, cause: EventEnvelope, purpose: str
+        self, texts: Sequence[str], *, cause: EventEnvelope | None, purpose: str
     ) -> list[list[float]]:
-        """One normalised vector per text."""
+        """One normalised vector per text (recorded only when caused by an event)."""
         vectors: list[list[float]] = []
 
         async def call() -> tuple[str, int, int]:
@@ -202,12 +203,12 @@ class ModelPort:
         operation: str,
         model: str,
         purpose: str,
-        cause: EventEnvelope,
+        cause: EventEnvelope | None,
         request: object,
         options: Mapping[str, Any],
         call: Callable[[], Awaitable[tuple[str, int, int]]],
     ) -> Reply:
-        call_id = uuid5(_CALL_IDS, f"{cause.event_id}.{purpose}")
+        call_id = uuid5(_CALL_IDS, f"{cause.event_id}.{purpose}") if cause else uuid7()
         started = time.perf_counter()
         outcome, error_code = CallOutcome.OK, None
         text, prompt_tokens, completion_tokens = "", 0, 0
@@ -233,7 +234,8 @@ class ModelPort:
                 error_code=error_code,
             )
             try:
-                await self._record(record, cause)
+                if cause is not None:  # a query's embedding is not a change: nothing to record
+                    await self._record(record, cause)
             except Exception as error:  # the answer stands; the record is best effort
                 log.warning("model_call.not_recorded", call_id=str(call_id), error=repr(error))
         return Reply(text, prompt_tokens, completion_tokens, latency_ms, call_id)

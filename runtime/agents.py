@@ -1,7 +1,7 @@
-"""The agents' part of the composition root: model port, presence, FastStream broker.
+"""The agents' part of the composition root: presence, model ports, the FastStream broker.
 
-Every agent of a process shares one NatsBroker (one connection); each registers itself,
-beats its heartbeat, and subscribes through its own router.
+Every agent of a process shares one NatsBroker (one connection) and one circuit breaker per
+model server; each registers itself, beats its heartbeat, and subscribes through its own router.
 """
 
 from __future__ import annotations
@@ -11,25 +11,24 @@ import logging
 import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from uuid import UUID
 
-import ollama
 from faststream.nats import NatsBroker
-from purgatory import AsyncCircuitBreakerFactory
 
-from commands.bus import CommandBus, CommandContext
+from commands.bus import CommandBus
 from domain.agent import AgentKind
-from domain.model_call import RecordModelCall
+from eventstore.blobs import BlobStore
 from handlers.code_assistant import CAPABILITIES as CODE_CAPABILITIES
 from handlers.code_assistant import CodeAssistant
 from handlers.consumers import Delivery
-from handlers.model_port import ModelPolicy, ModelPort
+from handlers.document_assistant import CAPABILITIES as DOCUMENT_CAPABILITIES
+from handlers.document_assistant import DocumentAssistant
+from handlers.document_index import DocumentIndex
 from handlers.presence import AgentCard, agents_bucket, heartbeats, register
 from handlers.task_coordinator import CoordinatorPolicy, TaskCoordinator
-from runtime.bootstrap import Platform
-from schemas.envelope import Actor, EventEnvelope
+from handlers.task_work import TaskWorker
+from runtime.bootstrap import Platform, model_port
 
-AGENT_KINDS = ("task-coordinator", "code-assistant")
+AGENT_KINDS = ("task-coordinator", "code-assistant", "document-assistant")
 """The agents a process can run (`sutazai agents run --only ...`)."""
 
 
@@ -46,34 +45,11 @@ class AgentOptions:
         return not self.only or kind in self.only
 
 
-def model_port(
-    platform: Platform, breakers: AsyncCircuitBreakerFactory, card: AgentCard | None
-) -> ModelPort:
-    """A model port for one agent, recording each call through the bus."""
-    settings = platform.settings
-    bus = platform.commands.bus
-    actor = card.actor if card else Actor(id="sutazai", kind="agent")
-
-    async def record(call: RecordModelCall, cause: EventEnvelope) -> None:
-        context = CommandContext.caused_by(cause, actor, f"model-call.{call.purpose}")
-        await bus.execute(call, context)
-
-    policy = ModelPolicy(
-        timeout=settings.model_timeout,
-        attempts=settings.model_attempts,
-        concurrency=settings.model_concurrency,
-        breaker_threshold=settings.model_breaker_threshold,
-        breaker_seconds=settings.model_breaker_seconds,
-    )
-    return ModelPort(
-        ollama.AsyncClient(host=platform.stack.model_url, timeout=settings.model_timeout),
-        record,
-        agent_id=None if card is None else UUID(card.agent_id),
-        chat_model=settings.chat_model,
-        embed_model=settings.embed_model,
-        policy=policy,
-        breakers=breakers,
-    )
+async def document_index(platform: Platform) -> DocumentIndex:
+    """The document vectors, over the platform's Qdrant (collection created if missing)."""
+    index = DocumentIndex(platform.vectors, model_port(platform, None))
+    await index.ensure_collection()
+    return index
 
 
 @contextlib.asynccontextmanager
@@ -82,35 +58,49 @@ async def run_agents(platform: Platform, options: AgentOptions) -> AsyncIterator
     settings = platform.settings
     bus: CommandBus = platform.commands.bus
     replica = options.replica or socket.gethostname().split(".")[0]
-    breakers = AsyncCircuitBreakerFactory(
-        default_threshold=settings.model_breaker_threshold,
-        default_ttl=settings.model_breaker_seconds,
-    )
     broker = NatsBroker(platform.stack.nats_url, log_level=logging.DEBUG)
+    delivery = Delivery(attempts=settings.agent_attempts, ack_wait=settings.agent_ack_wait)
     cards: list[AgentCard] = []
     async with contextlib.AsyncExitStack() as running:
-        delivery = Delivery(attempts=settings.agent_attempts, ack_wait=settings.agent_ack_wait)
-        if options.runs("code-assistant"):
+
+        async def enlist(name: str, kind: AgentKind, capabilities: list[str]) -> AgentCard:
             card = await register(
-                bus,
-                name=f"code-assistant-{replica}",
-                kind=AgentKind.CODE_ASSISTANT,
-                capabilities=CODE_CAPABILITIES,
-                model=settings.chat_model,
+                bus, name=name, kind=kind, capabilities=capabilities, model=settings.chat_model
             )
-            assistant = CodeAssistant(
-                bus,
-                platform.store,
-                model_port(platform, breakers, card),
-                card,
-                max_tokens=settings.model_max_tokens,
-                delivery=delivery,
-            )
-            broker.include_router(assistant.router())
             await running.enter_async_context(
                 heartbeats(platform.store, bus, card, every=settings.heartbeat_seconds)
             )
             cards.append(card)
+            return card
+
+        if options.runs("code-assistant"):
+            card = await enlist(
+                f"code-assistant-{replica}", AgentKind.CODE_ASSISTANT, CODE_CAPABILITIES
+            )
+            coder = CodeAssistant(
+                TaskWorker(bus, platform.store, card, CODE_CAPABILITIES),
+                model_port(platform, card),
+                max_tokens=settings.model_max_tokens,
+                delivery=delivery,
+            )
+            broker.include_router(coder.router())
+        if options.runs("document-assistant"):
+            card = await enlist(
+                f"document-assistant-{replica}", AgentKind.DOCUMENT_ASSISTANT, DOCUMENT_CAPABILITIES
+            )
+            model = model_port(platform, card)
+            index = DocumentIndex(platform.vectors, model)
+            await index.ensure_collection()
+            reader = DocumentAssistant(
+                TaskWorker(bus, platform.store, card, DOCUMENT_CAPABILITIES),
+                model,
+                index,
+                BlobStore(platform.store),
+                platform.nats,
+                max_tokens=settings.model_max_tokens,
+                delivery=delivery,
+            )
+            broker.include_router(reader.router())
         coordinator: TaskCoordinator | None = None
         if options.runs("task-coordinator"):
             coordinator = TaskCoordinator(

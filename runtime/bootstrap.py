@@ -8,17 +8,22 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from uuid import UUID
 
 import asyncpg
+import ollama
 import redis.asyncio as aioredis
 import uvicorn
 from argon2 import PasswordHasher
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
+from purgatory import AsyncCircuitBreakerFactory
+from qdrant_client import AsyncQdrantClient
 
-from commands.bus import BusPolicy, CommandBus
+from commands.bus import BusPolicy, CommandBus, CommandContext
 from commands.dispatch import CommandDispatcher
 from commands.preparation import CommandPreparation, Limits
+from domain.model_call import RecordModelCall
 from eventstore.blobs import BlobStore
 from eventstore.store import EventStore
 from eventstore.streams import StreamLayout
@@ -27,6 +32,9 @@ from gateway.auth import Tokens
 from gateway.context import GatewayServices
 from gateway.rate_limits import Limit, RateLimiter
 from handlers.command_endpoint import command_endpoint
+from handlers.document_index import Chunk, DocumentIndex
+from handlers.model_port import ModelError, ModelPolicy, ModelPort
+from handlers.presence import AgentCard
 from projections.audit import LogAudit
 from projections.graph.port import FalkorGraph, GraphPort, Neo4jGraph
 from projections.graph.queries import GraphQueries
@@ -37,7 +45,7 @@ from projections.runtime import ProjectionLagging, ProjectionRunner, Projector, 
 from runtime.settings import LOOPBACK, Settings
 from runtime.stack import Stack
 from schemas.commands import CommandRefused, CommandRequest
-from schemas.envelope import SYSTEM
+from schemas.envelope import SYSTEM, Actor, EventEnvelope
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,9 @@ class Platform:
     redis: aioredis.Redis
     graph: GraphPort
     passwords: PasswordHasher
+    vectors: AsyncQdrantClient
+    breakers: AsyncCircuitBreakerFactory
+    """One circuit per model server, shared by every agent of the process."""
 
 
 def stream_layout(settings: Settings) -> StreamLayout:
@@ -122,6 +133,8 @@ async def connect(
             graph_client = aioredis.Redis.from_url(stack.graph_url)
             resources.push_async_callback(graph_client.aclose)
             graph = FalkorGraph(graph_client)
+        vectors = _vectors(settings)
+        resources.push_async_callback(vectors.close)
         yield Platform(
             settings=settings,
             stack=stack,
@@ -132,7 +145,52 @@ async def connect(
             redis=redis_client,
             graph=graph,
             passwords=passwords,
+            vectors=vectors,
+            breakers=AsyncCircuitBreakerFactory(
+                default_threshold=settings.model_breaker_threshold,
+                default_ttl=settings.model_breaker_seconds,
+                exclude=[(ollama.ResponseError, lambda error: error.status_code < 500)],
+            ),
         )
+
+
+def _vectors(settings: Settings) -> AsyncQdrantClient:
+    """Qdrant: a server when a URL is set, else the client's local mode (in memory or on disk)."""
+    if settings.qdrant_url:
+        return AsyncQdrantClient(url=settings.qdrant_url)
+    location = settings.qdrant_location or str(settings.resolved_data_dir / "qdrant")
+    if location == ":memory:":
+        return AsyncQdrantClient(location=":memory:")
+    return AsyncQdrantClient(path=location)
+
+
+def model_port(platform: Platform, card: AgentCard | None) -> ModelPort:
+    """A model port for one agent (or for the gateway's searches: no card), recording each call
+    through the bus."""
+    settings = platform.settings
+    bus = platform.commands.bus
+    actor = card.actor if card else Actor(id="sutazai", kind="agent")
+
+    async def record(call: RecordModelCall, cause: EventEnvelope) -> None:
+        context = CommandContext.caused_by(cause, actor, f"model-call.{call.purpose}")
+        await bus.execute(call, context)
+
+    policy = ModelPolicy(
+        timeout=settings.model_timeout,
+        attempts=settings.model_attempts,
+        concurrency=settings.model_concurrency,
+        breaker_threshold=settings.model_breaker_threshold,
+        breaker_seconds=settings.model_breaker_seconds,
+    )
+    return ModelPort(
+        ollama.AsyncClient(host=platform.stack.model_url, timeout=settings.model_timeout),
+        record,
+        agent_id=None if card is None else UUID(card.agent_id),
+        chat_model=settings.chat_model,
+        embed_model=settings.embed_model,
+        policy=policy,
+        breakers=platform.breakers,
+    )
 
 
 def serve_commands(platform: Platform) -> contextlib.AbstractAsyncContextManager[NatsBroker]:
@@ -259,8 +317,23 @@ def gateway_services(platform: Platform) -> GatewayServices:
         nobody_hash=platform.passwords.hash(secrets.token_hex(16)),
         audit=LogAudit(platform.store),
         graph=GraphQueries(platform.graph),
+        documents=_DocumentSearch(DocumentIndex(platform.vectors, model_port(platform, None))),
         wait_for_projection=wait_for_projection,
     )
+
+
+class _DocumentSearch:
+    """The gateway's view of the document index: a model that is down is a ConnectionError."""
+
+    def __init__(self, index: DocumentIndex) -> None:
+        self._index = index
+
+    async def search(self, query: str, *, k: int, owner_id: UUID | None) -> list[Chunk]:
+        await self._index.ensure_collection()
+        try:
+            return await self._index.search(query, k=k, owner_id=owner_id)
+        except ModelError as error:
+            raise ConnectionError(f"searching needs the model server: {error}") from error
 
 
 def gateway_limits(settings: Settings) -> GatewayLimits:

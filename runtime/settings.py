@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         ge=1,
         description="llama.cpp threads: one, as its OpenMP workers spin when cores are shared.",
     )
+    qdrant_url: str | None = Field(default=None, description="A Qdrant server; else local mode.")
+    qdrant_location: str | None = Field(
+        default=None,
+        description="Local mode: ':memory:' or a directory (default <data_dir>/qdrant).",
+    )
     chat_model: str = "smollm2:135m"
     embed_model: str = "all-minilm:l6-v2"
     model_timeout: float = Field(default=120.0, gt=0, description="Seconds a model call may take.")

@@ -35,6 +35,7 @@ def isolated_settings(root: Path, **overrides: object) -> Settings:
         "redis_port": free_port(),
         "graph_port": free_port(),
         "model_port": free_port(),
+        "qdrant_location": ":memory:",
         "gateway_port": free_port(),
         "startup_timeout": 30.0,
         "stop_timeout": 10.0,

@@ -12,13 +12,15 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from purgatory import AsyncCircuitBreakerFactory
 from uuid_utils.compat import uuid4
 
+from handlers.code_assistant import CAPABILITIES as CODE_CAPABILITIES
 from handlers.code_assistant import CodeAssistant
 from handlers.presence import agents_bucket, online_agents
 from handlers.task_coordinator import TaskCoordinator
-from runtime.agents import AgentOptions, model_port, run_agents
+from handlers.task_work import TaskWorker
+from runtime.agents import AgentOptions, run_agents
+from runtime.bootstrap import model_port
 from runtime.settings import Settings
 from runtime.stack import Stack
 from schemas.envelope import EventEnvelope
@@ -193,7 +195,8 @@ async def test_the_same_event_delivered_twice_sends_one_set_of_commands(
         coordinator = TaskCoordinator(bus, platform.postgres, await agents_bucket(platform.store))
         (card,) = cards
         assistant = CodeAssistant(
-            bus, platform.store, model_port(platform, AsyncCircuitBreakerFactory(), card), card
+            TaskWorker(bus, platform.store, card, CODE_CAPABILITIES),
+            model_port(platform, card),
         )
         submitted_event, assigned_event = before[0], before[1]
         await coordinator.on_task_event(submitted_event)
