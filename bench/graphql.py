@@ -53,7 +53,8 @@ from domain.task import SubmitTask
 from gateway.types import encode_cursor
 from gateway.views import tasks_page
 from projections.runtime import wait_for_sequence
-from runtime.bootstrap import Platform, connect, ensure_admin, run_projections, serve_gateway
+from runtime.bootstrap import Platform, connect, run_projections
+from runtime.gateway_wiring import ensure_admin, serve_gateway
 from runtime.settings import LOOPBACK, Settings
 from runtime.stack import Stack
 from runtime.structured_logging import configure_logging

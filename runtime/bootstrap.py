@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from uuid import UUID
@@ -13,7 +11,6 @@ from uuid import UUID
 import asyncpg
 import ollama
 import redis.asyncio as aioredis
-import uvicorn
 from argon2 import PasswordHasher
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
@@ -27,25 +24,17 @@ from domain.model_call import RecordModelCall
 from eventstore.blobs import BlobStore
 from eventstore.store import EventStore
 from eventstore.streams import StreamLayout
-from gateway.app import GatewayLimits, ReadinessCheck, build_app
-from gateway.auth import Tokens
-from gateway.context import GatewayServices
-from gateway.rate_limits import Limit, RateLimiter
 from handlers.command_endpoint import command_endpoint
-from handlers.document_index import Chunk, DocumentIndex
-from handlers.model_port import ModelError, ModelPolicy, ModelPort
+from handlers.model_port import ModelPolicy, ModelPort
 from handlers.presence import AgentCard
-from projections.audit import LogAudit
 from projections.graph.port import FalkorGraph, GraphPort, Neo4jGraph
-from projections.graph.queries import GraphQueries
 from projections.graph.runner import GraphProjection
 from projections.migrate import migrate
 from projections.read_models import postgres_projectors
-from projections.runtime import ProjectionLagging, ProjectionRunner, Projector, wait_for_sequence
-from runtime.settings import LOOPBACK, Settings
+from projections.runtime import ProjectionRunner, Projector
+from runtime.settings import Settings
 from runtime.stack import Stack
-from schemas.commands import CommandRefused, CommandRequest
-from schemas.envelope import SYSTEM, Actor, EventEnvelope
+from schemas.envelope import Actor, EventEnvelope
 
 
 @dataclass(frozen=True)
@@ -246,171 +235,3 @@ async def connect_read_side(settings: Settings, stack: Stack) -> AsyncIterator[a
         yield pool
     finally:
         await pool.close()
-
-
-def readiness_checks(platform: Platform) -> dict[str, ReadinessCheck]:
-    """One check per dependency of the gateway, named as /readyz reports them."""
-
-    async def nats_answers() -> None:
-        # A flush while reconnecting only queues its ping; ask whether we are connected first.
-        if not platform.nats.is_connected:
-            raise ConnectionError("not connected to NATS")
-        await platform.nats.flush(timeout=1)
-
-    async def postgres_answers() -> None:
-        await platform.postgres.fetchval("SELECT 1")
-
-    async def redis_answers() -> None:
-        await platform.redis.ping()
-
-    async def graph_answers() -> None:
-        await platform.graph.ping()
-
-    return {
-        "nats": nats_answers,
-        "postgres": postgres_answers,
-        "redis": redis_answers,
-        "graph": graph_answers,
-    }
-
-
-def jwt_secret(settings: Settings) -> str:
-    """The key that signs access tokens: from settings, else made once and kept (mode 600)."""
-    if settings.jwt_secret is not None:
-        return settings.jwt_secret.get_secret_value()
-    path = settings.resolved_data_dir / "gateway" / "jwt-secret"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        # O_EXCL: of two processes starting at once, one writes and both read the same key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as file:
-        file.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
-
-
-def gateway_services(platform: Platform) -> GatewayServices:
-    """What the gateway's resolvers use, wired from the platform's clients."""
-    settings = platform.settings
-
-    async def wait_for_projection(read_model: str, sequence: int) -> bool:
-        try:
-            await wait_for_sequence(
-                platform.postgres, read_model, sequence, timeout=settings.projection_wait_seconds
-            )
-        except ProjectionLagging:
-            return False
-        return True
-
-    return GatewayServices(
-        postgres=platform.postgres,
-        store=platform.store,
-        commands=platform.commands,
-        tokens=Tokens(
-            platform.redis,
-            jwt_secret(settings),
-            access_seconds=settings.access_token_seconds,
-            refresh_seconds=settings.refresh_token_seconds,
-        ),
-        passwords=platform.passwords,
-        nobody_hash=platform.passwords.hash(secrets.token_hex(16)),
-        audit=LogAudit(platform.store),
-        graph=GraphQueries(platform.graph),
-        documents=_DocumentSearch(DocumentIndex(platform.vectors, model_port(platform, None))),
-        wait_for_projection=wait_for_projection,
-    )
-
-
-class _DocumentSearch:
-    """The gateway's view of the document index: a model that is down is a ConnectionError."""
-
-    def __init__(self, index: DocumentIndex) -> None:
-        self._index = index
-
-    async def search(self, query: str, *, k: int, owner_id: UUID | None) -> list[Chunk]:
-        await self._index.ensure_collection()
-        try:
-            return await self._index.search(query, k=k, owner_id=owner_id)
-        except ModelError as error:
-            raise ConnectionError(f"searching needs the model server: {error}") from error
-
-
-def gateway_limits(settings: Settings) -> GatewayLimits:
-    """The gateway's limits from settings."""
-    return GatewayLimits(
-        per_user=Limit(settings.rate_limit_per_user, settings.rate_limit_burst),
-        per_ip=Limit(settings.rate_limit_per_ip, settings.rate_limit_burst),
-        max_request_bytes=settings.max_request_bytes,
-        max_depth=settings.max_query_depth,
-        max_tokens=settings.max_query_tokens,
-        max_aliases=settings.max_query_aliases,
-    )
-
-
-BOOTSTRAP_ADMIN_COMMAND = "bootstrap-admin"
-
-
-async def ensure_admin(platform: Platform) -> str | None:
-    """Register the bootstrap admin on first start.
-
-    Returns the password when this call created the admin with a generated one (to be shown
-    once); None when the admin existed already or its password came from settings.
-    """
-    settings = platform.settings
-    given = settings.admin_password.get_secret_value() if settings.admin_password else None
-    password = given or secrets.token_urlsafe(12)
-    reply = await platform.commands.dispatch(
-        "RegisterUser",
-        CommandRequest(
-            command_id=BOOTSTRAP_ADMIN_COMMAND,
-            actor=SYSTEM,
-            reason="bootstrap admin on first start",
-            payload={
-                "email": settings.admin_email,
-                "username": settings.admin_username,
-                "password": password,
-                "role": "admin",
-            },
-        ),
-    )
-    if isinstance(reply, CommandRefused):
-        raise RuntimeError(f"could not create the bootstrap admin: {reply.error.message}")
-    if reply.duplicate:
-        return None
-    await wait_for_sequence(
-        platform.postgres, "users", reply.sequence, timeout=settings.projection_wait_seconds
-    )
-    return None if given else password
-
-
-@contextlib.asynccontextmanager
-async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
-    """Serve the gateway on 127.0.0.1:`port` (uvicorn) until the block ends; yields its URL."""
-    app = build_app(
-        gateway_services(platform),
-        RateLimiter(platform.redis),
-        gateway_limits(platform.settings),
-        readiness_checks(platform),
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=LOOPBACK,
-            port=port,
-            log_level="warning",
-            lifespan="off",
-            ws="websockets-sansio",
-        )
-    )
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            await serving  # re-raises why it could not start
-            raise RuntimeError(f"the gateway could not listen on {LOOPBACK}:{port}")
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://{LOOPBACK}:{port}"
-    finally:
-        server.should_exit = True
-        await serving

@@ -14,10 +14,8 @@ from runtime.bootstrap import (
     PROJECTORS,
     Platform,
     connect,
-    ensure_admin,
     run_projections,
     serve_commands,
-    serve_gateway,
 )
 from runtime.cli.base import (
     app,
@@ -25,6 +23,7 @@ from runtime.cli.base import (
     errors,
     load_settings,
 )
+from runtime.gateway_wiring import ensure_admin, serve_gateway
 from runtime.servers import ServerError
 from runtime.settings import Settings
 from runtime.stack import ServerStatus, Stack

@@ -12,7 +12,8 @@ from argon2 import PasswordHasher
 from pydantic import SecretStr
 
 from projections.runtime import ProjectionLagging, wait_for_sequence
-from runtime.bootstrap import Platform, connect, ensure_admin, run_projections, serve_gateway
+from runtime.bootstrap import Platform, connect, run_projections
+from runtime.gateway_wiring import ensure_admin, serve_gateway
 from runtime.settings import Settings
 from runtime.stack import Stack
 from tests.e2e.client import GraphQLClient, Session

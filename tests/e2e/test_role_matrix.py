@@ -309,6 +309,7 @@ history(user)           UNAUTHENTICATED  ok         FORBIDDEN  FORBIDDEN  ok    
 stateAt(task)           UNAUTHENTICATED  ok         FORBIDDEN  ok         ok         ok
 events                  UNAUTHENTICATED  FORBIDDEN  FORBIDDEN  FORBIDDEN  ok         ok
 graph                   UNAUTHENTICATED  FORBIDDEN  FORBIDDEN  FORBIDDEN  ok         ok
+searchDocuments         UNAUTHENTICATED  ok         ok         ok         ok         ok
 [mutation]
 register                ok               ok         ok         ok         ok         ok
 login                   ok               ok         ok         ok         ok         ok
@@ -448,6 +449,10 @@ PROBES: dict[tuple[str, str], Probe] = {
         "query ($id: ID!) { graph(taskId: $id) { agentIds taskIds } }",
         "graph",
         lambda w, _: {"id": w.task_id},
+    ),
+    ("query", "searchDocuments"): ask(
+        'query { searchDocuments(query: "anything", k: 2) { documentId score } }',
+        "searchDocuments",
     ),
     ("mutation", "register"): ask(REGISTER, "register", lambda w, _: _register_input(_name("r"))),
     ("mutation", "login"): ask(LOGIN, "login", lambda w, _: {"l": w.spare, "p": PASSWORD}),

@@ -350,7 +350,15 @@ async def test_a_conversation_records_questions_and_cited_replies(
 
 async def test_every_command_is_reachable_by_name() -> None:
     assert len(COMMANDS) == sum(len(kind.commands) for kind in AGGREGATES.values())
-    assert set(AGGREGATES) == {"user", "agent", "task", "agent_message", "document", "conversation"}
+    assert set(AGGREGATES) == {
+        "user",
+        "agent",
+        "task",
+        "agent_message",
+        "document",
+        "conversation",
+        "model_call",
+    }
 
 
 async def test_a_version_1_task_submitted_event_is_upcast_on_read(event_store: EventStore) -> None:
