@@ -100,6 +100,16 @@ async def test_a_code_task_is_assigned_run_and_completed_with_every_step_linked(
     assert calls[0].causation_id == str(assigned.event_id)
     assert calls[0].data["outcome"] == "ok"
     assert calls[0].data["completion_tokens"] == task["result"]["completion_tokens"]
+    # The graph shows who worked on it (its projection runs beside the Postgres ones).
+    graph = "query ($id: ID!) { graph(taskId: $id) { agentIds } }"
+    deadline = time.monotonic() + 30
+    while True:
+        found = await gateway.client.data(graph, {"id": task_id}, gateway.admin.access_token)
+        if found["graph"]["agentIds"]:
+            break
+        assert time.monotonic() < deadline, found
+        await asyncio.sleep(0.2)
+    assert found["graph"]["agentIds"] == [assigned.data["agent_id"]]
 
 
 async def _events_of(gateway: Gateway, task_id: str) -> list[EventEnvelope]:
