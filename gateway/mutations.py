@@ -15,6 +15,7 @@ from uuid import NAMESPACE_URL, uuid5
 import strawberry
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import JsonValue, ValidationError
+from strawberry.permission import BasePermission
 from strawberry.scalars import JSON
 from strawberry.types import Info
 from uuid_utils.compat import uuid7
@@ -178,6 +179,22 @@ def _principal(row: Any) -> Principal:
     return Principal(user_id=row["user_id"], username=row["username"], role=row["role"])
 
 
+def _on_id(command: str, id_field: str, role: type[BasePermission], description: str) -> Any:
+    """A mutation that sends `command` to the aggregate named by its `id` argument."""
+
+    async def resolve(
+        info: Info,
+        id: strawberry.ID,
+        client_mutation_id: str | None = None,
+        reason: str | None = None,
+        wait_for_projection: bool = False,
+    ) -> CommandOutcome:
+        payload = {id_field: str(parse_id(id))}
+        return await _as(info, command, payload, client_mutation_id, reason, wait_for_projection)
+
+    return strawberry.mutation(resolver=resolve, permission_classes=[role], description=description)
+
+
 @strawberry.type
 class Mutation:
     """Every command of the domain a person or program may send."""
@@ -274,33 +291,10 @@ class Mutation:
             info, "SubmitTask", payload, client_mutation_id, reason, wait_for_projection
         )
 
-    @strawberry.mutation(permission_classes=[Writer], description="Cancel a task of yours.")
-    async def cancel_task(
-        self,
-        info: Info,
-        id: strawberry.ID,
-        client_mutation_id: str | None = None,
-        reason: str | None = None,
-        wait_for_projection: bool = False,
-    ) -> CommandOutcome:
-        payload = {"task_id": str(parse_id(id))}
-        return await _as(
-            info, "CancelTask", payload, client_mutation_id, reason, wait_for_projection
-        )
-
-    @strawberry.mutation(permission_classes=[Writer], description="Try a failed task again.")
-    async def retry_task(
-        self,
-        info: Info,
-        id: strawberry.ID,
-        client_mutation_id: str | None = None,
-        reason: str | None = None,
-        wait_for_projection: bool = False,
-    ) -> CommandOutcome:
-        payload = {"task_id": str(parse_id(id))}
-        return await _as(
-            info, "RetryTask", payload, client_mutation_id, reason, wait_for_projection
-        )
+    cancel_task = _on_id("CancelTask", "task_id", Writer, "Cancel a task of yours.")
+    retry_task = _on_id("RetryTask", "task_id", Writer, "Try a failed task of yours again.")
+    retire_agent = _on_id("RetireAgent", "agent_id", Admin, "Retire an agent (admins).")
+    remove_document = _on_id("RemoveDocument", "document_id", Writer, "Remove a document of yours.")
 
     @strawberry.mutation(permission_classes=[Admin], description="Register an agent (admins).")
     async def register_agent(
@@ -321,20 +315,6 @@ class Mutation:
             info, "RegisterAgent", payload, client_mutation_id, reason, wait_for_projection
         )
 
-    @strawberry.mutation(permission_classes=[Admin], description="Retire an agent (admins).")
-    async def retire_agent(
-        self,
-        info: Info,
-        id: strawberry.ID,
-        client_mutation_id: str | None = None,
-        reason: str | None = None,
-        wait_for_projection: bool = False,
-    ) -> CommandOutcome:
-        payload = {"agent_id": str(parse_id(id))}
-        return await _as(
-            info, "RetireAgent", payload, client_mutation_id, reason, wait_for_projection
-        )
-
     @strawberry.mutation(permission_classes=[Writer], description="Add a document of your own.")
     async def add_document(
         self,
@@ -353,20 +333,6 @@ class Mutation:
         }
         return await _as(
             info, "AddDocument", payload, client_mutation_id, reason, wait_for_projection
-        )
-
-    @strawberry.mutation(permission_classes=[Writer], description="Remove a document of yours.")
-    async def remove_document(
-        self,
-        info: Info,
-        id: strawberry.ID,
-        client_mutation_id: str | None = None,
-        reason: str | None = None,
-        wait_for_projection: bool = False,
-    ) -> CommandOutcome:
-        payload = {"document_id": str(parse_id(id))}
-        return await _as(
-            info, "RemoveDocument", payload, client_mutation_id, reason, wait_for_projection
         )
 
     @strawberry.mutation(permission_classes=[Writer], description="Start a conversation.")
