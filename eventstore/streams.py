@@ -103,12 +103,23 @@ async def ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> None:
 
 
 async def ensure_bucket(js: JetStreamContext, wanted: KeyValueConfig) -> None:
-    """Create a KV bucket if missing (its stream is updated like any other)."""
+    """Create a KV bucket if missing; a bucket whose TTL setting changed gets the new one."""
     try:
         await js.key_value(wanted.bucket)
     except BucketNotFoundError:
         await js.create_key_value(wanted)
         log.info("bucket.created", bucket=wanted.bucket)
+        return
+    stream = f"KV_{wanted.bucket}"
+    config = (await js.stream_info(stream)).config
+    ttl = wanted.ttl or 0.0
+    if (config.max_age or 0.0) != ttl:
+        # A KV bucket's TTL is its stream's max age (heartbeats expire by it).
+        config.max_age = ttl
+        if ttl:  # the server refuses a duplicate window longer than the max age
+            config.duplicate_window = min(config.duplicate_window or ttl, ttl)
+        await js.update_stream(config)
+        log.info("bucket.updated", bucket=wanted.bucket, ttl=ttl)
 
 
 async def ensure_layout(js: JetStreamContext, layout: StreamLayout) -> None:

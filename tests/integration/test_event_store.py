@@ -12,6 +12,7 @@ from uuid import UUID
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js.api import StorageType
+from nats.js.errors import KeyNotFoundError
 from uuid_utils.compat import uuid7
 
 from commands.aggregates import TASK
@@ -26,7 +27,13 @@ from eventstore.errors import (
     StreamConfigConflict,
 )
 from eventstore.store import EventStore
-from eventstore.streams import EVENTS_STREAM, StreamLayout, ensure_stream, events_stream
+from eventstore.streams import (
+    AGENTS_BUCKET,
+    EVENTS_STREAM,
+    StreamLayout,
+    ensure_stream,
+    events_stream,
+)
 from runtime.servers.base import ServerOptions
 from runtime.servers.nats import NatsServer
 from runtime.stack import Stack
@@ -250,6 +257,17 @@ async def test_stream_setup_updates_in_place_and_refuses_what_it_cannot_change(
     with pytest.raises(StreamConfigConflict, match="storage"):
         await ensure_stream(js, in_memory)
     assert (await js.stream_info(EVENTS_STREAM)).state.messages == count
+
+    # The heartbeat bucket takes a new TTL in place, and its entries expire by it.
+    await store.setup(StreamLayout(duplicate_window=30, heartbeat_ttl=1.0))
+    assert (await js.stream_info(f"KV_{AGENTS_BUCKET}")).config.max_age == 1.0
+    bucket = await js.key_value(AGENTS_BUCKET)
+    await bucket.put("some-agent", b"{}")
+    await asyncio.sleep(1.6)
+    with pytest.raises(KeyNotFoundError):
+        await bucket.get("some-agent")
+    await store.setup(StreamLayout(duplicate_window=30))
+    assert (await js.stream_info(f"KV_{AGENTS_BUCKET}")).config.max_age == 15.0
 
 
 async def test_snapshots_shorten_loads_without_changing_state(
