@@ -1,0 +1,398 @@
+"""The orchestrator: plans a `workflow` task into child tasks with the model, and completes it with
+their combined results once they have all ended — a process manager driven only by events.
+
+Planning happens when a replica is assigned the workflow: the model answers in the JSON schema of
+`Plan` (the model server's grammar enforces it) and pydantic validates the answer; an invalid one
+is asked for again with another seed, a bounded number of times, then the task fails with
+`INVALID_PLAN`. Each step becomes a child task (`SubmitTask` with `parent_id`, the parent's owner
+and priority) recorded on the parent (`AttachSubtask`).
+
+Nothing is kept in memory; what a successor needs is in the log, so a restart changes nothing:
+- a child's id derives from the parent's id and the step's index, so submitting it again is
+  refused as ALREADY_EXISTS, which means "done already": no child is ever created twice;
+- the first child carries the whole plan in its payload, and children are submitted in order. A
+  replica that takes a workflow over (its planner died and the coordinator reassigned it) finishes
+  *that* plan without asking the model again; it plans afresh only when no child exists yet.
+  Children already submitted always win over a new plan.
+
+Completion: a durable consumer shared by every replica follows the children's terminal events.
+When every child of the plan is attached and has ended, the parent completes with
+`{"steps": [...]}` in plan order, or fails with `SUBTASK_FAILED` if a required child failed for
+good. Any orchestrator replica may settle a workflow held by another: the outcome is the children's,
+not the holder's. A replica taking a workflow over settles it once it has started it, so children
+that ended while no replica held the workflow are not waited for in vain.
+
+A child has *ended* when it completed, was cancelled or timed out, or failed for good: with an
+error that is not retryable, or with its attempts used up. A retryable failure with attempts left
+is not an end — the coordinator tries the child again and its next terminal event decides. The
+parent waits for every child (no fail-fast), so none is left running behind a settled workflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Literal
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+import structlog
+from faststream.nats import NatsRouter
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+
+from commands.aggregates import AGENT, TASK
+from commands.bus import CommandBus, CommandContext
+from commands.guard import Forbidden, Guard
+from commands.loading import load_aggregate
+from domain.agent import Agent, AgentKind
+from domain.errors import AggregateAlreadyExists, DomainError
+from domain.task import (
+    AttachSubtask,
+    CompleteTask,
+    FailTask,
+    StartTask,
+    SubmitTask,
+    Task,
+    TaskError,
+    TaskStatus,
+)
+from eventstore.store import EventStore
+from handlers.consumers import Delivery, consume
+from handlers.model_port import ModelError, ModelPort
+from handlers.task_work import TaskWorker, held_by
+from schemas.envelope import EventEnvelope
+
+log = structlog.get_logger(__name__)
+
+WORKFLOW = "workflow"
+CAPABILITIES = [WORKFLOW]
+CHILDREN = "orchestrator-children"
+"""The durable consumer every replica shares for the children's terminal events."""
+PLAN_ATTEMPTS = 3
+"""Model answers asked for before a workflow fails with INVALID_PLAN."""
+PLAN_TOKENS = 640
+"""Enough for five steps of the longest prompts the schema allows: a plan is never cut short."""
+SYSTEM_PROMPT = (
+    "You plan work for other agents. Split the user's goal into 2 to 5 steps. Each step has a "
+    "task_type (code.generate writes code, code.explain explains code, code.review reviews code, "
+    "rag.ask answers a question from the user's documents), a short prompt for the agent that "
+    "does it, and required (true if the goal fails without that step). Answer with JSON only."
+)
+_TERMINAL = frozenset({"TaskCompleted", "TaskFailed", "TaskCancelled", "TaskTimedOut"})
+_CHILD_IDS = uuid5(NAMESPACE_URL, "https://sutazai.dev/workflow-step")
+
+
+class Step(BaseModel):
+    """One step of a plan: a child task for an agent that can do `task_type`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    task_type: Literal["code.generate", "code.explain", "code.review", "rag.ask"]
+    prompt: str = Field(min_length=1, max_length=300)
+    required: bool
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, prompt: str) -> str:
+        # The grammar lets through a prompt of spaces; no agent can work from that.
+        if not prompt.strip():
+            raise ValueError("the prompt is blank")
+        return prompt.strip()
+
+
+class Plan(BaseModel):
+    """What the model must answer: 2 to 5 steps, run as child tasks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    steps: tuple[Step, ...] = Field(min_length=2, max_length=5)
+
+
+PLAN_SCHEMA: dict[str, Any] = Plan.model_json_schema()
+"""The JSON schema the model answers in: the same model validates the answer."""
+
+
+class InvalidPlan(ModelError):
+    """The model gave no valid plan in `PLAN_ATTEMPTS` answers. Not retryable: the same goal at
+    the same temperature fails the same way."""
+
+    code = "INVALID_PLAN"
+    retryable = False
+
+
+def child_task_id(parent_id: UUID, index: int) -> UUID:
+    """The id of a workflow's `index`-th child: the same whoever submits it, however often."""
+    return uuid5(_CHILD_IDS, f"{parent_id}.{index}")
+
+
+def ended(task: Task) -> bool:
+    """Whether a child is done for good (see the module's notes)."""
+    if task.status is TaskStatus.FAILED:
+        error = task.error
+        return error is None or not error.retryable or task.attempts >= task.max_attempts
+    return task.status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED, TaskStatus.TIMED_OUT)
+
+
+def outcome(parent: Task, plan: Plan, children: list[Task]) -> CompleteTask | FailTask:
+    """The command that settles a workflow whose children have all ended."""
+    steps: list[JsonValue] = []
+    failures: list[str] = []
+    for index, (step, child) in enumerate(zip(plan.steps, children, strict=True)):
+        error = child.error.model_dump(mode="json") if child.error else None
+        steps.append(
+            {
+                "index": index,
+                "task_id": str(child.task_id),
+                "task_type": step.task_type,
+                "prompt": step.prompt,
+                "required": step.required,
+                "status": child.status.value,
+                "result": child.result,
+                "error": error,
+            }
+        )
+        if step.required and child.status is not TaskStatus.COMPLETED:
+            why = child.error.code if child.error else child.status.value
+            failures.append(f"step {index} ({step.task_type}) {child.status.value}: {why}")
+    if failures:
+        # Not retryable: a retried workflow finds the very same children, ended the same way.
+        failed = TaskError(code="SUBTASK_FAILED", message="; ".join(failures), retryable=False)
+        return FailTask(task_id=parent.task_id, error=failed)
+    return CompleteTask(task_id=parent.task_id, result={"steps": steps})
+
+
+def _running_under(holder: UUID) -> Guard:
+    """Settle only a workflow still running under the orchestrator it was checked against."""
+
+    def guard(state: BaseModel | None) -> None:
+        if getattr(state, "status", None) != TaskStatus.RUNNING:
+            raise Forbidden("the workflow is not running")
+        if getattr(state, "agent_id", None) != holder:
+            raise Forbidden("the workflow changed hands meanwhile")
+
+    return guard
+
+
+class Orchestrator:
+    """One replica of the orchestrator: plans the workflows assigned to it, settles any."""
+
+    def __init__(
+        self,
+        worker: TaskWorker,
+        model: ModelPort,
+        *,
+        plan_attempts: int = PLAN_ATTEMPTS,
+        delivery: Delivery | None = None,
+    ) -> None:
+        self.worker = worker
+        self.model = model
+        self.plan_attempts = plan_attempts
+        self.delivery = delivery or Delivery()
+
+    @property
+    def bus(self) -> CommandBus:
+        """The command bus its commands go through."""
+        return self.worker.bus
+
+    @property
+    def store(self) -> EventStore:
+        """The event store it reads."""
+        return self.worker.store
+
+    def router(self) -> NatsRouter:
+        """Its subscriptions: its own assignments, and the children's ends (shared)."""
+        router = NatsRouter()
+        consume(
+            router,
+            self.store,
+            consumer=f"worker-{self.worker.card.name}",
+            subject="sutazai.events.task.*.TaskAssigned",
+            handle=self.on_assigned,
+            delivery=self.delivery,
+            give_up=self.worker.give_up,
+        )
+        consume(
+            router,
+            self.store,
+            consumer=CHILDREN,
+            subject="sutazai.events.task.*.*",
+            handle=self.on_task_event,
+            # Settling is a few loads: an event held by a crashed replica comes back soon.
+            delivery=Delivery(attempts=self.delivery.attempts, ack_wait=30.0),
+        )
+        return router
+
+    def _context(self, event: EventEnvelope, purpose: str) -> CommandContext:
+        return CommandContext.caused_by(event, self.worker.card.actor, purpose)
+
+    async def _task(self, task_id: UUID) -> Task | None:
+        state = (await load_aggregate(self.store, TASK, task_id)).state
+        return state if isinstance(state, Task) else None
+
+    # --- planning ---------------------------------------------------------------------------
+
+    async def on_assigned(self, event: EventEnvelope) -> None:
+        """Start a workflow assigned to this replica, submit its children, settle if it can."""
+        if event.data.get("agent_id") != self.worker.card.agent_id:
+            return
+        parent = await self._task(event.aggregate_id)
+        me = self.worker.me
+        if parent is None or parent.agent_id != me:
+            return  # taken away (or cancelled) since
+        if parent.status not in (TaskStatus.ASSIGNED, TaskStatus.RUNNING):
+            return  # settled already: a redelivery of work done
+        if parent.task_type not in CAPABILITIES:
+            await self.worker.fail(
+                event, "UNSUPPORTED_TASK_TYPE", parent.task_type, retryable=False
+            )
+            return
+        try:
+            start = StartTask(task_id=parent.task_id)
+            await self.bus.execute(start, self._context(event, "start"), guard=held_by(me))
+        except DomainError as error:
+            log.info("workflow.not_started", task=str(parent.task_id), reason=str(error))
+            return
+        try:
+            plan = await self._plan(parent, event)
+        except ModelError as error:
+            await self.worker.fail(event, error.code, str(error), retryable=error.retryable)
+            return
+        if plan is None:
+            return
+        for index in range(len(plan.steps)):
+            if not await self.submit_child(parent, plan, index, event):
+                return
+        settled = await self._task(parent.task_id)
+        if settled is not None:
+            await self._settle(settled, event)
+
+    async def _plan(self, parent: Task, event: EventEnvelope) -> Plan | None:
+        """The workflow's plan: the one its first child carries, or a new one from the model."""
+        recorded = await self.recorded_plan(parent.task_id)
+        if recorded is not None:
+            return recorded
+        goal = _goal(parent)
+        if not goal:
+            await self.worker.fail(
+                event, "EMPTY_WORKFLOW", "the workflow has no prompt", retryable=False
+            )
+            return None
+        plan = await self._ask_for_plan(goal, event)
+        # The first child records the plan. Should another replica have got there first (it
+        # held the workflow before a reassignment), its child, and so its plan, wins.
+        if not await self.submit_child(parent, plan, 0, event):
+            return None
+        recorded = await self.recorded_plan(parent.task_id)
+        if recorded is None:
+            raise RuntimeError(f"workflow {parent.task_id}: its first child has no plan")
+        return recorded
+
+    async def _ask_for_plan(self, goal: str, event: EventEnvelope) -> Plan:
+        problems: list[str] = []
+        for attempt in range(1, self.plan_attempts + 1):
+            reply = await self.model.chat(
+                [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": goal}],
+                cause=event,
+                # A purpose (and seed) per attempt: each answer is a model call of its own.
+                purpose=f"workflow.plan.{attempt}",
+                options={"num_predict": PLAN_TOKENS, "temperature": 0.2, "seed": 41 + attempt},
+                schema=PLAN_SCHEMA,
+            )
+            try:
+                return Plan.model_validate_json(reply.text)
+            except ValidationError as error:
+                problems.append(f"answer {attempt}: {error.errors(include_url=False)[:3]}")
+                log.warning("workflow.invalid_plan", task=str(event.aggregate_id), attempt=attempt)
+        raise InvalidPlan(f"no valid plan in {self.plan_attempts} answers: {'; '.join(problems)}")
+
+    async def submit_child(
+        self, parent: Task, plan: Plan, index: int, event: EventEnvelope
+    ) -> bool:
+        """Submit the step's child (if nobody has) and attach it; False if the parent is gone."""
+        step = plan.steps[index]
+        child_id = child_task_id(parent.task_id, index)
+        workflow: dict[str, JsonValue] = {"parent_id": str(parent.task_id), "step": index}
+        if index == 0:
+            workflow["plan"] = plan.model_dump(mode="json")
+        submit = SubmitTask(
+            task_id=child_id,
+            owner_id=parent.owner_id,
+            task_type=step.task_type,
+            priority=parent.priority,
+            payload={"prompt": step.prompt, "workflow": workflow},
+            parent_id=parent.task_id,
+        )
+        # Refused as existing: submitted before this assignment (by any replica), so done.
+        with contextlib.suppress(AggregateAlreadyExists):
+            await self.bus.execute(submit, self._context(event, f"subtask.{index}"))
+        attach = AttachSubtask(task_id=parent.task_id, subtask_id=child_id)
+        try:
+            await self.bus.execute(
+                attach, self._context(event, f"attach.{index}"), guard=held_by(self.worker.me)
+            )
+        except DomainError as error:
+            # Taken away or cancelled: whoever holds it now attaches the child (same id).
+            log.info("workflow.not_attached", task=str(parent.task_id), reason=str(error))
+            return False
+        return True
+
+    async def recorded_plan(self, parent_id: UUID) -> Plan | None:
+        """The plan the workflow's first child carries, if it was submitted."""
+        first = await self._task(child_task_id(parent_id, 0))
+        if first is None or first.parent_id != parent_id:
+            return None
+        workflow = first.payload.get("workflow")
+        if not isinstance(workflow, dict):
+            return None
+        try:
+            return Plan.model_validate(workflow.get("plan"))
+        except ValidationError:
+            return None
+
+    # --- completion -------------------------------------------------------------------------
+
+    async def on_task_event(self, event: EventEnvelope) -> None:
+        """A child's terminal event: settle its workflow if it was the last to end."""
+        if event.event_type not in _TERMINAL:
+            return
+        child = await self._task(event.aggregate_id)
+        if child is None or child.parent_id is None or not ended(child):
+            return
+        parent = await self._task(child.parent_id)
+        if parent is not None:
+            await self._settle(parent, event)
+
+    async def _settle(self, parent: Task, event: EventEnvelope) -> None:
+        if parent.task_type != WORKFLOW or parent.status is not TaskStatus.RUNNING:
+            return  # settled, or between holders: the next holder settles it once started
+        plan = await self.recorded_plan(parent.task_id)
+        if plan is None:
+            return  # not planned by an orchestrator (yet)
+        ids = [child_task_id(parent.task_id, i) for i in range(len(plan.steps))]
+        if not set(ids) <= set(parent.subtask_ids):
+            return  # still being submitted: its planner (or successor) settles it after
+        children = [await self._task(child_id) for child_id in ids]
+        done = [child for child in children if child is not None and ended(child)]
+        if len(done) < len(ids):
+            return
+        holder = parent.agent_id
+        if holder is None or not await self._is_orchestrator(holder):
+            log.warning("workflow.not_held_by_orchestrator", task=str(parent.task_id))
+            return
+        command = outcome(parent, plan, done)
+        try:
+            await self.bus.execute(
+                command, self._context(event, "workflow.settle"), guard=_running_under(holder)
+            )
+        except DomainError as error:
+            # Another replica settled it first (two children ended together), or it moved on.
+            log.info("workflow.not_settled", task=str(parent.task_id), reason=str(error))
+            return
+        log.info("workflow.settled", task=str(parent.task_id), outcome=type(command).__name__)
+
+    async def _is_orchestrator(self, agent_id: UUID) -> bool:
+        agent = (await load_aggregate(self.store, AGENT, agent_id)).state
+        return isinstance(agent, Agent) and agent.kind is AgentKind.ORCHESTRATOR
+
+
+def _goal(task: Task) -> str:
+    payload = task.payload
+    return str(payload.get("prompt") or payload.get("goal") or payload.get("question") or "")

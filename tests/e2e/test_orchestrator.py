@@ -1,0 +1,338 @@
+"""The orchestrator on the real servers: a workflow is planned into subtasks run by agents and
+completes with their results, also when its orchestrator is killed mid-workflow."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from typing import Any
+from uuid import UUID
+
+import nats.js.errors
+import ollama
+from uuid_utils.compat import uuid4, uuid7
+
+from commands.aggregates import TASK
+from commands.bus import CommandBus, CommandContext
+from commands.loading import load_aggregate
+from domain.agent import AgentKind
+from domain.task import (
+    AssignTask,
+    CompleteTask,
+    FailTask,
+    StartTask,
+    SubmitTask,
+    Task,
+    TaskError,
+    TaskStatus,
+)
+from eventstore.store import EventStore
+from eventstore.streams import EVENTS_STREAM
+from handlers.model_port import ModelPort
+from handlers.orchestrator import CAPABILITIES, CHILDREN, Orchestrator, Plan, Step, child_task_id
+from handlers.presence import AgentCard, agents_bucket, online_agents, register
+from handlers.task_work import TaskWorker
+from runtime.agents import AgentOptions, run_agents
+from runtime.settings import Settings
+from runtime.stack import Stack
+from schemas.envelope import SYSTEM, EventEnvelope
+from tests.e2e.conftest import Gateway, running_gateway
+from tests.servers import SUTAZAI, cli_environment
+
+SUBMIT = """
+mutation ($payload: JSON) {
+  submitTask(input: {taskType: "workflow", payload: $payload}) { aggregateId sequence }
+}
+"""
+TASK_QUERY = "query ($id: ID!) { task(id: $id) { status result error attempts agentId } }"
+GOAL = "Write a Python function that reverses a string, then explain how it works."
+QUICK = {"heartbeat_seconds": 0.5, "coordinator_sweep_seconds": 0.5}
+WORKERS = ("task-coordinator", "code-assistant", "document-assistant")
+
+
+async def _until_done(gateway: Gateway, token: str, task_id: str, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        task = (await gateway.client.data(TASK_QUERY, {"id": task_id}, token))["task"]
+        if task and task["status"] in ("completed", "failed", "cancelled", "timed_out"):
+            return task
+        assert time.monotonic() < deadline, task
+        await asyncio.sleep(0.5)
+
+
+async def _events_of(store: EventStore, task_id: UUID) -> list[EventEnvelope]:
+    return [r.envelope async for r in store.load("task", task_id)]
+
+
+async def _children_submitted(store: EventStore, parent_id: UUID) -> Counter[UUID]:
+    """How many times each child of the parent was submitted, over the whole log."""
+    submitted: Counter[UUID] = Counter()
+    async for recorded in store.read(subject_filter="sutazai.events.task.*.TaskSubmitted"):
+        if recorded.envelope.data.get("parent_id") == str(parent_id):
+            submitted[recorded.envelope.aggregate_id] += 1
+    return submitted
+
+
+async def _assert_each_child_once_and_completed(
+    store: EventStore, parent_id: UUID, result: Any
+) -> None:
+    steps = result["steps"]
+    assert len(steps) >= 2, result
+    expected = [child_task_id(parent_id, index) for index in range(len(steps))]
+    assert [UUID(step["task_id"]) for step in steps] == expected
+    submitted = await _children_submitted(store, parent_id)
+    assert submitted == Counter(expected), submitted  # every child once, no other child
+    parent = (await load_aggregate(store, TASK, parent_id)).state
+    assert isinstance(parent, Task)
+    assert list(parent.subtask_ids) == expected  # attached once each, in plan order
+    for step, child_id in zip(steps, expected, strict=True):
+        assert step["status"] == "completed", step
+        child = (await load_aggregate(store, TASK, child_id)).state
+        assert isinstance(child, Task)
+        assert child.parent_id == parent_id
+        assert child.owner_id == parent.owner_id
+        assert child.status is TaskStatus.COMPLETED
+        assert child.agent_id is not None  # done by an agent, not by the orchestrator
+        assert step["result"] == child.result
+        types = [e.event_type for e in await _events_of(store, child_id)]
+        assert types.count("TaskSubmitted") == 1, types
+        assert types.count("TaskCompleted") == 1, types
+
+
+async def test_a_workflow_is_planned_into_subtasks_each_run_by_an_agent_then_completed(
+    settings: Settings, stack: Stack
+) -> None:
+    async with (
+        running_gateway(settings, stack, **QUICK) as gateway,
+        run_agents(gateway.platform, AgentOptions(replica=f"w{uuid4().hex[:6]}")),
+    ):
+        user = await gateway.client.sign_up()
+        submitted = await gateway.client.data(
+            SUBMIT, {"payload": {"prompt": GOAL}}, user.access_token
+        )
+        parent_id = submitted["submitTask"]["aggregateId"]
+        task = await _until_done(gateway, user.access_token, parent_id, timeout=420)
+        store = gateway.platform.store
+
+        assert task["status"] == "completed", task
+        await _assert_each_child_once_and_completed(store, UUID(parent_id), task["result"])
+        types = [e.event_type for e in await _events_of(store, UUID(parent_id))]
+        assert types[:3] == ["TaskSubmitted", "TaskAssigned", "TaskStarted"]
+        assert types[-1] == "TaskCompleted"
+        assert types.count("TaskCompleted") == 1
+        # Planning was a model call of the orchestrator, caused by the parent's assignment.
+        assigned = next(
+            e for e in await _events_of(store, UUID(parent_id)) if e.event_type == "TaskAssigned"
+        )
+        calls = [
+            r.envelope
+            async for r in store.read(subject_filter="sutazai.events.model_call.>")
+            if r.envelope.causation_id == str(assigned.event_id)
+        ]
+        assert [c.data["purpose"] for c in calls][:1] == ["workflow.plan.1"]
+
+
+async def _until_listening(gateway: Gateway, name: str) -> None:
+    """Online, and its consumers exist: an assignment made now reaches it."""
+    bucket = await agents_bucket(gateway.platform.store)
+    js = gateway.platform.store.client.jetstream()
+    deadline = time.monotonic() + 120
+    while True:
+        if name in {card.name for card in await online_agents(bucket)}:
+            try:
+                await js.consumer_info(EVENTS_STREAM, f"worker-{name}")
+                await js.consumer_info(EVENTS_STREAM, CHILDREN)
+                return
+            except nats.js.errors.NotFoundError:
+                pass
+        assert time.monotonic() < deadline, f"{name} never listened"
+        await asyncio.sleep(0.2)
+
+
+async def test_a_workflow_survives_kill_9_of_its_orchestrator_and_no_subtask_is_made_twice(
+    settings: Settings, stack: Stack
+) -> None:
+    async with (
+        running_gateway(settings, stack, **QUICK) as gateway,
+        run_agents(gateway.platform, AgentOptions(only=WORKERS, replica=f"k{uuid4().hex[:6]}")),
+    ):
+        store = gateway.platform.store
+        doomed_name = f"doomed{uuid4().hex[:6]}"
+        env = {**cli_environment(settings), "SUTAZAI_HEARTBEAT_SECONDS": "0.5"}
+        # A process of its own, so that kill -9 takes it down mid-workflow like a crash would.
+        doomed = subprocess.Popen(  # noqa: ASYNC220
+            [SUTAZAI, "agents", "run", "--only", "orchestrator", "--replica", doomed_name],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            await _until_listening(gateway, f"orchestrator-{doomed_name}")
+            user = await gateway.client.sign_up()
+            submitted = await gateway.client.data(
+                SUBMIT, {"payload": {"prompt": GOAL}}, user.access_token
+            )
+            parent_id = UUID(submitted["submitTask"]["aggregateId"])
+            deadline = time.monotonic() + 240
+            while [e.event_type for e in await _events_of(store, parent_id)].count(
+                "SubtaskAttached"
+            ) < 2:
+                assert time.monotonic() < deadline, "the doomed orchestrator never submitted"
+                await asyncio.sleep(0.02)
+            # The successor listens before the crash, so that no assignment can outrun its
+            # consumers (run_agents beats the heartbeat before the broker starts).
+            successor = AgentOptions(only=("orchestrator",), replica=f"s{uuid4().hex[:6]}")
+            async with run_agents(gateway.platform, successor) as (card,):
+                os.killpg(doomed.pid, signal.SIGKILL)  # mid-workflow: children running
+                doomed.wait()
+                at_kill = [e.event_type for e in await _events_of(store, parent_id)]
+                assert not {"TaskCompleted", "TaskFailed"} & set(at_kill), at_kill
+                task = await _until_done(gateway, user.access_token, str(parent_id), timeout=420)
+        finally:
+            if doomed.poll() is None:
+                os.killpg(doomed.pid, signal.SIGKILL)
+                doomed.wait()
+
+        assert task["status"] == "completed", task
+        await _assert_each_child_once_and_completed(store, parent_id, task["result"])
+        events = await _events_of(store, parent_id)
+        types = [e.event_type for e in events]
+        assert types.count("TaskCompleted") == 1, types
+        # The successor finished it: reassigned to it once the doomed heartbeat expired, or
+        # settled by its share of the children's consumer if the children ended before that.
+        assert events[-1].actor.id == card.agent_id
+
+
+# --- the takeover, step by step, without a model ------------------------------------------------
+
+
+def _no_model(card: AgentCard) -> ModelPort:
+    """A port to a server that is not there: any call to it fails the test's workflow."""
+
+    async def record(call: Any, cause: EventEnvelope) -> None:
+        return None
+
+    return ModelPort(
+        ollama.AsyncClient(host="http://127.0.0.1:9", timeout=1),
+        record,
+        agent_id=UUID(card.agent_id),
+        chat_model="none",
+        embed_model="none",
+    )
+
+
+async def _orchestrator(bus: CommandBus, store: EventStore, name: str) -> Orchestrator:
+    card = await register(
+        bus, name=name, kind=AgentKind.ORCHESTRATOR, capabilities=CAPABILITIES, model="none"
+    )
+    return Orchestrator(TaskWorker(bus, store, card, CAPABILITIES), _no_model(card))
+
+
+async def _assign(bus: CommandBus, store: EventStore, task_id: UUID, agent: str) -> EventEnvelope:
+    await bus.execute(
+        AssignTask(task_id=task_id, agent_id=UUID(agent)), CommandContext(str(uuid7()))
+    )
+    return (await _events_of(store, task_id))[-1]
+
+
+async def _run_child(bus: CommandBus, store: EventStore, child_id: UUID, *, fail: bool) -> None:
+    await _assign(bus, store, child_id, str(uuid4()))
+    await bus.execute(StartTask(task_id=child_id), CommandContext(str(uuid7())))
+    if fail:
+        error = TaskError(code="BROKEN", message="no", retryable=False)
+        command: Any = FailTask(task_id=child_id, error=error)
+    else:
+        command = CompleteTask(task_id=child_id, result={"text": f"done {child_id}"})
+    await bus.execute(command, CommandContext(str(uuid7())))
+
+
+PLAN = Plan(
+    steps=(
+        Step(task_type="code.generate", prompt="reverse a string", required=True),
+        Step(task_type="code.explain", prompt="explain it", required=True),
+        Step(task_type="code.review", prompt="review it", required=False),
+    )
+)
+
+
+async def test_a_successor_finishes_the_plan_its_predecessor_began_without_the_model(
+    bus: CommandBus, event_store: EventStore
+) -> None:
+    store = event_store
+    first = await _orchestrator(bus, store, f"orchestrator-a{uuid4().hex[:6]}")
+    second = await _orchestrator(bus, store, f"orchestrator-b{uuid4().hex[:6]}")
+    parent_id = UUID(str(uuid7()))
+    submit = SubmitTask(task_id=parent_id, owner_id=UUID(str(uuid7())), task_type="workflow")
+    await bus.execute(submit, CommandContext(str(uuid7()), actor=SYSTEM))
+    assigned = await _assign(bus, store, parent_id, first.worker.card.agent_id)
+    await bus.execute(StartTask(task_id=parent_id), CommandContext(str(uuid7())))
+    parent = (await load_aggregate(store, TASK, parent_id)).state
+    assert isinstance(parent, Task)
+    # The first replica got two of three children out, then died.
+    assert await first.submit_child(parent, PLAN, 0, assigned)
+    assert await first.submit_child(parent, PLAN, 1, assigned)
+
+    taken_over = await _assign(bus, store, parent_id, second.worker.card.agent_id)
+    await second.on_assigned(taken_over)
+    await second.on_assigned(taken_over)  # delivered twice: nothing more
+    await first.on_assigned(assigned)  # the first replica's late redelivery: not its task now
+
+    ids = [child_task_id(parent_id, index) for index in range(3)]
+    parent = (await load_aggregate(store, TASK, parent_id)).state
+    assert isinstance(parent, Task)
+    assert parent.status is TaskStatus.RUNNING
+    assert list(parent.subtask_ids) == ids
+    assert await _children_submitted(store, parent_id) == Counter(ids)
+    assert await second.recorded_plan(parent_id) == PLAN  # the plan came from the first child
+
+    # Children end one by one; whichever replica sees the last end settles the workflow.
+    for child_id, fail in zip(ids, (False, False, True), strict=True):
+        await _run_child(bus, store, child_id, fail=fail)
+    last = (await _events_of(store, ids[-1]))[-1]
+    await first.on_task_event(last)
+    await second.on_task_event(last)
+    parent = (await load_aggregate(store, TASK, parent_id)).state
+
+    assert isinstance(parent, Task)
+    assert parent.status is TaskStatus.COMPLETED, parent
+    assert parent.result is not None
+    steps: Any = parent.result["steps"]
+    assert [s["status"] for s in steps] == ["completed", "completed", "failed"]
+    assert steps[2]["error"]["code"] == "BROKEN"
+    assert steps[2]["required"] is False
+    types = [e.event_type for e in await _events_of(store, parent_id)]
+    assert types.count("TaskCompleted") == 1
+    assert types.count("SubtaskAttached") == 3
+
+
+async def test_a_required_subtask_failing_for_good_fails_the_workflow_typed(
+    bus: CommandBus, event_store: EventStore
+) -> None:
+    store = event_store
+    planner = await _orchestrator(bus, store, f"orchestrator-c{uuid4().hex[:6]}")
+    parent_id = UUID(str(uuid7()))
+    submit = SubmitTask(task_id=parent_id, owner_id=UUID(str(uuid7())), task_type="workflow")
+    await bus.execute(submit, CommandContext(str(uuid7())))
+    assigned = await _assign(bus, store, parent_id, planner.worker.card.agent_id)
+    await bus.execute(StartTask(task_id=parent_id), CommandContext(str(uuid7())))
+    parent = (await load_aggregate(store, TASK, parent_id)).state
+    assert isinstance(parent, Task)
+    for index in range(3):
+        assert await planner.submit_child(parent, PLAN, index, assigned)
+    ids = [child_task_id(parent_id, index) for index in range(3)]
+    for child_id, fail in zip(ids, (True, False, False), strict=True):
+        await _run_child(bus, store, child_id, fail=fail)
+        await planner.on_task_event((await _events_of(store, child_id))[-1])
+    parent = (await load_aggregate(store, TASK, parent_id)).state
+
+    assert isinstance(parent, Task)
+    assert parent.status is TaskStatus.FAILED, parent
+    assert parent.error is not None
+    assert parent.error.code == "SUBTASK_FAILED"
+    assert parent.error.retryable is False
+    assert "step 0" in parent.error.message
