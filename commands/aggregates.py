@@ -10,7 +10,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from domain import agent, agent_message, conversation, document, model_call, task, user
+from domain import agent, agent_message, alert, conversation, document, model_call, task, user
 
 Decide = Callable[[Any, Any], Sequence[BaseModel]]
 Evolve = Callable[[Any, Any], BaseModel]
@@ -63,10 +63,11 @@ AGENT_MESSAGE = _kind(agent_message)
 DOCUMENT = _kind(document)
 CONVERSATION = _kind(conversation)
 MODEL_CALL = _kind(model_call)
+ALERT = _kind(alert)
 
 AGGREGATES: dict[str, AggregateKind] = {
     kind.name: kind
-    for kind in (USER, AGENT, TASK, AGENT_MESSAGE, DOCUMENT, CONVERSATION, MODEL_CALL)
+    for kind in (USER, AGENT, TASK, AGENT_MESSAGE, DOCUMENT, CONVERSATION, MODEL_CALL, ALERT)
 }
 COMMANDS: dict[str, tuple[AggregateKind, type[BaseModel]]] = {
     command.__name__: (kind, command) for kind in AGGREGATES.values() for command in kind.commands

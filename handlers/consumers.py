@@ -5,6 +5,15 @@ Replicas of one agent share the durable consumer, so JetStream hands each event 
 A handler that raises gets the event again (a NAK with a growing delay) up to `attempts`
 deliveries; then the event is parked on `sutazai.dlq.<consumer>` with the error and
 `give_up` runs (to fail the task with a typed error, say), and the event is acknowledged.
+
+Replay (`sutazai dlq replay`): each consumer also answers requests on core NATS subject
+`sutazai.replay.<consumer>` (a queue group, so one replica takes each). A request names a DLQ
+entry; the replica reads the parked envelope from `SUTAZAI_DLQ`, runs the very same `handle`
+on it and, if that succeeds, deletes the entry from the DLQ. Nothing is ever appended to
+`SUTAZAI_EVENTS` (the log is immutable; an event is not re-published to be re-delivered), and the
+handler's commands derive their ids from the event, so a replay of work half done before
+changes nothing twice. The subject is outside `sutazai.dlq.>` on purpose: the DLQ stream would
+otherwise capture the requests themselves.
 """
 
 from __future__ import annotations
@@ -18,13 +27,16 @@ from faststream import AckPolicy
 from faststream.nats import JStream, NatsMessage, NatsRouter, PullSub
 from nats.js.api import AckPolicy as JsAckPolicy
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from pydantic import BaseModel, ValidationError
 
-from eventstore.dlq import park
+from eventstore.dlq import NotParked, park, parked_event, release
 from eventstore.store import EventStore
 from eventstore.streams import EVENTS_STREAM
 from schemas.envelope import EventEnvelope, RecordedEvent
 
 log = structlog.get_logger(__name__)
+
+REPLAY_SUBJECT_PREFIX = "sutazai.replay"
 
 Handle = Callable[[EventEnvelope], Awaitable[None]]
 GiveUp = Callable[[EventEnvelope, BaseException], Awaitable[None]]
@@ -43,6 +55,25 @@ class Delivery:
     def backoff(self, delivered: int) -> float:
         """The NAK delay after the `delivered`-th failed delivery."""
         return float(min(self.max_delay, self.first_delay * 2 ** (delivered - 1)))
+
+
+def replay_subject(consumer: str) -> str:
+    """`sutazai.replay.<consumer>`: where a consumer takes requests to replay its DLQ entries."""
+    return f"{REPLAY_SUBJECT_PREFIX}.{consumer}"
+
+
+class ReplayRequest(BaseModel):
+    """Replay the event parked at this DLQ sequence through its consumer's handler."""
+
+    dlq_sequence: int
+
+
+class ReplayOutcome(BaseModel):
+    """How a replay went: `ok` (handled, and taken off the DLQ) or the handler's error."""
+
+    ok: bool
+    dlq_sequence: int
+    error: str | None = None
 
 
 async def _nothing(envelope: EventEnvelope, error: BaseException) -> None:
@@ -83,7 +114,7 @@ def consume(
                 log.warning(
                     "agent.retry",
                     consumer=consumer,
-                    event=envelope.event_type,
+                    event_type=envelope.event_type,
                     delivered=delivered,
                     delay=delay,
                     error=repr(error),
@@ -93,12 +124,20 @@ def consume(
             recorded = RecordedEvent(sequence=int(raw.metadata.sequence.stream), envelope=envelope)
             await park(store, consumer, recorded, error)
             log.error(
-                "agent.gave_up", consumer=consumer, event=envelope.event_type, error=repr(error)
+                "agent.gave_up",
+                consumer=consumer,
+                event_type=envelope.event_type,
+                error=repr(error),
             )
             await give_up(envelope, error)
         await message.ack()
 
+    async def on_replay(body: Any, message: NatsMessage) -> dict[str, Any]:
+        outcome = await _replay(store, consumer, handle, message.raw_message.data)
+        return outcome.model_dump(mode="json")  # FastStream sends it as the JSON reply
+
     on_message.__name__ = consumer.replace("-", "_")
+    on_replay.__name__ = f"replay_{on_message.__name__}"
     router.subscriber(
         subject,
         stream=JStream(EVENTS_STREAM, declare=False),
@@ -107,3 +146,41 @@ def consume(
         pull_sub=PullSub(batch_size=1, timeout=1.0),
         ack_policy=AckPolicy.MANUAL,
     )(on_message)
+    router.subscriber(replay_subject(consumer), queue=f"{consumer}-replay")(on_replay)
+
+
+async def _replay(store: EventStore, consumer: str, handle: Handle, body: bytes) -> ReplayOutcome:
+    """Run `handle` on one parked event of `consumer`; release the entry if it succeeded."""
+    try:
+        sequence = ReplayRequest.model_validate_json(body).dlq_sequence
+    except ValidationError as error:
+        return ReplayOutcome(ok=False, dlq_sequence=0, error=f"not a replay request: {error}")
+    try:
+        parked = await parked_event(store, sequence)
+    except NotParked as missing:
+        return ReplayOutcome(ok=False, dlq_sequence=sequence, error=str(missing))
+    if parked.consumer != consumer:
+        return ReplayOutcome(
+            ok=False,
+            dlq_sequence=sequence,
+            error=f"DLQ sequence {sequence} belongs to {parked.consumer}, not {consumer}",
+        )
+    try:
+        await handle(parked.envelope)
+    except Exception as error:
+        log.warning(
+            "agent.replay_failed",
+            consumer=consumer,
+            event_type=parked.event_type,
+            sequence=parked.stream_sequence,
+            error=repr(error),
+        )
+        return ReplayOutcome(ok=False, dlq_sequence=sequence, error=repr(error)[:2_000])
+    await release(store, sequence)
+    log.info(
+        "agent.replayed",
+        consumer=consumer,
+        event_type=parked.event_type,
+        sequence=parked.stream_sequence,
+    )
+    return ReplayOutcome(ok=True, dlq_sequence=sequence)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, JsonValue
 
-from domain import agent, agent_message, conversation, document, model_call, task, user
+from domain import agent, agent_message, alert, conversation, document, model_call, task, user
 
 EventModel = type[BaseModel]
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -17,7 +17,7 @@ class UnknownEventType(LookupError):
     """A stored event whose type this code does not know (written by a newer release?)."""
 
 
-_MODULES = (user, agent, task, agent_message, document, conversation, model_call)
+_MODULES = (user, agent, task, agent_message, document, conversation, model_call, alert)
 
 EVENTS: dict[str, tuple[str, EventModel]] = {
     model.__name__: (module.AGGREGATE, model) for module in _MODULES for model in module.EVENT_TYPES

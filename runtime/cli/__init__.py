@@ -3,10 +3,12 @@
 from runtime.cli import (
     agent_commands,
     audit_commands,
+    dlq_commands,
     log_commands,
     projection_commands,
     schema_commands,
     stack_commands,
+    work_commands,
 )
 from runtime.cli.base import app
 
@@ -14,8 +16,10 @@ __all__ = [
     "agent_commands",
     "app",
     "audit_commands",
+    "dlq_commands",
     "log_commands",
     "projection_commands",
     "schema_commands",
     "stack_commands",
+    "work_commands",
 ]

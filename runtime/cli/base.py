@@ -39,6 +39,8 @@ schemas_app = typer.Typer(help="The published contract: JSON Schema, AsyncAPI, d
 app.add_typer(schemas_app, name="schemas")
 agents_app = typer.Typer(help="The AI agents.", no_args_is_help=True)
 app.add_typer(agents_app, name="agents")
+dlq_app = typer.Typer(help="Events agents gave up on: list and replay them.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
 
 console = Console()
 errors = Console(stderr=True)

@@ -358,6 +358,7 @@ async def test_every_command_is_reachable_by_name() -> None:
         "document",
         "conversation",
         "model_call",
+        "alert",
     }
 
 
