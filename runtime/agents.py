@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from faststream.nats import NatsBroker
+from prometheus_client import CollectorRegistry
 
 from commands.bus import CommandBus
 from domain.agent import AgentKind
@@ -23,12 +24,21 @@ from handlers.consumers import Delivery
 from handlers.document_assistant import CAPABILITIES as DOCUMENT_CAPABILITIES
 from handlers.document_assistant import DocumentAssistant
 from handlers.document_index import DocumentIndex
+from handlers.orchestrator import CAPABILITIES as ORCHESTRATOR_CAPABILITIES
+from handlers.orchestrator import Orchestrator
 from handlers.presence import AgentCard, agents_bucket, heartbeats, register
+from handlers.system_monitor import SystemMonitor, probes_of
 from handlers.task_coordinator import CoordinatorPolicy, TaskCoordinator
 from handlers.task_work import TaskWorker
 from runtime.bootstrap import Platform, model_port
 
-AGENT_KINDS = ("task-coordinator", "code-assistant", "document-assistant")
+AGENT_KINDS = (
+    "task-coordinator",
+    "code-assistant",
+    "document-assistant",
+    "orchestrator",
+    "system-monitor",
+)
 """The agents a process can run (`sutazai agents run --only ...`)."""
 
 
@@ -45,13 +55,6 @@ class AgentOptions:
         return not self.only or kind in self.only
 
 
-async def document_index(platform: Platform) -> DocumentIndex:
-    """The document vectors, over the platform's Qdrant (collection created if missing)."""
-    index = DocumentIndex(platform.vectors, model_port(platform, None))
-    await index.ensure_collection()
-    return index
-
-
 @contextlib.asynccontextmanager
 async def run_agents(platform: Platform, options: AgentOptions) -> AsyncIterator[list[AgentCard]]:
     """Run the chosen agents until the block ends; yields the cards of those registered."""
@@ -66,9 +69,6 @@ async def run_agents(platform: Platform, options: AgentOptions) -> AsyncIterator
         async def enlist(name: str, kind: AgentKind, capabilities: list[str]) -> AgentCard:
             card = await register(
                 bus, name=name, kind=kind, capabilities=capabilities, model=settings.chat_model
-            )
-            await running.enter_async_context(
-                heartbeats(platform.store, bus, card, every=settings.heartbeat_seconds)
             )
             cards.append(card)
             return card
@@ -101,6 +101,16 @@ async def run_agents(platform: Platform, options: AgentOptions) -> AsyncIterator
                 delivery=delivery,
             )
             broker.include_router(reader.router())
+        if options.runs("orchestrator"):
+            card = await enlist(
+                f"orchestrator-{replica}", AgentKind.ORCHESTRATOR, ORCHESTRATOR_CAPABILITIES
+            )
+            planner = Orchestrator(
+                TaskWorker(bus, platform.store, card, ORCHESTRATOR_CAPABILITIES),
+                model_port(platform, card),
+                delivery=delivery,
+            )
+            broker.include_router(planner.router())
         coordinator: TaskCoordinator | None = None
         if options.runs("task-coordinator"):
             coordinator = TaskCoordinator(
@@ -110,8 +120,26 @@ async def run_agents(platform: Platform, options: AgentOptions) -> AsyncIterator
                 CoordinatorPolicy(sweep_every=settings.coordinator_sweep_seconds),
             )
             broker.include_router(coordinator.router(platform.store))
+        if options.runs("system-monitor"):
+            await enlist(f"system-monitor-{replica}", AgentKind.SYSTEM_MONITOR, [])
         await broker.start()
         running.push_async_callback(broker.stop)
+        # Heartbeats only once every consumer exists: an agent that looks online is given work,
+        # and a new consumer sees only events that come after it.
+        for card in cards:
+            await running.enter_async_context(
+                heartbeats(platform.store, bus, card, every=settings.heartbeat_seconds)
+            )
         if coordinator is not None:
             await running.enter_async_context(coordinator.sweeping())
+        if options.runs("system-monitor"):
+            monitor = SystemMonitor(
+                bus,
+                platform.store,
+                platform.postgres,
+                await agents_bucket(platform.store),
+                probes_of(platform.stack),
+                CollectorRegistry(),
+            )
+            await running.enter_async_context(monitor.watching())
         yield cards

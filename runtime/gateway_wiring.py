@@ -179,6 +179,8 @@ async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
             log_level="warning",
             lifespan="off",
             ws="websockets-sansio",
+            # A subscription a client never closes must not hold a shutdown forever.
+            timeout_graceful_shutdown=5,
         )
     )
     serving = asyncio.create_task(server.serve())

@@ -14,9 +14,10 @@ from uuid import UUID
 import pytest
 from uuid_utils.compat import uuid4
 
+from domain.agent import AgentKind
 from handlers.code_assistant import CAPABILITIES as CODE_CAPABILITIES
 from handlers.code_assistant import CodeAssistant
-from handlers.presence import agents_bucket, online_agents
+from handlers.presence import agents_bucket, heartbeats, online_agents, register
 from handlers.task_coordinator import TaskCoordinator
 from handlers.task_work import TaskWorker
 from runtime.agents import AgentOptions, run_agents
@@ -187,7 +188,13 @@ async def test_the_same_event_delivered_twice_sends_one_set_of_commands(
 ) -> None:
     async with (
         running_gateway(settings, stack) as gateway,
-        run_agents(gateway.platform, AgentOptions(replica=f"d{uuid4().hex[:6]}")) as cards,
+        # No system monitor here: its alerts would move the log this test watches.
+        run_agents(
+            gateway.platform,
+            AgentOptions(
+                only=("task-coordinator", "code-assistant"), replica=f"d{uuid4().hex[:6]}"
+            ),
+        ) as cards,
     ):
         user = await gateway.client.sign_up()
         submitted = await gateway.client.data(
@@ -271,3 +278,37 @@ async def test_with_the_model_server_down_tasks_fail_typed_and_recover_when_it_i
 async def _model_calls(gateway: Gateway) -> AsyncIterator[EventEnvelope]:
     async for recorded in gateway.platform.store.read(subject_filter="sutazai.events.model_call.>"):
         yield recorded.envelope
+
+
+async def test_a_task_past_its_deadline_is_timed_out_by_the_coordinator(
+    settings: Settings, stack: Stack
+) -> None:
+    quick = {"coordinator_sweep_seconds": 0.3}
+    async with (
+        running_gateway(settings, stack, **quick) as gateway,
+        run_agents(gateway.platform, AgentOptions(only=("task-coordinator",))),
+    ):
+        platform = gateway.platform
+        # An agent that is alive (it beats) but never does the work it is given.
+        stuck = await register(
+            platform.commands.bus,
+            name=f"stuck-{uuid4().hex[:6]}",
+            kind=AgentKind.CUSTOM,
+            capabilities=["slow.job"],
+            model="none",
+        )
+        async with heartbeats(platform.store, platform.commands.bus, stuck, every=0.3):
+            user = await gateway.client.sign_up()
+            submit = """
+              mutation { submitTask(input: {taskType: "slow.job", deadlineSeconds: 1.0}) {
+                aggregateId } }
+            """
+            task_id = (await gateway.client.data(submit, token=user.access_token))["submitTask"][
+                "aggregateId"
+            ]
+            task = await _until_done(gateway, user.access_token, task_id, timeout=60)
+            types = [e.event_type for e in await _events_of(gateway, task_id)]
+
+    assert task["status"] == "timed_out", task
+    assert task["agentId"] == stuck.agent_id
+    assert types == ["TaskSubmitted", "TaskAssigned", "TaskTimedOut"]
