@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from typing import Annotated
 
 import typer
@@ -12,7 +10,14 @@ from rich.table import Table
 from handlers.presence import agents_bucket, online_agents
 from runtime.agents import AGENT_KINDS, AgentOptions, run_agents
 from runtime.bootstrap import connect
-from runtime.cli.base import agents_app, console, errors, load_settings, run_against_platform
+from runtime.cli.base import (
+    agents_app,
+    console,
+    errors,
+    load_settings,
+    run_against_platform,
+    stop_signal,
+)
 from runtime.stack import Stack
 
 
@@ -34,10 +39,7 @@ def agents_run(
     stack = Stack(settings)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_signal()
         async with (
             connect(settings, stack) as platform,
             run_agents(platform, AgentOptions(only=only or (), replica=replica)) as cards,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -87,3 +88,12 @@ def run_against_platform(work: Coroutine[Any, Any, T]) -> T:
     except (OSError, nats.errors.NoServersError, StoreUnavailable) as error:
         errors.print(f"[red]The platform does not answer ({escape(repr(error))}). Is it up?[/]")
         raise typer.Exit(2) from error
+
+
+def stop_signal() -> asyncio.Event:
+    """An event set by Ctrl-C or SIGTERM: what a foreground command waits on before it stops."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
@@ -36,6 +35,7 @@ from runtime.cli.base import (
     load_settings,
     projections_app,
     run_against_platform,
+    stop_signal,
 )
 from runtime.stack import Stack
 
@@ -196,10 +196,7 @@ def projections_run(
     stack = Stack(settings)
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_signal()
         async with (
             connect_store(settings, stack) as commands,
             connect_read_side(settings, stack) as pool,

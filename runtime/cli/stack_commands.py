@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 
 import typer
 from rich.markup import escape
@@ -22,6 +21,7 @@ from runtime.cli.base import (
     console,
     errors,
     load_settings,
+    stop_signal,
 )
 from runtime.gateway_wiring import ensure_admin, serve_gateway
 from runtime.servers import ServerError
@@ -49,10 +49,7 @@ def _status_table(statuses: list[ServerStatus]) -> Table:
 
 async def _serve(settings: Settings) -> None:
     stack = Stack(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_signal()
 
     def show(name: str, what: str) -> None:
         console.print(f"  {name:<9} {what}")
@@ -96,10 +93,7 @@ async def _announce_admin(platform: Platform) -> None:
 
 async def _serve_gateway_only(settings: Settings) -> None:
     stack = Stack(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_signal()
     async with (
         connect(settings, stack) as platform,
         serve_gateway(platform, settings.gateway_port) as gateway,
