@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 import structlog
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -193,9 +193,14 @@ def build_app(
     checks: Mapping[str, ReadinessCheck],
     *,
     check_timeout: float = 2.0,
+    registry: CollectorRegistry | None = None,
 ) -> ASGIApp:
-    """The gateway, given its services, limits and a readiness check per dependency."""
-    metrics = GatewayMetrics()
+    """The gateway, given its services, limits and a readiness check per dependency.
+
+    `/metrics` serves `registry`: the gateway's own metrics and whatever else the process puts
+    there (the system monitor's gauges).
+    """
+    metrics = GatewayMetrics(registry)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

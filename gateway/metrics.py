@@ -1,4 +1,4 @@
-"""The gateway's Prometheus metrics, on a registry of its own (one per app, none global)."""
+"""The gateway's Prometheus metrics, on the registry it is given (the platform's; never global)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 class GatewayMetrics:
     """Requests, latency, errors by code and open subscription connections."""
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
         self.requests = Counter(
             "sutazai_http_requests", "HTTP requests", ["path", "status"], registry=self.registry
         )

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from faststream.nats import NatsBroker
-from prometheus_client import CollectorRegistry
 
 from commands.bus import CommandBus
 from domain.agent import AgentKind
@@ -139,7 +138,7 @@ async def run_agents(platform: Platform, options: AgentOptions) -> AsyncIterator
                 platform.postgres,
                 await agents_bucket(platform.store),
                 probes_of(platform.stack),
-                CollectorRegistry(),
+                platform.metrics,
             )
             await running.enter_async_context(monitor.watching())
         yield cards

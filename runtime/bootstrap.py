@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from argon2 import PasswordHasher
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
+from prometheus_client import CollectorRegistry
 from purgatory import AsyncCircuitBreakerFactory
 from qdrant_client import AsyncQdrantClient
 
@@ -53,6 +54,8 @@ class Platform:
     vectors: AsyncQdrantClient
     breakers: AsyncCircuitBreakerFactory
     """One circuit per model server, shared by every agent of the process."""
+    metrics: CollectorRegistry
+    """The process's Prometheus metrics (served by the gateway's /metrics)."""
 
 
 def stream_layout(settings: Settings) -> StreamLayout:
@@ -135,6 +138,7 @@ async def connect(
             graph=graph,
             passwords=passwords,
             vectors=vectors,
+            metrics=CollectorRegistry(),
             breakers=AsyncCircuitBreakerFactory(
                 default_threshold=settings.model_breaker_threshold,
                 default_ttl=settings.model_breaker_seconds,

@@ -170,6 +170,7 @@ async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
         RateLimiter(platform.redis),
         gateway_limits(platform.settings),
         readiness_checks(platform),
+        registry=platform.metrics,
     )
     server = uvicorn.Server(
         uvicorn.Config(

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 from uuid_utils.compat import uuid4
 
@@ -111,6 +112,11 @@ async def test_a_code_task_is_assigned_run_and_completed_with_every_step_linked(
         assert time.monotonic() < deadline, found
         await asyncio.sleep(0.2)
     assert found["graph"]["agentIds"] == [assigned.data["agent_id"]]
+    # The system monitor's gauges are served beside the gateway's own.
+    async with httpx.AsyncClient(base_url=gateway.url) as http:
+        metrics = (await http.get("/metrics")).text
+    assert "sutazai_events_last_sequence" in metrics
+    assert "sutazai_http_requests_total" in metrics
 
 
 async def _events_of(gateway: Gateway, task_id: str) -> list[EventEnvelope]:
