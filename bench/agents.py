@@ -49,7 +49,7 @@ import ollama
 from argon2 import PasswordHasher
 from uuid_utils.compat import uuid7
 
-from bench.common import free_port
+from bench.common import isolated_settings
 from commands.bus import CommandBus, CommandContext
 from domain.task import SubmitTask
 from handlers.code_assistant import SYSTEM_PROMPT
@@ -290,19 +290,8 @@ async def _steps(
 
 def bench_settings(root: Path) -> Settings:
     """A stack of its own under `root`, every port free, quick sweeps and heartbeats."""
-    return Settings(
-        _env_file=None,
-        data_dir=root,
-        nats_port=free_port(),
-        nats_monitor_port=free_port(),
-        postgres_port=free_port(),
-        redis_port=free_port(),
-        graph_port=free_port(),
-        model_port=free_port(),
-        gateway_port=free_port(),
-        qdrant_location=":memory:",
-        startup_timeout=30.0,
-        stop_timeout=10.0,
+    return isolated_settings(
+        root,
         model_max_tokens=MAX_TOKENS,
         heartbeat_seconds=0.5,
         heartbeat_ttl=3.0,

@@ -47,7 +47,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from uuid_utils.compat import uuid7
 
-from bench.common import free_port
+from bench.common import free_port, isolated_settings
 from commands.bus import CommandContext
 from domain.task import SubmitTask
 from gateway.types import encode_cursor
@@ -197,17 +197,8 @@ async def serve_baseline(pool: asyncpg.Pool, port: int) -> AsyncIterator[str]:
 
 def bench_settings(root: Path) -> Settings:
     """A stack of its own under `root`, every port free, limits that never refuse."""
-    return Settings(
-        _env_file=None,
-        data_dir=root,
-        nats_port=free_port(),
-        nats_monitor_port=free_port(),
-        postgres_port=free_port(),
-        redis_port=free_port(),
-        graph_port=free_port(),
-        gateway_port=free_port(),
-        startup_timeout=30.0,
-        stop_timeout=10.0,
+    return isolated_settings(
+        root,
         admin_password=SecretStr(ADMIN_PASSWORD),
         access_token_seconds=3600,
         projection_wait_seconds=30.0,
