@@ -75,8 +75,15 @@ async def test_kill_9_of_the_projector_at_random_points_applies_every_event_once
     kills = 0
     progress = []
     while not writing.done() or kills < 5:
+        started_at = await checkpoint_of(postgres, "tasks")
         projector = _start_projector(env)
-        await asyncio.sleep(chance.uniform(0.6, 2.0))
+        # Kill mid-work, not mid-start: once this process has applied a batch (a process takes
+        # a while to start on a busy machine), at a random point after that.
+        for _ in range(100):
+            if await checkpoint_of(postgres, "tasks") > started_at:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(chance.uniform(0.0, 0.8))
         _kill(projector)
         kills += 1
         progress.append(await checkpoint_of(postgres, "tasks"))
