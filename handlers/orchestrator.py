@@ -31,12 +31,11 @@ parent waits for every child (no fail-fast), so none is left running behind a se
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Literal
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID
 
 import structlog
 from faststream.nats import NatsRouter
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+from pydantic import BaseModel, JsonValue, ValidationError
 
 from commands.aggregates import AGENT, TASK
 from commands.bus import CommandBus, CommandContext
@@ -46,18 +45,17 @@ from domain.agent import Agent, AgentKind
 from domain.errors import AggregateAlreadyExists, DomainError
 from domain.task import (
     AttachSubtask,
-    CompleteTask,
-    FailTask,
+    CancelTask,
     StartTask,
     SubmitTask,
     Task,
-    TaskError,
     TaskStatus,
 )
 from eventstore.store import EventStore
 from handlers.consumers import Delivery, consume
 from handlers.model_port import ModelError, ModelPort
 from handlers.task_work import TaskWorker, held_by
+from handlers.workflow_plan import PLAN_SCHEMA, Plan, child_task_id, ended, outcome
 from schemas.envelope import EventEnvelope
 
 log = structlog.get_logger(__name__)
@@ -77,37 +75,7 @@ SYSTEM_PROMPT = (
     "does it, and required (true if the goal fails without that step). Answer with JSON only."
 )
 _TERMINAL = frozenset({"TaskCompleted", "TaskFailed", "TaskCancelled", "TaskTimedOut"})
-_CHILD_IDS = uuid5(NAMESPACE_URL, "https://sutazai.dev/workflow-step")
-
-
-class Step(BaseModel):
-    """One step of a plan: a child task for an agent that can do `task_type`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    task_type: Literal["code.generate", "code.explain", "code.review", "rag.ask"]
-    prompt: str = Field(min_length=1, max_length=300)
-    required: bool
-
-    @field_validator("prompt")
-    @classmethod
-    def _not_blank(cls, prompt: str) -> str:
-        # The grammar lets through a prompt of spaces; no agent can work from that.
-        if not prompt.strip():
-            raise ValueError("the prompt is blank")
-        return prompt.strip()
-
-
-class Plan(BaseModel):
-    """What the model must answer: 2 to 5 steps, run as child tasks."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    steps: tuple[Step, ...] = Field(min_length=2, max_length=5)
-
-
-PLAN_SCHEMA: dict[str, Any] = Plan.model_json_schema()
-"""The JSON schema the model answers in: the same model validates the answer."""
+_ACTIVE = frozenset({TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.RUNNING})
 
 
 class InvalidPlan(ModelError):
@@ -116,47 +84,6 @@ class InvalidPlan(ModelError):
 
     code = "INVALID_PLAN"
     retryable = False
-
-
-def child_task_id(parent_id: UUID, index: int) -> UUID:
-    """The id of a workflow's `index`-th child: the same whoever submits it, however often."""
-    return uuid5(_CHILD_IDS, f"{parent_id}.{index}")
-
-
-def ended(task: Task) -> bool:
-    """Whether a child is done for good (see the module's notes)."""
-    if task.status is TaskStatus.FAILED:
-        error = task.error
-        return error is None or not error.retryable or task.attempts >= task.max_attempts
-    return task.status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED, TaskStatus.TIMED_OUT)
-
-
-def outcome(parent: Task, plan: Plan, children: list[Task]) -> CompleteTask | FailTask:
-    """The command that settles a workflow whose children have all ended."""
-    steps: list[JsonValue] = []
-    failures: list[str] = []
-    for index, (step, child) in enumerate(zip(plan.steps, children, strict=True)):
-        error = child.error.model_dump(mode="json") if child.error else None
-        steps.append(
-            {
-                "index": index,
-                "task_id": str(child.task_id),
-                "task_type": step.task_type,
-                "prompt": step.prompt,
-                "required": step.required,
-                "status": child.status.value,
-                "result": child.result,
-                "error": error,
-            }
-        )
-        if step.required and child.status is not TaskStatus.COMPLETED:
-            why = child.error.code if child.error else child.status.value
-            failures.append(f"step {index} ({step.task_type}) {child.status.value}: {why}")
-    if failures:
-        # Not retryable: a retried workflow finds the very same children, ended the same way.
-        failed = TaskError(code="SUBTASK_FAILED", message="; ".join(failures), retryable=False)
-        return FailTask(task_id=parent.task_id, error=failed)
-    return CompleteTask(task_id=parent.task_id, result={"steps": steps})
 
 
 def _running_under(holder: UUID) -> Guard:
@@ -350,9 +277,17 @@ class Orchestrator:
     # --- completion -------------------------------------------------------------------------
 
     async def on_task_event(self, event: EventEnvelope) -> None:
-        """A child's terminal event: settle its workflow if it was the last to end."""
+        """A child's terminal event: settle its workflow if it was the last to end.
+
+        A cancelled workflow takes its children with it.
+        """
         if event.event_type not in _TERMINAL:
             return
+        if event.event_type == "TaskCancelled":
+            cancelled = await self._task(event.aggregate_id)
+            if cancelled is not None and cancelled.task_type == WORKFLOW:
+                await self._cancel_children(cancelled, event)
+                return
         child = await self._task(event.aggregate_id)
         if child is None or child.parent_id is None or not ended(child):
             return
@@ -387,6 +322,22 @@ class Orchestrator:
             log.info("workflow.not_settled", task=str(parent.task_id), reason=str(error))
             return
         log.info("workflow.settled", task=str(parent.task_id), outcome=type(command).__name__)
+
+    async def _cancel_children(self, parent: Task, event: EventEnvelope) -> None:
+        """Cancel every child still active: attached ones, and the plan's not yet attached."""
+        plan = await self.recorded_plan(parent.task_id)
+        planned = [child_task_id(parent.task_id, i) for i in range(len(plan.steps))] if plan else []
+        for child_id in dict.fromkeys([*parent.subtask_ids, *planned]):
+            child = await self._task(child_id)
+            if child is None or child.status not in _ACTIVE:
+                continue
+            try:
+                await self.bus.execute(
+                    CancelTask(task_id=child_id),
+                    self._context(event, f"cancel-child.{child_id}"),
+                )
+            except DomainError as error:  # it ended meanwhile
+                log.info("workflow.child_not_cancelled", task=str(child_id), reason=str(error))
 
     async def _is_orchestrator(self, agent_id: UUID) -> bool:
         agent = (await load_aggregate(self.store, AGENT, agent_id)).state

@@ -22,6 +22,7 @@ from commands.loading import load_aggregate
 from domain.agent import AgentKind
 from domain.task import (
     AssignTask,
+    CancelTask,
     CompleteTask,
     FailTask,
     StartTask,
@@ -33,9 +34,10 @@ from domain.task import (
 from eventstore.store import EventStore
 from eventstore.streams import EVENTS_STREAM
 from handlers.model_port import ModelPort
-from handlers.orchestrator import CAPABILITIES, CHILDREN, Orchestrator, Plan, Step, child_task_id
+from handlers.orchestrator import CAPABILITIES, CHILDREN, Orchestrator
 from handlers.presence import AgentCard, agents_bucket, online_agents, register
 from handlers.task_work import TaskWorker
+from handlers.workflow_plan import Plan, Step, child_task_id
 from runtime.agents import AgentOptions, run_agents
 from runtime.settings import Settings
 from runtime.stack import Stack
@@ -336,3 +338,36 @@ async def test_a_required_subtask_failing_for_good_fails_the_workflow_typed(
     assert parent.error.code == "SUBTASK_FAILED"
     assert parent.error.retryable is False
     assert "step 0" in parent.error.message
+
+
+async def test_a_cancelled_workflow_cancels_its_children(
+    bus: CommandBus, event_store: EventStore
+) -> None:
+    store = event_store
+    planner = await _orchestrator(bus, store, f"orchestrator-d{uuid4().hex[:6]}")
+    parent_id = UUID(str(uuid7()))
+    submit = SubmitTask(task_id=parent_id, owner_id=UUID(str(uuid7())), task_type="workflow")
+    await bus.execute(submit, CommandContext(str(uuid7())))
+    assigned = await _assign(bus, store, parent_id, planner.worker.card.agent_id)
+    await bus.execute(StartTask(task_id=parent_id), CommandContext(str(uuid7())))
+    parent = (await load_aggregate(store, TASK, parent_id)).state
+    assert isinstance(parent, Task)
+    for index in range(2):
+        assert await planner.submit_child(parent, PLAN, index, assigned)
+    ids = [child_task_id(parent_id, index) for index in range(2)]
+    await _run_child(bus, store, ids[0], fail=False)  # one child is done already
+
+    await bus.execute(CancelTask(task_id=parent_id), CommandContext(str(uuid7())))
+    cancelled = (await _events_of(store, parent_id))[-1]
+    await planner.on_task_event(cancelled)
+    await planner.on_task_event(cancelled)  # delivered twice: nothing more
+
+    statuses = []
+    for child_id in ids:
+        child = (await load_aggregate(store, TASK, child_id)).state
+        assert isinstance(child, Task)
+        statuses.append(child.status)
+    assert statuses == [TaskStatus.COMPLETED, TaskStatus.CANCELLED]
+    cancels = [e for e in await _events_of(store, ids[1]) if e.event_type == "TaskCancelled"]
+    assert len(cancels) == 1
+    assert cancels[0].causation_id == str(cancelled.event_id)
