@@ -116,6 +116,11 @@ class GraphQLGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
+            client = scope.get("client") or ("unknown", 0)
+            if await self._over_limit([(f"ip:{client[0]}", self._limits.per_ip)]) > 0:
+                # Refused before the handshake: the client sees the upgrade denied (HTTP 403).
+                await send({"type": "websocket.close", "code": 4429, "reason": "rate limited"})
+                return
             self._metrics.subscriptions.inc()
             try:
                 await self._app(scope, receive, send)
@@ -163,12 +168,7 @@ class GraphQLGate:
         buckets = [(f"ip:{client}", self._limits.per_ip)]
         if principal is not None:
             buckets.append((f"user:{principal.user_id}", self._limits.per_user))
-        try:
-            wait = await self._limiter.take(buckets)
-        except Exception as error:
-            # Redis down: serve unthrottled rather than refuse everyone; /readyz says so.
-            log.warning("gateway.rate_limit_unavailable", error=repr(error))
-            return None
+        wait = await self._over_limit(buckets)
         if wait > 0:
             self._metrics.error(ErrorCode.RATE_LIMITED.value)
             return JSONResponse(
@@ -177,6 +177,15 @@ class GraphQLGate:
                 headers={"Retry-After": str(max(1, round(wait)))},
             )
         return None
+
+    async def _over_limit(self, buckets: list[tuple[str, Limit]]) -> float:
+        """Seconds to wait before these buckets allow a request (0: go on)."""
+        try:
+            return await self._limiter.take(buckets)
+        except Exception as error:
+            # Redis down: serve unthrottled rather than refuse everyone; /readyz says so.
+            log.warning("gateway.rate_limit_unavailable", error=repr(error))
+            return 0.0
 
 
 def _too_large(limit: int) -> Response:

@@ -7,6 +7,7 @@ import json
 import time
 
 import httpx
+import websockets
 from uuid_utils.compat import uuid7
 
 from commands.bus import CommandContext
@@ -201,3 +202,25 @@ async def test_a_nul_character_is_refused_before_anything_is_stored(gateway: Gat
     )
     assert search["errors"][0]["extensions"]["code"] == "VALIDATION"
     assert await gateway.platform.store.last_sequence() == before
+
+
+async def test_websocket_connections_from_one_address_are_rate_limited(
+    settings: Settings, stack: Stack
+) -> None:
+    async with running_gateway(
+        settings, stack, rate_limit_per_ip=0.1, rate_limit_burst=4.0
+    ) as gateway:
+        ws_url = gateway.url.replace("http://", "ws://") + "/graphql"
+        accepted = 0
+        statuses = []
+        for _ in range(8):
+            try:
+                async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"]):  # type: ignore[list-item]
+                    accepted += 1
+            except websockets.InvalidStatus as error:
+                statuses.append(error.response.status_code)
+        refused = len(statuses)
+        assert set(statuses) <= {403}
+    # The admin's sign-in took one token of the address's bucket of four.
+    assert accepted <= 3
+    assert refused >= 5
