@@ -6,11 +6,13 @@ import argparse
 import os
 import socket
 
+import structlog
 import uvicorn
 
 from runtime.model_server.api import build_app
 from runtime.model_server.engine import Models
 from runtime.settings import LOOPBACK
+from runtime.structured_logging import configure_logging
 
 
 def main() -> None:
@@ -27,8 +29,11 @@ def main() -> None:
     # The models ship inside Python packages: never reach for a hub.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    configure_logging(fmt=os.environ.get("SUTAZAI_LOG_FORMAT", "console"))
     models = Models(threads=arguments.threads)
-    print(f"models loaded in {models.load_seconds:.1f}s", flush=True)
+    structlog.get_logger(__name__).info(
+        "model_server.loaded", seconds=round(models.load_seconds, 1), port=arguments.port
+    )
     server = uvicorn.Server(uvicorn.Config(build_app(models), log_level="warning"))
     server.run(sockets=[listener])
 
