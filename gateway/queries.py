@@ -14,20 +14,16 @@ from strawberry.types import Info
 from gateway import views
 from gateway.context import GatewayContext
 from gateway.errors import ErrorCode, GatewayError
+from gateway.log_types import ActorRef, Change, Event, EventPage, StateAt
 from gateway.permissions import Reader, SignedIn, check_read
 from gateway.types import (
-    ActorRef,
     Agent,
-    Change,
     Conversation,
     ConversationPage,
     Document,
     DocumentHit,
     DocumentPage,
-    Event,
-    EventPage,
     Neighbourhood,
-    StateAt,
     Task,
     TaskPage,
     User,

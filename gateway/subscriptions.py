@@ -20,9 +20,10 @@ from commands.aggregates import TASK
 from commands.loading import LoadedAggregate
 from gateway.context import GatewayContext
 from gateway.errors import ErrorCode, GatewayError
+from gateway.log_types import ActorRef, Event
 from gateway.permissions import Reader, SignedIn, check_read, may_read
 from gateway.queries import EventFilter
-from gateway.types import ActorRef, Event, parse_id, public
+from gateway.types import parse_id, public
 from schemas.envelope import EVENT_SUBJECT_PREFIX, RecordedEvent
 from schemas.live import ReplyToken, live_conversation_subject
 

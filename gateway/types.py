@@ -325,36 +325,6 @@ class UserPage:
     next_cursor: str | None
 
 
-@strawberry.type(description="Who caused a change.")
-class ActorRef:
-    id: str
-    kind: str
-
-
-@strawberry.type(description="One event of the log, with its envelope.")
-class Event:
-    sequence: int
-    event_id: strawberry.ID
-    event_type: str
-    schema_version: int
-    aggregate_type: str
-    aggregate_id: strawberry.ID
-    aggregate_version: int
-    occurred_at: datetime
-    actor: ActorRef
-    command_id: str
-    correlation_id: str
-    causation_id: str | None
-    reason: str | None
-    data: JSON
-
-
-@strawberry.type(description="One page of events and the sequence to continue after.")
-class EventPage:
-    items: list[Event]
-    next_after_sequence: int | None
-
-
 @strawberry.type(description="What a command did.")
 class CommandOutcome:
     client_mutation_id: str | None
@@ -378,29 +348,6 @@ class AuthPayload:
     refresh_token: str
     expires_in: int = strawberry.field(description="Seconds the access token is valid.")
     user: User
-
-
-@strawberry.type(description="One change in an aggregate's history: who, when, why, how.")
-class Change:
-    version: int
-    sequence: int
-    event_type: str
-    occurred_at: datetime
-    actor: ActorRef
-    reason: str | None
-    command_id: str
-    correlation_id: str
-    causation_id: str | None
-    data: JSON
-
-
-@strawberry.type(description="An aggregate as it was at a version or a time.")
-class StateAt:
-    aggregate_type: str
-    aggregate_id: strawberry.ID
-    version: int
-    occurred_at: datetime | None
-    state: JSON | None
 
 
 @strawberry.type(description="Who worked on what, from the graph.")
