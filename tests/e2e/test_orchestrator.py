@@ -312,11 +312,10 @@ async def test_a_successor_finishes_the_plan_its_predecessor_began_without_the_m
     assert types.count("SubtaskAttached") == 3
 
 
-async def test_a_required_subtask_failing_for_good_fails_the_workflow_typed(
-    bus: CommandBus, event_store: EventStore
-) -> None:
-    store = event_store
-    planner = await _orchestrator(bus, store, f"orchestrator-c{uuid4().hex[:6]}")
+async def _started_workflow(
+    bus: CommandBus, store: EventStore, planner: Orchestrator
+) -> tuple[Task, EventEnvelope]:
+    """A workflow task assigned to `planner` and started: the task and its assignment event."""
     parent_id = UUID(str(uuid7()))
     submit = SubmitTask(task_id=parent_id, owner_id=UUID(str(uuid7())), task_type="workflow")
     await bus.execute(submit, CommandContext(str(uuid7())))
@@ -324,20 +323,30 @@ async def test_a_required_subtask_failing_for_good_fails_the_workflow_typed(
     await bus.execute(StartTask(task_id=parent_id), CommandContext(str(uuid7())))
     parent = (await load_aggregate(store, TASK, parent_id)).state
     assert isinstance(parent, Task)
+    return parent, assigned
+
+
+async def test_a_required_subtask_failing_for_good_fails_the_workflow_typed(
+    bus: CommandBus, event_store: EventStore
+) -> None:
+    store = event_store
+    planner = await _orchestrator(bus, store, f"orchestrator-c{uuid4().hex[:6]}")
+    parent, assigned = await _started_workflow(bus, store, planner)
+    parent_id = parent.task_id
     for index in range(3):
         assert await planner.submit_child(parent, PLAN, index, assigned)
     ids = [child_task_id(parent_id, index) for index in range(3)]
     for child_id, fail in zip(ids, (True, False, False), strict=True):
         await _run_child(bus, store, child_id, fail=fail)
         await planner.on_task_event((await _events_of(store, child_id))[-1])
-    parent = (await load_aggregate(store, TASK, parent_id)).state
+    settled = (await load_aggregate(store, TASK, parent_id)).state
 
-    assert isinstance(parent, Task)
-    assert parent.status is TaskStatus.FAILED, parent
-    assert parent.error is not None
-    assert parent.error.code == "SUBTASK_FAILED"
-    assert parent.error.retryable is False
-    assert "step 0" in parent.error.message
+    assert isinstance(settled, Task)
+    assert settled.status is TaskStatus.FAILED, settled
+    assert settled.error is not None
+    assert settled.error.code == "SUBTASK_FAILED"
+    assert settled.error.retryable is False
+    assert "step 0" in settled.error.message
 
 
 async def test_a_cancelled_workflow_cancels_its_children(
@@ -345,13 +354,8 @@ async def test_a_cancelled_workflow_cancels_its_children(
 ) -> None:
     store = event_store
     planner = await _orchestrator(bus, store, f"orchestrator-d{uuid4().hex[:6]}")
-    parent_id = UUID(str(uuid7()))
-    submit = SubmitTask(task_id=parent_id, owner_id=UUID(str(uuid7())), task_type="workflow")
-    await bus.execute(submit, CommandContext(str(uuid7())))
-    assigned = await _assign(bus, store, parent_id, planner.worker.card.agent_id)
-    await bus.execute(StartTask(task_id=parent_id), CommandContext(str(uuid7())))
-    parent = (await load_aggregate(store, TASK, parent_id)).state
-    assert isinstance(parent, Task)
+    parent, assigned = await _started_workflow(bus, store, planner)
+    parent_id = parent.task_id
     for index in range(2):
         assert await planner.submit_child(parent, PLAN, index, assigned)
     ids = [child_task_id(parent_id, index) for index in range(2)]
