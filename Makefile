@@ -52,8 +52,10 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The suite runs under tests/leak_check.py: once pytest has exited, any process it started that
+# is still alive is listed, killed, and fails the run.
 test: lint
-	$(BIN)/pytest
+	$(BIN)/python -m tests.leak_check -- $(BIN)/pytest
 
 bench: venv
 	@for b in bench/[a-z]*.py; do [ "$$b" = bench/common.py ] || $(BIN)/python -m "bench.$$(basename "$$b" .py)"; done

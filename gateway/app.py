@@ -59,6 +59,7 @@ class _GraphQL(GraphQL[GatewayContext, None]):
             schema, graphql_ide="graphiql", subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL]
         )
         self._services = services
+        self._metrics = metrics
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -74,6 +75,7 @@ class _GraphQL(GraphQL[GatewayContext, None]):
             principal=principal,
             loaders=Loaders(self._services.postgres),
             response=response,
+            metrics=self._metrics,
         )
 
     async def on_ws_connect(self, context: GatewayContext) -> None:

@@ -19,6 +19,7 @@ from eventstore.store import EventStore
 from gateway import views
 from gateway.auth import Principal, Tokens
 from gateway.errors import unauthenticated
+from gateway.metrics import GatewayMetrics
 
 
 class AuditLog(Protocol):
@@ -98,6 +99,7 @@ class GatewayContext:
     connection_params: dict[str, Any] | None = None
     response: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
+    metrics: GatewayMetrics | None = None
 
     def signed_in(self) -> Principal:
         """Who is asking; UNAUTHENTICATED when nobody signed in."""

@@ -27,6 +27,13 @@ class GatewayMetrics:
             "Open websocket connections (graphql-transport-ws)",
             registry=self.registry,
         )
+        self.live_subscriptions = Gauge(
+            "sutazai_graphql_subscriptions_live",
+            "Subscriptions whose source is live: their start in the log fixed, their interest"
+            " known to NATS (every event from here on reaches them)",
+            ["field"],
+            registry=self.registry,
+        )
 
     def error(self, code: str) -> None:
         """Count one error answered with `code`."""

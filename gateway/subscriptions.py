@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from typing import Any, cast
 from uuid import UUID
 
@@ -102,6 +102,38 @@ class ReplyChunk:
     sequence: int | None = None
 
 
+@contextlib.contextmanager
+def _live(context: GatewayContext, field: str) -> Iterator[None]:
+    """Count a subscription as live (the gauge clients and tests wait on) for the block."""
+    gauge = context.metrics.live_subscriptions.labels(field) if context.metrics else None
+    if gauge is not None:
+        gauge.inc()
+    try:
+        yield
+    finally:
+        if gauge is not None:
+            gauge.dec()
+
+
+async def _chunks(
+    chunks: asyncio.Queue[ReplyChunk], replies: asyncio.Task[None]
+) -> AsyncGenerator[ReplyChunk, None]:
+    """Chunks as they come, until the log reader ends (its failure raised to the client)."""
+    getting: asyncio.Future[ReplyChunk] | None = None
+    try:
+        while True:
+            getting = asyncio.ensure_future(chunks.get())
+            done, _ = await asyncio.wait({getting, replies}, return_when=asyncio.FIRST_COMPLETED)
+            if getting not in done:
+                getting.cancel()
+                replies.result()
+                return
+            yield getting.result()
+    finally:
+        if getting is not None:
+            getting.cancel()
+
+
 async def _conversation_owner(context: GatewayContext, conversation_id: UUID) -> UUID | None:
     async for first in context.services.store.load("conversation", conversation_id):
         owner = first.envelope.data.get("owner_id")
@@ -125,19 +157,20 @@ class Subscription:
         aggregate_id = parse_id(wanted.aggregate_id, "aggregateId") if wanted.aggregate_id else None
         subject = _subject(wanted.aggregate_type, aggregate_id, wanted.event_type)
         start = await _start(context, after_sequence)
-        async for recorded in context.services.store.read(
-            from_sequence=start, subject_filter=subject, follow=True
-        ):
-            e = recorded.envelope
-            if wanted.actor_id is not None and e.actor.id != wanted.actor_id:
-                continue
-            if wanted.correlation_id is not None and e.correlation_id != wanted.correlation_id:
-                continue
-            if wanted.since is not None and e.occurred_at < wanted.since:
-                continue
-            if wanted.until is not None and e.occurred_at >= wanted.until:
-                continue
-            yield event_of(recorded)
+        with _live(context, "events"):
+            async for recorded in context.services.store.read(
+                from_sequence=start, subject_filter=subject, follow=True
+            ):
+                e = recorded.envelope
+                if wanted.actor_id is not None and e.actor.id != wanted.actor_id:
+                    continue
+                if wanted.correlation_id is not None and e.correlation_id != wanted.correlation_id:
+                    continue
+                if wanted.since is not None and e.occurred_at < wanted.since:
+                    continue
+                if wanted.until is not None and e.occurred_at >= wanted.until:
+                    continue
+                yield event_of(recorded)
 
     @strawberry.subscription(
         permission_classes=[SignedIn],
@@ -184,17 +217,18 @@ class Subscription:
             owner = principal.user_id
         owners: dict[UUID, UUID | None] = {}
         start = await _start(context, after_sequence)
-        async for recorded in context.services.store.read(
-            from_sequence=start, subject_filter=_subject("task", None, None), follow=True
-        ):
-            e = recorded.envelope
-            if e.aggregate_id not in owners:
-                owners[e.aggregate_id] = await _task_owner(context, recorded)
-            task_owner = owners[e.aggregate_id]
-            if owner is not None and task_owner != owner:
-                continue
-            if may_read(principal, task_owner):
-                yield event_of(recorded)
+        with _live(context, "tasks"):
+            async for recorded in context.services.store.read(
+                from_sequence=start, subject_filter=_subject("task", None, None), follow=True
+            ):
+                e = recorded.envelope
+                if e.aggregate_id not in owners:
+                    owners[e.aggregate_id] = await _task_owner(context, recorded)
+                task_owner = owners[e.aggregate_id]
+                if owner is not None and task_owner != owner:
+                    continue
+                if may_read(principal, task_owner):
+                    yield event_of(recorded)
 
     @strawberry.subscription(
         permission_classes=[SignedIn],
@@ -248,22 +282,14 @@ class Subscription:
         nats = context.services.store.client
         live = await nats.subscribe(live_conversation_subject(conversation_id), cb=on_token)
         replies = asyncio.create_task(follow_replies(await _start(context, None)))
-        getting: asyncio.Future[ReplyChunk] | None = None
         try:
-            while True:
-                getting = asyncio.ensure_future(chunks.get())
-                done, _ = await asyncio.wait(
-                    {getting, replies}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if getting not in done:
-                    getting.cancel()
-                    replies.result()  # the log reader failed: say so to the client
-                    return
-                yield getting.result()
+            await nats.flush()  # from here NATS delivers every token to us
+            with _live(context, "conversationReply"):
+                async with contextlib.aclosing(_chunks(chunks, replies)) as flowing:
+                    async for chunk in flowing:
+                        yield chunk
         finally:
             await live.unsubscribe()
-            if getting is not None:
-                getting.cancel()
             replies.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await replies

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -14,6 +13,7 @@ from pydantic import ValidationError
 
 from commands.aggregates import COMMANDS
 from commands.dispatch import CommandDispatcher, validation_refusal
+from handlers.background import nats_broker, start_broker, stop_broker
 from schemas.commands import CommandRequest, command_subject
 
 QUEUE = "sutazai-commands"
@@ -21,20 +21,21 @@ QUEUE = "sutazai-commands"
 
 @contextlib.asynccontextmanager
 async def command_endpoint(
-    nats_url: str, dispatcher: CommandDispatcher
+    nats_url: str, dispatcher: CommandDispatcher, *, drain_timeout: float = 5.0
 ) -> AsyncIterator[NatsBroker]:
-    """Answer `sutazai.cmd.<CommandName>` until the block ends."""
-    # Every request would log at INFO otherwise; keep those at DEBUG.
-    broker = NatsBroker(nats_url, log_level=logging.DEBUG)
+    """Answer `sutazai.cmd.<CommandName>` until the block ends.
+
+    Entered once the server knows every subscription. On exit no new request is taken; those
+    in flight get `drain_timeout` seconds to be answered, then are cancelled: a command is one
+    atomic append, so a cancelled one either happened (and a retry is told `duplicate`) or not.
+    """
+    broker = nats_broker(nats_url, drain_timeout=drain_timeout)
     broker.include_router(command_router(dispatcher))
-    await broker.start()
-    # A round trip after subscribing: once it returns the server knows every subscription,
-    # so no request that follows can meet "no responders".
-    await broker.connection.flush()
     try:
+        await start_broker(broker)
         yield broker
     finally:
-        await broker.stop()
+        await stop_broker(broker, drain_timeout=drain_timeout)
 
 
 def command_router(dispatcher: CommandDispatcher) -> NatsRouter:

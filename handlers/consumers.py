@@ -18,6 +18,8 @@ otherwise capture the requests themselves.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +110,12 @@ def consume(
         delivered = int(raw.metadata.num_delivered)
         try:
             await handle(envelope)
+        except asyncio.CancelledError:
+            # Stopped at the drain deadline: hand the event back now, not at ack_wait. Bounded:
+            # the server may be the reason we are stopping.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(message.nack(), 1.0)
+            raise
         except Exception as error:
             if delivered < delivery.attempts:
                 delay = delivery.backoff(delivered)

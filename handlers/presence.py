@@ -16,7 +16,6 @@ from uuid import UUID
 
 import nats.errors
 import structlog
-from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from uuid_utils.compat import uuid7
 
@@ -25,6 +24,7 @@ from commands.dispatch import aggregate_id_for
 from domain.agent import AgentKind, BringAgentOnline, RegisterAgent, TakeAgentOffline
 from eventstore.store import EventStore
 from eventstore.streams import AGENTS_BUCKET
+from handlers.background import STOP_DEADLINE, repeating
 from schemas.envelope import Actor
 
 log = structlog.get_logger(__name__)
@@ -83,20 +83,25 @@ async def agents_bucket(store: EventStore) -> KeyValue:
     return await store.client.jetstream(timeout=store.timeout).key_value(AGENTS_BUCKET)
 
 
+LISTING_LINGER = 5.0
+"""Seconds the server keeps a listing's consumer after we stop reading it. nats-py's default
+(five minutes, also what `KeyValue.keys()` uses) let the sweeps of a few coordinators and
+monitors, each listing every half second, fill the stream's consumer limit: listing failed and
+no task was assigned any more."""
+
+
 async def online_agents(bucket: KeyValue) -> list[AgentCard]:
     """Every agent whose heartbeat has not expired."""
-    try:
-        keys = await bucket.keys()
-    except NoKeysError:
-        return []
+    watcher = await bucket.watchall(ignore_deletes=True, inactive_threshold=LISTING_LINGER)
     cards = []
-    for key in keys:
-        try:
-            entry = await bucket.get(key)
-        except KeyNotFoundError:
-            continue  # expired between the listing and the read
-        if entry.value:
-            cards.append(AgentCard(**json.loads(entry.value)))
+    try:
+        async for entry in watcher:
+            if entry is None:  # every current value has been delivered
+                break
+            if entry.value:
+                cards.append(AgentCard(**json.loads(entry.value)))
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
     return cards
 
 
@@ -109,23 +114,20 @@ async def heartbeats(
     body = json.dumps(asdict(card)).encode()
 
     async def beat() -> None:
-        while True:
-            try:
-                await bucket.put(card.agent_id, body)
-            except (nats.errors.Error, OSError) as error:
-                log.warning("agent.heartbeat_failed", agent=card.name, error=repr(error))
-            await asyncio.sleep(every)
+        try:
+            await bucket.put(card.agent_id, body)
+        except (nats.errors.Error, OSError) as error:
+            log.warning("agent.heartbeat_failed", agent=card.name, error=repr(error))
 
-    beating = asyncio.create_task(beat())
     try:
-        yield
+        async with repeating(f"heartbeat.{card.name}", beat, every=every):
+            yield
     finally:
-        beating.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beating
+        # Offline at once rather than when the key expires; bounded, the servers may be gone.
         with contextlib.suppress(Exception):
-            await bucket.delete(card.agent_id)
-            await bus.execute(
-                TakeAgentOffline(agent_id=UUID(card.agent_id)),
-                CommandContext(command_id=str(uuid7()), actor=card.actor),
-            )
+            async with asyncio.timeout(STOP_DEADLINE):
+                await bucket.delete(card.agent_id)
+                await bus.execute(
+                    TakeAgentOffline(agent_id=UUID(card.agent_id)),
+                    CommandContext(command_id=str(uuid7()), actor=card.actor),
+                )

@@ -37,6 +37,7 @@ from domain.alert import Alert, AlertSeverity, ClearAlert, RaiseAlert, alert_id_
 from domain.model import Payload
 from eventstore.store import EventStore
 from eventstore.streams import DLQ_STREAM, EVENTS_STREAM
+from handlers.background import repeating
 from handlers.presence import online_agents
 from schemas.envelope import Actor
 
@@ -294,21 +295,8 @@ class SystemMonitor:
     async def watching(self) -> AsyncIterator[SystemMonitor]:
         """Sweep every `every` seconds (the first at once) until the block ends."""
 
-        async def loop() -> None:
-            while True:
-                try:
-                    await self.sweep()
-                except Exception as error:  # never let one bad round stop the watch
-                    log.warning("monitor.sweep_failed", error=repr(error))
-                await asyncio.sleep(self.policy.every)
-
-        running = asyncio.create_task(loop())
-        try:
+        async with repeating("monitor.sweep", self.sweep, every=self.policy.every):
             yield self
-        finally:
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
 
 
 class Probed(Protocol):

@@ -12,7 +12,6 @@ owners), then the oldest; among able agents, the one given the fewest tasks late
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -31,6 +30,7 @@ from commands.guard import Forbidden, Guard
 from domain.errors import DomainError
 from domain.task import AssignTask, RetryTask, TaskStatus, TimeOutTask
 from eventstore.store import EventStore
+from handlers.background import repeating
 from handlers.consumers import Delivery, consume
 from handlers.presence import AgentCard, online_agents
 from schemas.envelope import Actor, EventEnvelope
@@ -188,21 +188,8 @@ class TaskCoordinator:
     async def sweeping(self) -> AsyncIterator[None]:
         """Sweep every `sweep_every` seconds until the block ends."""
 
-        async def loop() -> None:
-            while True:
-                try:
-                    await self.sweep()
-                except Exception as error:  # a server down: try again next round
-                    log.warning("coordinator.sweep_failed", error=repr(error))
-                await asyncio.sleep(self.policy.sweep_every)
-
-        running = asyncio.create_task(loop())
-        try:
+        async with repeating("coordinator.sweep", self.sweep, every=self.policy.sweep_every):
             yield
-        finally:
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await running
 
 
 def _still_pending(state: BaseModel | None) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Literal, Protocol
 
 import asyncpg
+import nats.errors
 import redis.exceptions
 import structlog
 
@@ -229,11 +230,14 @@ class ProjectionRunner:
             pass
         return await checkpoint_of(self.pool, self.checkpoint_name)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Apply until `stop` is set; wake on new events, survive store and database outages."""
+    async def run(self, stop: asyncio.Event, *, live: asyncio.Event | None = None) -> None:
+        """Apply until `stop` is set; wake on new events, survive store and database outages.
+
+        `live` is set once the runner listens on the server and has read the log once.
+        """
         await keep_applying(
             self.apply_once, self.store, self.projector.subject_filter, self.projector.name, stop,
-            idle_poll=self.idle_poll,
+            idle_poll=self.idle_poll, live=live,
         )  # fmt: skip
 
 
@@ -245,10 +249,16 @@ async def keep_applying(
     stop: asyncio.Event,
     *,
     idle_poll: float = 1.0,
+    live: asyncio.Event | None = None,
 ) -> None:
     """Call `apply_once` until `stop`: again at once while it finds work, on the next event (or
     after `idle_poll`) when it does not, with backoff while a server is down. A projector that
-    stopped on a poison event ends the loop."""
+    stopped on a poison event ends the loop.
+
+    `stop` is looked at between batches: a batch under way commits or, if the caller cancels at
+    its drain deadline, rolls back with its checkpoint. `live` is set once the doorbell's
+    subscription is known to the server and one round against the log has gone through.
+    """
     doorbell = asyncio.Event()
 
     async def ring(_message: object) -> None:
@@ -270,10 +280,16 @@ async def keep_applying(
             # Cleared before reading, so an event that lands during the read rings again.
             doorbell.clear()
             try:
-                if await apply_once():
+                if live is not None and not live.is_set():
+                    # A round trip: from here the server delivers every append to the doorbell.
+                    await store.client.flush(timeout=5)
+                found = await apply_once()
+                if live is not None:
+                    live.set()
+                if found:
                     backoff = 0.05
                     continue
-            except INFRASTRUCTURE_ERRORS as error:
+            except (*INFRASTRUCTURE_ERRORS, nats.errors.Error) as error:
                 log.warning("projection.retrying", projector=name, error=repr(error))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=backoff)

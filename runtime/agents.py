@@ -7,16 +7,14 @@ model server; each registers itself, beats its heartbeat, and subscribes through
 from __future__ import annotations
 
 import contextlib
-import logging
 import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from faststream.nats import NatsBroker
-
 from commands.bus import CommandBus
 from domain.agent import AgentKind
 from eventstore.blobs import BlobStore
+from handlers.background import nats_broker, start_broker, stop_broker
 from handlers.code_assistant import CAPABILITIES as CODE_CAPABILITIES
 from handlers.code_assistant import CodeAssistant
 from handlers.consumers import Delivery
@@ -30,6 +28,9 @@ from handlers.system_monitor import SystemMonitor, probes_of
 from handlers.task_coordinator import CoordinatorPolicy, TaskCoordinator
 from handlers.task_work import TaskWorker
 from runtime.bootstrap import Platform, model_port
+
+AGENTS = "agents"
+"""This part of a process, as readiness names it."""
 
 AGENT_KINDS = (
     "task-coordinator",
@@ -60,10 +61,24 @@ async def run_agents(platform: Platform, options: AgentOptions) -> AsyncIterator
     settings = platform.settings
     bus: CommandBus = platform.commands.bus
     replica = options.replica or socket.gethostname().split(".")[0]
-    broker = NatsBroker(platform.stack.nats_url, log_level=logging.DEBUG)
+    drain_timeout = settings.drain_timeout
+    broker = nats_broker(platform.stack.nats_url, drain_timeout=drain_timeout)
     delivery = Delivery(attempts=settings.agent_attempts, ack_wait=settings.agent_ack_wait)
     cards: list[AgentCard] = []
+    readiness = platform.readiness
+    readiness.expect(AGENTS)
     async with contextlib.AsyncExitStack() as running:
+        stopped = False
+
+        async def stop_consuming() -> None:
+            # Once: it runs first on a normal exit, and last if starting failed half way.
+            nonlocal stopped
+            if not stopped:
+                stopped = True
+                readiness.draining(AGENTS)
+                await stop_broker(broker, drain_timeout=drain_timeout)
+
+        running.push_async_callback(stop_consuming)
 
         async def enlist(name: str, kind: AgentKind, capabilities: list[str]) -> AgentCard:
             card = await register(
@@ -121,10 +136,9 @@ async def run_agents(platform: Platform, options: AgentOptions) -> AsyncIterator
             broker.include_router(coordinator.router(platform.store))
         if options.runs("system-monitor"):
             await enlist(f"system-monitor-{replica}", AgentKind.SYSTEM_MONITOR, [])
-        await broker.start()
-        running.push_async_callback(broker.stop)
-        # Heartbeats only once every consumer exists: an agent that looks online is given work,
-        # and a new consumer sees only events that come after it.
+        await start_broker(broker)
+        # Heartbeats only once every consumer exists on the server: an agent that looks online
+        # is given work, and a new consumer sees only events that come after it.
         for card in cards:
             await running.enter_async_context(
                 heartbeats(platform.store, bus, card, every=settings.heartbeat_seconds)
@@ -141,4 +155,8 @@ async def run_agents(platform: Platform, options: AgentOptions) -> AsyncIterator
                 platform.metrics,
             )
             await running.enter_async_context(monitor.watching())
+        # On exit, consuming stops first (the message in hand finishes or is handed back), and
+        # only then do the agents go offline: work in flight is not reassigned under their feet.
+        running.push_async_callback(stop_consuming)
+        readiness.ready(AGENTS)
         yield cards

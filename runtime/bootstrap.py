@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 import ollama
 import redis.asyncio as aioredis
+import structlog
 from argon2 import PasswordHasher
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
@@ -25,6 +27,7 @@ from domain.model_call import RecordModelCall
 from eventstore.blobs import BlobStore
 from eventstore.store import EventStore
 from eventstore.streams import StreamLayout
+from handlers.background import stop_task
 from handlers.command_endpoint import command_endpoint
 from handlers.model_port import ModelPolicy, ModelPort
 from handlers.presence import AgentCard
@@ -33,9 +36,16 @@ from projections.graph.runner import GraphProjection
 from projections.migrate import migrate
 from projections.read_models import postgres_projectors
 from projections.runtime import ProjectionRunner, Projector
+from runtime.readiness import Readiness
 from runtime.settings import Settings
 from runtime.stack import Stack
 from schemas.envelope import Actor, EventEnvelope
+
+log = structlog.get_logger(__name__)
+
+PROJECTIONS = "projections"
+COMMANDS = "commands"
+"""Parts of a process, as readiness names them."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +66,8 @@ class Platform:
     """One circuit per model server, shared by every agent of the process."""
     metrics: CollectorRegistry
     """The process's Prometheus metrics (served by the gateway's /metrics)."""
+    readiness: Readiness
+    """Which parts of this process are live (what /readyz reports)."""
 
 
 def stream_layout(settings: Settings) -> StreamLayout:
@@ -106,27 +118,28 @@ async def connect(
     `passwords` sets argon2's cost (the library's defaults unless given).
     """
     passwords = passwords or PasswordHasher()
+    deadline = settings.drain_timeout
     async with contextlib.AsyncExitStack() as resources:
         store = await EventStore.connect(stack.nats_url, timeout=settings.store_timeout)
         nats_client = store.client
-        resources.push_async_callback(nats_client.drain)
+        resources.push_async_callback(close_nats, nats_client, deadline)
         await store.setup(stream_layout(settings))
         postgres = await asyncpg.create_pool(stack.postgres_url, min_size=1, max_size=10)
-        resources.push_async_callback(postgres.close)
+        resources.push_async_callback(close_pool, postgres, deadline)
         await migrate(postgres)
         redis_client = aioredis.Redis.from_url(stack.redis_url)
-        resources.push_async_callback(redis_client.aclose)
+        resources.push_async_callback(bounded, "redis", redis_client.aclose, deadline)
         graph: GraphPort
         if settings.neo4j_url:
             neo4j = Neo4jGraph(settings.neo4j_url, auth=settings.neo4j_auth)
-            resources.push_async_callback(neo4j.close)
+            resources.push_async_callback(bounded, "neo4j", neo4j.close, deadline)
             graph = neo4j
         else:
             graph_client = aioredis.Redis.from_url(stack.graph_url)
-            resources.push_async_callback(graph_client.aclose)
+            resources.push_async_callback(bounded, "graph", graph_client.aclose, deadline)
             graph = FalkorGraph(graph_client)
         vectors = _vectors(settings)
-        resources.push_async_callback(vectors.close)
+        resources.push_async_callback(bounded, "qdrant", vectors.close, deadline)
         yield Platform(
             settings=settings,
             stack=stack,
@@ -144,6 +157,7 @@ async def connect(
                 default_ttl=settings.model_breaker_seconds,
                 exclude=[(ollama.ResponseError, lambda error: error.status_code < 500)],
             ),
+            readiness=Readiness(),
         )
 
 
@@ -186,9 +200,20 @@ def model_port(platform: Platform, card: AgentCard | None) -> ModelPort:
     )
 
 
-def serve_commands(platform: Platform) -> contextlib.AbstractAsyncContextManager[NatsBroker]:
-    """Answer `sutazai.cmd.<CommandName>` requests until the block ends."""
-    return command_endpoint(platform.stack.nats_url, platform.commands)
+@contextlib.asynccontextmanager
+async def serve_commands(platform: Platform) -> AsyncIterator[NatsBroker]:
+    """Answer `sutazai.cmd.<CommandName>` requests until the block ends (ready once subscribed;
+    on exit, requests in flight get up to the drain deadline)."""
+    readiness = platform.readiness
+    readiness.expect(COMMANDS)
+    async with command_endpoint(
+        platform.stack.nats_url, platform.commands, drain_timeout=platform.settings.drain_timeout
+    ) as broker:
+        readiness.ready(COMMANDS)
+        try:
+            yield broker
+        finally:
+            readiness.draining(COMMANDS)
 
 
 PROJECTORS: tuple[Projector, ...] = tuple(postgres_projectors())
@@ -202,10 +227,13 @@ async def run_projections(
     postgres: asyncpg.Pool,
     only: Sequence[str] = (),
     graph: GraphPort | None = None,
+    readiness: Readiness | None = None,
 ) -> AsyncIterator[list[ProjectionRunner]]:
     """Keep every projector (or those named) applying new events until the block ends.
 
-    The graph projection runs too when a graph is given.
+    The graph projection runs too when a graph is given. Entered once every runner is live
+    (listening on the server, the log read once); on exit each finishes the batch it is in,
+    up to the drain deadline, and is then cancelled (its transaction rolls back).
     """
     stop = asyncio.Event()
     runners = [
@@ -219,15 +247,89 @@ async def run_projections(
         for projector in PROJECTORS
         if not only or projector.name in only
     ]
-    running = [asyncio.create_task(runner.run(stop)) for runner in runners]
+    workers: list[tuple[str, Callable[..., Coroutine[Any, Any, None]]]] = [
+        (runner.projector.name, runner.run) for runner in runners
+    ]
     if graph is not None:
         projection = GraphProjection(store, graph, batch_size=settings.projection_batch_size)
-        running.append(asyncio.create_task(projection.run(stop)))
+        workers.append(("graph", projection.run))
+    if readiness is not None:
+        readiness.expect(PROJECTIONS)
+    lives = [asyncio.Event() for _ in workers]
+    running = [
+        asyncio.create_task(run(stop, live=live), name=f"projection.{name}")
+        for (name, run), live in zip(workers, lives, strict=True)
+    ]
     try:
+        await _until_live(lives, running, timeout=settings.startup_timeout)
+        if readiness is not None:
+            readiness.ready(PROJECTIONS)
         yield runners
     finally:
+        if readiness is not None:
+            readiness.draining(PROJECTIONS)
         stop.set()
-        await asyncio.gather(*running, return_exceptions=True)
+        await drain(running, settings.drain_timeout)
+
+
+async def _until_live(
+    lives: Sequence[asyncio.Event], running: Sequence[asyncio.Task[None]], *, timeout: float
+) -> None:
+    """Wait until every runner is live; a runner that ended first (a bug) fails the start."""
+    waiting: asyncio.Future[Any] = asyncio.gather(*(live.wait() for live in lives))
+    watched: list[asyncio.Future[Any]] = [waiting, *running]
+    try:
+        done, _ = await asyncio.wait(watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    if waiting in done:
+        return
+    for task in running:
+        if task.done():
+            task.result()  # re-raises why it stopped
+            raise RuntimeError(f"{task.get_name()} ended before it was live")
+    raise TimeoutError(f"projections not live within {timeout:g}s")
+
+
+async def drain(running: Sequence[asyncio.Task[Any]], timeout: float) -> None:
+    """Let `running` end by themselves up to `timeout`, then cancel what is left."""
+    if not running:
+        return
+    _, pending = await asyncio.wait(running, timeout=timeout)
+    if pending:
+        log.warning("shutdown.cancelling", tasks=sorted(task.get_name() for task in pending))
+    for task in pending:
+        await stop_task(task)
+    for task in running:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.warning("shutdown.task_failed", task=task.get_name(), error=repr(task.exception()))
+
+
+async def bounded(name: str, close: Callable[[], Awaitable[object]], timeout: float) -> None:
+    """Close a client, giving up (logged) at `timeout`: a server that is gone cannot hold a stop."""
+    try:
+        await asyncio.wait_for(close(), timeout)
+    except Exception as error:
+        log.warning("shutdown.close_failed", client=name, error=repr(error))
+
+
+async def close_nats(client: NatsClient, timeout: float) -> None:
+    """Drain (deliver what is pending, flush what is published), else close at the deadline."""
+    try:
+        await asyncio.wait_for(client.drain(), timeout)
+    except Exception as error:
+        log.warning("shutdown.nats_drain_failed", error=repr(error))
+    if not client.is_closed:
+        await bounded("nats", client.close, timeout)
+
+
+async def close_pool(pool: asyncpg.Pool, timeout: float) -> None:
+    """Close the pool once its connections are back, else terminate them at the deadline."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout)
+    except Exception as error:
+        log.warning("shutdown.postgres_pool_terminated", error=repr(error))
+        pool.terminate()
 
 
 @contextlib.asynccontextmanager

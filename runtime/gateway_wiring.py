@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -15,12 +16,13 @@ from gateway.app import GatewayLimits, ReadinessCheck, build_app
 from gateway.auth import Tokens
 from gateway.context import GatewayServices
 from gateway.rate_limits import Limit, RateLimiter
+from handlers.background import stop_task
 from handlers.document_index import Chunk, DocumentIndex
 from handlers.model_port import ModelError
 from projections.audit import LogAudit
 from projections.graph.queries import GraphQueries
 from projections.runtime import ProjectionLagging, wait_for_sequence
-from runtime.bootstrap import Platform, model_port
+from runtime.bootstrap import Platform, bounded, model_port
 from runtime.settings import LOOPBACK, Settings
 from schemas.commands import CommandRefused, CommandRequest
 from schemas.envelope import SYSTEM
@@ -44,12 +46,27 @@ def readiness_checks(platform: Platform) -> dict[str, ReadinessCheck]:
     async def graph_answers() -> None:
         await platform.graph.ping()
 
+    async def parts_ready() -> None:
+        # Starting or draining parts of this process (projections, agents, commands, gateway).
+        waiting = platform.readiness.not_ready()
+        if waiting:
+            raise PartsNotLive(f"not ready: {', '.join(waiting)}")
+
     return {
         "nats": nats_answers,
         "postgres": postgres_answers,
         "redis": redis_answers,
         "graph": graph_answers,
+        "parts": parts_ready,
     }
+
+
+class PartsNotLive(RuntimeError):
+    """A part of the process is starting or draining."""
+
+
+GATEWAY = "gateway"
+"""This part of a process, as readiness names it."""
 
 
 def jwt_secret(settings: Settings) -> str:
@@ -165,6 +182,9 @@ async def ensure_admin(platform: Platform) -> str | None:
 @contextlib.asynccontextmanager
 async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
     """Serve the gateway on 127.0.0.1:`port` (uvicorn) until the block ends; yields its URL."""
+    readiness = platform.readiness
+    readiness.expect(GATEWAY)
+    drain_timeout = platform.settings.drain_timeout
     app = build_app(
         gateway_services(platform),
         RateLimiter(platform.redis),
@@ -180,8 +200,9 @@ async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
             log_level="warning",
             lifespan="off",
             ws="websockets-sansio",
-            # A subscription a client never closes must not hold a shutdown forever.
-            timeout_graceful_shutdown=5,
+            # Requests in flight get the drain deadline; open subscriptions are closed at once
+            # (close code 1012, "service restart": a client resumes elsewhere or later).
+            timeout_graceful_shutdown=max(1, math.ceil(drain_timeout)),
         )
     )
     serving = asyncio.create_task(server.serve())
@@ -190,8 +211,13 @@ async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
             await serving  # re-raises why it could not start
             raise RuntimeError(f"the gateway could not listen on {LOOPBACK}:{port}")
         await asyncio.sleep(0.02)
+    readiness.ready(GATEWAY)
     try:
         yield f"http://{LOOPBACK}:{port}"
     finally:
+        readiness.draining(GATEWAY)
         server.should_exit = True
-        await serving
+        # uvicorn bounds its own shutdown by the drain deadline; this covers a hang around it.
+        await bounded("gateway", lambda: asyncio.shield(serving), 2 * drain_timeout + 1)
+        if not serving.done():
+            await stop_task(serving)

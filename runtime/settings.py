@@ -23,6 +23,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".sutazai"), description="Root of embedded server data.")
     startup_timeout: float = Field(default=30.0, gt=0, description="Seconds a server may take.")
     stop_timeout: float = Field(default=10.0, gt=0, description="Seconds before stop means kill.")
+    drain_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds each part of the platform (gateway, agents, command endpoint,"
+        " projections) may finish its work in flight when stopping, before it is cancelled.",
+    )
     log_format: str = Field(default="console", pattern="^(console|json)$")
     log_level: str = Field(default="info")
 

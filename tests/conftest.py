@@ -20,7 +20,18 @@ from eventstore.streams import StreamLayout
 from projections.migrate import migrate
 from runtime.settings import Settings
 from runtime.stack import Stack
-from tests.servers import isolated_settings, scratch_dir
+from tests.servers import isolated_settings, scratch_dir, stop_every_server_of_the_run
+
+pytest_plugins = ["tests.hang_guard"]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Whatever happened (a failed teardown, a hung test), stop every server the run started."""
+    left = stop_every_server_of_the_run()
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"stopped servers the tests left running: {', '.join(left)}")
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +67,10 @@ class ServerFaults:
     def kill(self, name: str) -> None:
         """SIGKILL the server's process group, as a crash would."""
         self._stack.embedded(name).kill()
+        self._down.add(name)
+
+    def stopped(self, name: str) -> None:
+        """Count a server the test stopped itself as down, so it is started again afterwards."""
         self._down.add(name)
 
     async def restart(self, name: str) -> None:

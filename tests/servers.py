@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 import tempfile
 from pathlib import Path
 
+from runtime.servers.process import reclaim_recorded
 from runtime.settings import Settings
 
 
@@ -18,11 +20,27 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+_RUN_ROOT = Path(tempfile.gettempdir()) / f"sutazai-tests-{os.getpid()}"
+"""Every scratch dir of this test run lies under here, so the run's end finds every server."""
+
+
 def scratch_dir(prefix: str = "sutazai-test-") -> Path:
     """A temp dir the `postgres` user can enter (pytest's own tmp root is mode 700)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+    _RUN_ROOT.mkdir(mode=0o755, exist_ok=True)
+    os.chmod(_RUN_ROOT, 0o755)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=_RUN_ROOT))
     os.chmod(path, 0o755)
     return path
+
+
+def stop_every_server_of_the_run() -> list[str]:
+    """End every server group any stack of this run recorded and did not stop; remove the scratch
+    dirs. Returns the pid files it found (each one a server that was left running)."""
+    left = sorted(str(path) for path in _RUN_ROOT.glob("**/run/*.pid"))
+    for run_dir in {Path(path).parent for path in left}:
+        reclaim_recorded(run_dir)
+    shutil.rmtree(_RUN_ROOT, ignore_errors=True)
+    return left
 
 
 def isolated_settings(root: Path, **overrides: object) -> Settings:

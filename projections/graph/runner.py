@@ -42,10 +42,10 @@ class GraphProjection:
         await self.graph.write(writes)
         return len(batch)
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Apply until `stop` is set, waking on new events."""
+    async def run(self, stop: asyncio.Event, *, live: asyncio.Event | None = None) -> None:
+        """Apply until `stop` is set, waking on new events (`live`: see `keep_applying`)."""
         await self.graph.ensure_schema()
-        await keep_applying(self.apply_once, self.store, EVENTS_SUBJECTS, NAME, stop)
+        await keep_applying(self.apply_once, self.store, EVENTS_SUBJECTS, NAME, stop, live=live)
 
     async def catch_up(self) -> int:
         """Apply until the log has nothing more; returns the checkpoint."""

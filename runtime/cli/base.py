@@ -90,10 +90,18 @@ def run_against_platform(work: Coroutine[Any, Any, T]) -> T:
         raise typer.Exit(2) from error
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Ctrl-C, a service manager's stop, and the terminal going away: each stops gracefully.
+
+SIGHUP too, because its default action would end the process on the spot, skipping the
+ordered stop; there is no configuration to reload (settings are read once, at start).
+"""
+
+
 def stop_signal() -> asyncio.Event:
-    """An event set by Ctrl-C or SIGTERM: what a foreground command waits on before it stops."""
+    """An event set by a stop signal: what a foreground command waits on before it stops."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     return stop

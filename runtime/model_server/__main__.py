@@ -34,7 +34,10 @@ def main() -> None:
     structlog.get_logger(__name__).info(
         "model_server.loaded", seconds=round(models.load_seconds, 1), port=arguments.port
     )
-    server = uvicorn.Server(uvicorn.Config(build_app(models), log_level="warning"))
+    # A generation in flight gets two seconds at a stop; whoever stops us kills us after that.
+    server = uvicorn.Server(
+        uvicorn.Config(build_app(models), log_level="warning", timeout_graceful_shutdown=2)
+    )
     server.run(sockets=[listener])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -24,6 +25,31 @@ Probe = Callable[[], Awaitable[None]]
 
 _PROBE_INTERVAL = 0.05
 _PROBE_TIMEOUT = 2.0
+
+
+def dies_with_owner(argv: Sequence[str]) -> list[str]:
+    """`argv` run so that the kernel SIGKILLs it when the process that started it dies.
+
+    util-linux's `setpriv --pdeathsig` (Essential on Debian, so on every machine we run on) sets
+    the parent-death signal and then execs the server in place, keeping its pid: no
+    `preexec_fn`, which is unsafe in a process with threads. SIGKILL rather than the server's
+    own stop signal: an owner that died has crashed, every server is crash-safe on its data, and
+    a graceful signal that hangs would have nobody left to escalate it. The signal follows the
+    *thread* that forked the child, so servers are spawned from the event loop's thread, which
+    lives as long as its owner.
+    """
+    setpriv = shutil.which("setpriv", path=f"{os.environ.get('PATH', '')}:/usr/bin")
+    if setpriv is None:  # not Linux with util-linux: the pid files are the only safety net
+        return list(argv)
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+
+
+def _started_at(pid: int) -> float | None:
+    """When process `pid` started (with the pid, what tells one process from a reused pid)."""
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
 
 
 def tail(path: Path, lines: int = 15) -> str:
@@ -133,7 +159,7 @@ class ServerProcess:
         self.pid_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log_file:
             self._popen = subprocess.Popen(
-                list(self.argv),
+                dies_with_owner(self.argv),
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
@@ -141,7 +167,8 @@ class ServerProcess:
                 user=self.run_as,
                 cwd=self.cwd,
             )
-        self.pid_path.write_text(f"{self._popen.pid}\n{self.argv[0]}\n")
+        pid = self._popen.pid
+        self.pid_path.write_text(f"{pid}\n{_started_at(pid)}\n{self.argv[0]}\n")
         log.info("server.spawned", server=self.name, pid=self._popen.pid, log=str(self.log_path))
 
     async def stop(self, timeout: float) -> None:
@@ -173,19 +200,17 @@ class ServerProcess:
     def reclaim_stale(self) -> None:
         """End a group this data dir's earlier run left behind (recorded in its pid file).
 
-        Only a group whose leader still runs our recorded executable is touched: a reused pid
-        belonging to something else is left alone.
+        Only the very process recorded is touched, known by its pid *and* its start time: a
+        reused pid belonging to something else is left alone. (Matching the command line failed
+        for Redis, which rewrites its process title.)
         """
         try:
-            pid_text, executable = self.pid_path.read_text().splitlines()[:2]
-            pid = int(pid_text)
+            pid_text, started_text = self.pid_path.read_text().splitlines()[:2]
+            pid, started = int(pid_text), float(started_text)
         except (OSError, ValueError):
+            self.pid_path.unlink(missing_ok=True)
             return
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-        except OSError:
-            cmdline = ""
-        if cmdline == executable:
+        if _started_at(pid) == started:
             log.warning("server.reclaiming_stale", server=self.name, pid=pid)
             _kill_tree(pid, adopted=True)
         self.pid_path.unlink(missing_ok=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +33,22 @@ class Gateway:
     platform: Platform
     admin: Session
 
+    async def until_live(self, field: str, count: int = 1, timeout: float = 10.0) -> None:
+        """Return once `count` subscriptions on `field` are live on the server: the gauge the
+        gateway raises once a subscription's start in the log is fixed and NATS knows its
+        interest. What a test waits on instead of sleeping before it appends."""
+        deadline = time.monotonic() + timeout
+        while self.live(field) < count:
+            assert time.monotonic() < deadline, f"no live {field} subscription in {timeout}s"
+            await asyncio.sleep(0.01)
+
+    def live(self, field: str) -> float:
+        """How many `field` subscriptions are live now."""
+        value = self.platform.metrics.get_sample_value(
+            "sutazai_graphql_subscriptions_live", {"field": field}
+        )
+        return value or 0.0
+
     async def projected(self, read_model: str, sequence: int) -> bool:
         """Whether a read model reached a sequence within ten seconds."""
         try:
@@ -57,10 +75,17 @@ async def running_gateway(
     passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     async with (
         connect(gateway_settings, stack, passwords=passwords) as platform,
-        run_projections(gateway_settings, platform.store, platform.postgres, graph=platform.graph),
+        run_projections(
+            gateway_settings,
+            platform.store,
+            platform.postgres,
+            graph=platform.graph,
+            readiness=platform.readiness,
+        ),
     ):
         await ensure_admin(platform)
         async with serve_gateway(platform, free_port()) as url:
+            await platform.readiness.wait(timeout=gateway_settings.startup_timeout)
             client = GraphQLClient(url)
             admin = await client.sign_in(gateway_settings.admin_username, ADMIN_PASSWORD)
             try:

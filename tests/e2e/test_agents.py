@@ -23,6 +23,7 @@ from handlers.task_coordinator import TaskCoordinator
 from handlers.task_work import TaskWorker
 from runtime.agents import AgentOptions, run_agents
 from runtime.bootstrap import model_port
+from runtime.servers.process import dies_with_owner
 from runtime.settings import Settings
 from runtime.stack import Stack
 from schemas.envelope import EventEnvelope
@@ -135,7 +136,9 @@ async def test_a_killed_agent_loses_its_task_to_another_which_completes_it_once(
         env = {**cli_environment(settings), "SUTAZAI_HEARTBEAT_SECONDS": "0.5"}
         # A process of its own, so that kill -9 takes it down mid-work like a crash would.
         doomed = subprocess.Popen(  # noqa: ASYNC220
-            [SUTAZAI, "agents", "run", "--only", "code-assistant", "--replica", doomed_name],
+            dies_with_owner(
+                [SUTAZAI, "agents", "run", "--only", "code-assistant", "--replica", doomed_name]
+            ),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

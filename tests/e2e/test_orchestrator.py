@@ -39,6 +39,7 @@ from handlers.presence import AgentCard, agents_bucket, online_agents, register
 from handlers.task_work import TaskWorker
 from handlers.workflow_plan import Plan, Step, child_task_id
 from runtime.agents import AgentOptions, run_agents
+from runtime.servers.process import dies_with_owner
 from runtime.settings import Settings
 from runtime.stack import Stack
 from schemas.envelope import SYSTEM, EventEnvelope
@@ -167,7 +168,9 @@ async def test_a_workflow_survives_kill_9_of_its_orchestrator_and_no_subtask_is_
         env = {**cli_environment(settings), "SUTAZAI_HEARTBEAT_SECONDS": "0.5"}
         # A process of its own, so that kill -9 takes it down mid-workflow like a crash would.
         doomed = subprocess.Popen(  # noqa: ASYNC220
-            [SUTAZAI, "agents", "run", "--only", "orchestrator", "--replica", doomed_name],
+            dies_with_owner(
+                [SUTAZAI, "agents", "run", "--only", "orchestrator", "--replica", doomed_name]
+            ),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

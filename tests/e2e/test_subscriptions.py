@@ -66,7 +66,7 @@ async def test_a_subscription_without_a_position_starts_at_new_events(gateway: G
     old = SubmitTask(task_id=uuid7(), owner_id=owner, task_type="code.explain")
     await bus.execute(old, CommandContext(command_id=str(uuid7()), actor=actor))
     async with subscribe(gateway.url, EVENTS, {}, gateway.admin.access_token) as connection:
-        await asyncio.sleep(0.3)  # the subscription is set up before the new event lands
+        await gateway.until_live("events")  # its start is fixed: what comes now is new
         new = SubmitTask(task_id=uuid7(), owner_id=owner, task_type="code.explain")
         await bus.execute(new, CommandContext(command_id=str(uuid7()), actor=actor))
         event = (await connection.next())["data"]["events"]
@@ -103,7 +103,7 @@ async def test_conversation_reply_streams_live_tokens_then_the_recorded_message(
     async with subscribe(
         gateway.url, REPLY, {"id": str(conversation_id)}, user.access_token
     ) as sub:
-        await asyncio.sleep(0.3)  # subscribed before the agent starts talking
+        await gateway.until_live("conversationReply")  # NATS delivers every token from here
         nats = gateway.platform.nats
         for index, token in enumerate(tokens):  # what the answering agent publishes
             live = ReplyToken(

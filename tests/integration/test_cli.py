@@ -14,7 +14,7 @@ import psutil
 import redis
 from uuid_utils.compat import uuid4
 
-from runtime.servers.process import reclaim_recorded
+from runtime.servers.process import dies_with_owner, reclaim_recorded
 from runtime.stack import Stack
 from tests.servers import SUTAZAI, cli_environment, isolated_settings, scratch_dir
 
@@ -38,7 +38,7 @@ def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
     settings = isolated_settings(root)
     env = cli_environment(settings)
     up = subprocess.Popen(
-        [SUTAZAI, "up"],
+        dies_with_owner([SUTAZAI, "up"]),
         env=env,
         cwd=root,
         stdout=subprocess.PIPE,

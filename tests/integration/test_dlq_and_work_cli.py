@@ -200,7 +200,7 @@ async def running_agents(settings: Settings, stack: Stack) -> AsyncIterator[None
         yield
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.phase_timeout(900)
 @pytest.mark.usefixtures("running_agents")
 async def test_ingest_adds_text_files_skips_binaries_and_ask_answers_citing_them(
     stack: Stack,

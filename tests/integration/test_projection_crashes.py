@@ -18,6 +18,7 @@ from eventstore.store import EventStore
 from projections.read_models import projector_named
 from projections.rebuild import verify
 from projections.runtime import checkpoint_of, wait_for_sequence
+from runtime.servers.process import dies_with_owner
 from runtime.stack import Stack
 from tests.servers import SUTAZAI, cli_environment
 from tests.tasks import context, new_submission
@@ -51,7 +52,7 @@ async def _ten_thousand_events(bus: CommandBus) -> int:
 
 def _start_projector(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [SUTAZAI, "projections", "run", "--only", "tasks", "--only", "event_log"],
+        dies_with_owner([SUTAZAI, "projections", "run", "--only", "tasks", "--only", "event_log"]),
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -1,0 +1,196 @@
+"""No server outlives its owner: SIGKILL or os._exit of whoever started a stack takes the servers
+with it, and the next `sutazai up` on the same data comes up with every acknowledged event."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from runtime.servers.process import dies_with_owner, reclaim_recorded
+from runtime.stack import Stack
+from tests.servers import SUTAZAI, cli_environment, isolated_settings, scratch_dir
+
+GONE_WITHIN = 5.0
+"""Seconds the issue allows a server to outlive its owner."""
+
+
+def server_family(root: Path) -> list[psutil.Process]:
+    """Every process of every server a stack under `root` recorded: leaders and descendants."""
+    family: list[psutil.Process] = []
+    for pid_file in sorted((root / "run").glob("*.pid")):
+        leader = psutil.Process(int(pid_file.read_text().split()[0]))
+        family += [leader, *leader.children(recursive=True)]
+    return family
+
+
+def survivors(family: list[psutil.Process], within: float) -> list[str]:
+    """Which of `family` still live after `within` seconds (a zombie has ended: it holds
+    nothing but its entry in the process table)."""
+    deadline = time.monotonic() + within
+    alive = family
+    while True:
+        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        if not alive or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    return [f"{p.pid} {p.name()}" for p in alive if p.is_running()]
+
+
+OWNER = """
+import asyncio, json, os, sys
+from pathlib import Path
+from runtime.stack import Stack
+from tests.servers import isolated_settings
+
+async def main() -> None:
+    stack = Stack(isolated_settings(Path(sys.argv[1]), ollama_host=sys.argv[2]))
+    await stack.start()
+    print("PIDS", json.dumps({s.name: s.pid for s in stack if s.embedded}), flush=True)
+    if sys.stdin.readline().strip() == "exit":
+        os._exit(1)  # no finally, no atexit: as abrupt as a crash
+
+asyncio.run(main())
+"""
+
+
+@pytest.fixture
+def owner_root() -> Iterator[Path]:
+    root = scratch_dir()
+    yield root
+    reclaim_recorded(root / "run")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.mark.parametrize("death", ["SIGKILL", "os._exit"])
+def test_servers_die_with_the_process_that_owns_the_stack(
+    stack: Stack, owner_root: Path, death: str
+) -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(owner_root), stack.model_url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert owner.stdout is not None
+    assert owner.stdin is not None
+    lines = iter(owner.stdout.readline, "")
+    pids = json.loads(next(line for line in lines if line.startswith("PIDS "))[5:])
+    assert set(pids) == {"nats", "postgres", "redis", "graph"}
+    family = server_family(owner_root)
+    assert len(family) > len(pids), "PostgreSQL's workers count too"
+    if death == "SIGKILL":
+        owner.kill()
+    else:
+        owner.stdin.write("exit\n")
+        owner.stdin.flush()
+    owner.wait(timeout=10)
+    assert survivors(family, GONE_WITHIN) == []
+
+
+def _wait_for_line(process: subprocess.Popen[str], text: str, timeout: float) -> list[str]:
+    assert process.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"never printed {text!r}; printed:\n{''.join(seen)}")
+
+
+def _up(env: dict[str, str], root: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        dies_with_owner([SUTAZAI, "up"]),
+        env=env,
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_a_killed_up_takes_its_servers_along_and_the_next_up_has_every_event() -> None:
+    root = scratch_dir()
+    env = cli_environment(isolated_settings(root))
+    runs: list[subprocess.Popen[str]] = []
+    try:
+        runs.append(first := _up(env, root))
+        _wait_for_line(first, "SutazAI is up", timeout=120)
+        acknowledged = []
+        for _ in range(3):
+            submitted = subprocess.run(
+                [SUTAZAI, "task", "submit", "--type", "code.explain"],
+                env=env, cwd=root, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert submitted.returncode == 0, submitted.stderr
+            acknowledged.append(submitted.stdout.split()[1])
+        family = server_family(root)
+        assert {p.pid for p in family} >= {
+            int(f.read_text().split()[0]) for f in (root / "run").glob("*.pid")
+        }
+
+        first.kill()  # the owner only, as the OOM killer or a lost terminal session would
+        first.wait(timeout=10)
+        assert survivors(family, GONE_WITHIN) == []
+
+        # Stale pid files, postmaster.pid and the NATS store are all still on disk.
+        assert (root / "run" / "postgres.pid").exists()
+        runs.append(second := _up(env, root))
+        _wait_for_line(second, "SutazAI is up", timeout=120)
+        for task_id in acknowledged:
+            shown = subprocess.run(
+                [SUTAZAI, "task", "show", task_id],
+                env=env, cwd=root, capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert shown.returncode == 0, shown.stdout + shown.stderr
+            assert "code.explain" in shown.stdout
+
+        family = server_family(root)
+        second.send_signal(signal.SIGTERM)  # what a service manager sends
+        assert second.wait(timeout=60) == 0
+        assert survivors(family, 0) == []
+        assert not list((root / "run").glob("*.pid"))
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+        reclaim_recorded(root / "run")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_a_start_reclaims_the_servers_an_earlier_run_left_on_its_data(
+    owner_root: Path,
+) -> None:
+    """The safety net behind the parent-death signal (a run whose owner died before the signal
+    was set, or a machine without setpriv): the next start ends what the pid files name. Redis
+    and FalkorDB rewrite their process titles, so they are known by pid and start time."""
+    settings = isolated_settings(owner_root)
+    earlier = Stack(settings)
+    for name in ("redis", "graph"):
+        await earlier.embedded(name).start()
+    left = server_family(owner_root)
+    # The earlier owner is forgotten (as if killed); a new stack starts on the same data dir.
+    later = Stack(settings)
+    try:
+        for name in ("redis", "graph"):
+            await later.embedded(name).start()
+            await later.embedded(name).check()
+        assert survivors(left, 0) == []
+    finally:
+        for name in ("redis", "graph"):
+            await later.embedded(name).stop()
