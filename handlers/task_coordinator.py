@@ -120,15 +120,20 @@ class TaskCoordinator:
         log.info("coordinator.assigned", task=str(task_id), agent=agent.name)
 
     async def sweep(self) -> None:
-        """One round: pending tasks, tasks of vanished agents, tasks past their deadline."""
+        """One round: pending tasks, tasks of vanished agents, tasks past their deadline.
+
+        Only tasks some online agent can do are looked at: a backlog nobody can take must not
+        fill the batch and starve the work somebody can.
+        """
         agents = await online_agents(self.agents)
         online = {a.agent_id for a in agents}
-        for row in await self._pending():
+        doable = sorted({kind for agent in agents for kind in agent.capabilities})
+        for row in await self._pending(doable):
             agent = self._choose(agents, row["task_type"], exclude=None)
             if agent is not None:
                 context = _sweep_context(row, "assign")
                 await self._assign(row["task_id"], agent, context, _still_pending)
-        for row in await self._held():
+        for row in await self._held(doable):
             if str(row["agent_id"]) in online:
                 continue
             agent = self._choose(agents, row["task_type"], exclude=str(row["agent_id"]))
@@ -147,22 +152,25 @@ class TaskCoordinator:
                     TimeOutTask(task_id=row["task_id"]), _sweep_context(row, "time-out")
                 )
 
-    async def _pending(self) -> list[Any]:
+    async def _pending(self, doable: list[str]) -> list[Any]:
         # Fair among owners: an owner's n-th pending task waits behind others' first ones.
         return await self.postgres.fetch(
             "SELECT task_id, task_type, version FROM ("
             "  SELECT task_id, task_type, version, priority, created_at,"
             "   row_number() OVER (PARTITION BY owner_id ORDER BY priority, created_at) AS turn"
-            "  FROM tasks WHERE status = 'pending') AS queue"
+            "  FROM tasks WHERE status = 'pending' AND task_type = ANY($2::text[])) AS queue"
             " ORDER BY priority, turn, created_at LIMIT $1",
             self.policy.batch,
+            doable,
         )
 
-    async def _held(self) -> list[Any]:
+    async def _held(self, doable: list[str]) -> list[Any]:
         return await self.postgres.fetch(
             "SELECT task_id, task_type, agent_id, version FROM tasks"
-            " WHERE status IN ('assigned', 'running') ORDER BY priority, created_at LIMIT $1",
+            " WHERE status IN ('assigned', 'running') AND task_type = ANY($2::text[])"
+            " ORDER BY priority, created_at LIMIT $1",
             self.policy.batch,
+            doable,
         )
 
     async def _retryable(self) -> list[Any]:

@@ -15,11 +15,15 @@ ALICE = Actor(id=str(OWNER), kind="user")
 
 
 def new_submission(**overrides: object) -> SubmitTask:
-    """A valid SubmitTask for a fresh task id."""
+    """A valid SubmitTask for a fresh task id.
+
+    Tests that run no agent submit task types no agent does (`test.*`): tests share one log, and
+    a later test's agents would otherwise be handed this work before their own.
+    """
     values: dict[str, object] = {
         "task_id": uuid7(),
         "owner_id": OWNER,
-        "task_type": "code.generate",
+        "task_type": "test.generate",
         "priority": 3,
         "payload": {"prompt": "write fizzbuzz"},
     }

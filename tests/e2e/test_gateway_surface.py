@@ -56,7 +56,7 @@ async def test_tasks_page_by_cursor_and_graphiql_is_served(gateway: Gateway) -> 
     actor = Actor(id=str(owner), kind="user")
     result = None
     for _ in range(3):
-        submit = SubmitTask(task_id=uuid7(), owner_id=owner, task_type="code.review", priority=7)
+        submit = SubmitTask(task_id=uuid7(), owner_id=owner, task_type="test.review", priority=7)
         result = await bus.execute(submit, CommandContext(command_id=str(uuid7()), actor=actor))
     assert result is not None
     assert await gateway.projected("tasks", result.sequence)
@@ -189,7 +189,7 @@ async def test_a_nul_character_is_refused_before_anything_is_stored(gateway: Gat
     gina = await client.sign_up()
     before = await gateway.platform.store.last_sequence()
     submit = await client.call(
-        'mutation { submitTask(input: {taskType: "code.generate", payload: {p: "a\\u0000b"}}) {'
+        'mutation { submitTask(input: {taskType: "test.generate", payload: {p: "a\\u0000b"}}) {'
         " sequence } }",
         token=gina.access_token,
     )

@@ -53,7 +53,7 @@ MUTATIONS: dict[str, tuple[str, dict[str, st.SearchStrategy[Any]]]] = {
         " clientMutationId: $cmid, reason: $reason) { sequence } }",
         {
             "i": st.fixed_dictionaries(
-                {"taskType": texts | st.just("code.generate")},
+                {"taskType": texts | st.just("test.generate")},
                 optional={
                     "priority": st.integers(-5, 15) | anything,
                     "payload": anything,

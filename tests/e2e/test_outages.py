@@ -10,7 +10,7 @@ from tests.conftest import ServerFaults
 from tests.e2e.conftest import Gateway
 
 SUBMIT = """
-mutation { submitTask(input: {taskType: "code.generate"}) { aggregateId sequence } }
+mutation { submitTask(input: {taskType: "test.generate"}) { aggregateId sequence } }
 """
 
 

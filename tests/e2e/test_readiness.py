@@ -33,25 +33,25 @@ async def test_readyz_answers_200_only_while_every_part_is_ready(
         assert readiness.parts() == ["gateway", "projections"]
         assert await _readyz(gateway.url) == (200, {"status": "ready", "failed": {}})
 
-        agents = contextlib.AsyncExitStack()
-        await agents.enter_async_context(
-            run_agents(gateway.platform, AgentOptions(only=("task-coordinator",), replica="r"))
-        )
-        # Entered means live: its consumers exist on the server and it says so.
-        assert await _readyz(gateway.url) == (200, {"status": "ready", "failed": {}})
-        assert readiness.parts() == ["agents", "gateway", "projections"]
+        async with contextlib.AsyncExitStack() as agents:
+            await agents.enter_async_context(
+                run_agents(gateway.platform, AgentOptions(only=("task-coordinator",), replica="r"))
+            )
+            # Entered means live: its consumers exist on the server and it says so.
+            assert await _readyz(gateway.url) == (200, {"status": "ready", "failed": {}})
+            assert readiness.parts() == ["agents", "gateway", "projections"]
 
-        readiness.expect("latecomer")  # a part that has begun to start and is not live yet
-        status, body = await _readyz(gateway.url)
-        assert status == 503
-        assert body["failed"] == {"parts": "PartsNotLive('not ready: latecomer')"}
-        readiness.ready("latecomer")
-        assert (await _readyz(gateway.url))[0] == 200
+            readiness.expect("latecomer")  # a part that has begun to start and is not live yet
+            status, body = await _readyz(gateway.url)
+            assert status == 503
+            assert body["failed"] == {"parts": "PartsNotLive('not ready: latecomer')"}
+            readiness.ready("latecomer")
+            assert (await _readyz(gateway.url))[0] == 200
 
-        await agents.aclose()  # a stopped part is not ready again: a balancer stops sending
-        status, body = await _readyz(gateway.url)
-        assert status == 503
-        assert body["failed"] == {"parts": "PartsNotLive('not ready: agents')"}
+            await agents.aclose()  # a stopped part is not ready again: a balancer stops sending
+            status, body = await _readyz(gateway.url)
+            assert status == 503
+            assert body["failed"] == {"parts": "PartsNotLive('not ready: agents')"}
 
 
 async def test_the_first_request_after_the_endpoint_is_entered_is_answered(
@@ -65,9 +65,10 @@ async def test_the_first_request_after_the_endpoint_is_entered_is_answered(
                 "command_id": str(uuid7()),
                 "actor": ALICE.model_dump(),
                 "reason": f"readiness {uuid4().hex[:6]}",
-                "payload": {"owner_id": str(OWNER), "task_type": "code.explain"},
+                # A conversation: no agent work follows, so nothing is left for later tests' agents.
+                "payload": {"owner_id": str(OWNER), "title": "shutdown"},
             }
             reply = await nats_client.request(
-                "sutazai.cmd.SubmitTask", json.dumps(body).encode(), timeout=5
+                "sutazai.cmd.StartConversation", json.dumps(body).encode(), timeout=5
             )
             assert json.loads(reply.data)["ok"] is True

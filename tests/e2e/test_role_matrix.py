@@ -214,7 +214,7 @@ mutation ($title: String!, $wait: Boolean!) {
 REGISTER = "mutation ($i: RegisterInput!) { register(input: $i) { aggregateId } }"
 REGISTER_AGENT = """
 mutation ($name: String!, $wait: Boolean!) {
-  registerAgent(input: {name: $name, kind: "code_assistant", capabilities: ["code.review"]},
+  registerAgent(input: {name: $name, kind: "code_assistant", capabilities: ["test.review"]},
                 waitForProjection: $wait) { aggregateId }
 }
 """
@@ -238,7 +238,7 @@ async def _as_vars(name: str, value: Awaitable[str]) -> dict[str, Any]:
 
 
 async def _users_task(world: World) -> str:
-    return await world.made("user", SUBMIT, {"type": "code.review", "wait": False})
+    return await world.made("user", SUBMIT, {"type": "test.review", "wait": False})
 
 
 async def _users_failed_task(world: World) -> str:
@@ -285,7 +285,7 @@ async def _own_refresh_token(world: World, who: str) -> str:
 async def _own_task(world: World, who: str) -> str:
     """A task of the caller's own, or of `user` for those who may not submit one."""
     owner = who if who in ("user", "other", "agent", "admin") else "user"
-    return await world.made(owner, SUBMIT, {"type": "code.review", "wait": False})
+    return await world.made(owner, SUBMIT, {"type": "test.review", "wait": False})
 
 
 # --- the table ---------------------------------------------------------------------------------
@@ -467,7 +467,7 @@ PROBES: dict[tuple[str, str], Probe] = {
         lambda w, who: _as_vars("t", _own_refresh_token(w, who)),
     ),
     ("mutation", "submitTask"): ask(
-        SUBMIT, "submitTask", lambda w, _: {"type": "code.generate", "wait": False}
+        SUBMIT, "submitTask", lambda w, _: {"type": "test.generate", "wait": False}
     ),
     ("mutation", "cancelTask(user's)"): ask(
         ON_ID % "cancelTask", "cancelTask", lambda w, _: _as_vars("id", _users_task(w))
@@ -568,7 +568,7 @@ async def _world(gateway: Gateway) -> World:
         "admin": gateway.admin,
     }
     token = user.access_token
-    task = (await client.data(SUBMIT, {"type": "code.review", "wait": True}, token))["submitTask"]
+    task = (await client.data(SUBMIT, {"type": "test.review", "wait": True}, token))["submitTask"]
     document = (await client.data(ADD_DOCUMENT, {"title": "mine", "wait": True}, token))[
         "addDocument"
     ]

@@ -81,8 +81,10 @@ async def test_the_gateway_stops_in_time_with_a_subscription_open_and_a_request_
 ) -> None:
     model_pid = stack.embedded("model").pid
     assert model_pid is not None
-    async with running_gateway(settings, stack, drain_timeout=DRAIN) as gateway:
-        exits = contextlib.AsyncExitStack()
+    async with (
+        running_gateway(settings, stack, drain_timeout=DRAIN) as gateway,
+        contextlib.AsyncExitStack() as exits,
+    ):
         # A second gateway on the same platform (metrics of its own), stopped under the test.
         second = dataclasses.replace(gateway.platform, metrics=CollectorRegistry())
         url = await exits.enter_async_context(serve_gateway(second, free_port()))
@@ -165,16 +167,17 @@ async def test_agents_stop_in_time_with_a_model_call_stalled_and_the_task_still_
         user = await gateway.client.sign_up()
         model_pid = stack.embedded("model").pid
         assert model_pid is not None
-        agents = contextlib.AsyncExitStack()
-        await agents.enter_async_context(
-            run_agents(gateway.platform, AgentOptions(only=only, replica=f"s{uuid4().hex[:6]}"))
-        )
-        with frozen(model_pid):
-            submitted = await gateway.client.data(SUBMIT, token=user.access_token)
-            task_id = submitted["submitTask"]["aggregateId"]
-            # Started means the code assistant is now inside its model call, which cannot end.
-            await _until_status(gateway, user.access_token, task_id, "running", timeout=30)
-            took = await _timed_close(agents)
+        async with contextlib.AsyncExitStack() as agents:
+            cards = await agents.enter_async_context(
+                run_agents(gateway.platform, AgentOptions(only=only, replica=f"s{uuid4().hex[:6]}"))
+            )
+            (coder,) = [card for card in cards if card.name.startswith("code-assistant-")]
+            with frozen(model_pid):
+                await gateway.client.data(SUBMIT, token=user.access_token)
+                # Running means the code assistant is inside its model call, which cannot end.
+                # (Tasks other tests left pending may come first: whichever it runs will do.)
+                task_id = await _running_task_of(gateway.platform.postgres, coder.agent_id)
+                took = await _timed_close(agents)
         # The broker's grace for the message in hand, then cancelled and handed back.
         assert took < 2 * DRAIN + SLACK, f"the agents took {took:.1f}s to stop"
 
@@ -182,48 +185,66 @@ async def test_agents_stop_in_time_with_a_model_call_stalled_and_the_task_still_
         async with run_agents(
             gateway.platform, AgentOptions(only=only, replica=f"s{uuid4().hex[:6]}")
         ):
-            await _until_status(gateway, user.access_token, task_id, "completed", timeout=180)
+            await _until_status(
+                gateway, gateway.admin.access_token, task_id, "completed", timeout=240
+            )
+
+
+async def _running_task_of(postgres: Any, agent_id: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        task_id = await postgres.fetchval(
+            "SELECT task_id FROM tasks WHERE agent_id = $1 AND status = 'running'", UUID(agent_id)
+        )
+        if task_id is not None:
+            return str(task_id)
+        assert time.monotonic() < deadline, "the code assistant never started a task"
+        await asyncio.sleep(0.05)
 
 
 async def test_the_command_endpoint_stops_in_time_with_nats_stalled_and_keeps_what_it_accepted(
     stack: Stack, dispatcher: CommandDispatcher, nats_client: NatsClient, event_store: EventStore
 ) -> None:
-    exits = contextlib.AsyncExitStack()
-    await exits.enter_async_context(
-        command_endpoint(stack.nats_url, dispatcher, drain_timeout=DRAIN)
-    )
-    answers: dict[str, dict[str, Any] | None] = {}
+    async with contextlib.AsyncExitStack() as exits:
+        await exits.enter_async_context(
+            command_endpoint(stack.nats_url, dispatcher, drain_timeout=DRAIN)
+        )
+        answers: dict[str, dict[str, Any] | None] = {}
 
-    async def submit() -> None:
-        command_id = str(uuid7())
-        body = {
-            "command_id": command_id,
-            "actor": ALICE.model_dump(),
-            "reason": "shutdown test",
-            "payload": {"owner_id": str(OWNER), "task_type": "code.explain"},
-        }
-        try:
-            reply = await nats_client.request(
-                "sutazai.cmd.SubmitTask", json.dumps(body).encode(), timeout=3 * DRAIN + SLACK
-            )
-            answers[command_id] = json.loads(reply.data)
-        except (NoRespondersError, NatsTimeout):
-            answers[command_id] = None  # not taken, or taken and not answered: never "ok"
+        async def submit() -> None:
+            command_id = str(uuid7())
+            body = {
+                "command_id": command_id,
+                "actor": ALICE.model_dump(),
+                "reason": "shutdown test",
+                # A conversation: no agent work follows, so nothing is left for later tests' agents.
+                "payload": {"owner_id": str(OWNER), "title": "shutdown"},
+            }
+            try:
+                reply = await nats_client.request(
+                    "sutazai.cmd.StartConversation",
+                    json.dumps(body).encode(),
+                    timeout=3 * DRAIN + SLACK,
+                )
+                answers[command_id] = json.loads(reply.data)
+            except (NoRespondersError, NatsTimeout):
+                answers[command_id] = None  # not taken, or taken and not answered: never "ok"
 
-    nats_pid = stack.embedded("nats").pid
-    assert nats_pid is not None
-    sending = [asyncio.create_task(submit()) for _ in range(300)]
-    await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)  # busy answering
-    with frozen(nats_pid):  # appends in flight now wait, and so would a drain
-        took = await _timed_close(exits)
-    await asyncio.gather(*sending)
+        nats_pid = stack.embedded("nats").pid
+        assert nats_pid is not None
+        sending = [asyncio.create_task(submit()) for _ in range(300)]
+        await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)  # busy answering
+        with frozen(nats_pid):  # appends in flight now wait, and so would a drain
+            took = await _timed_close(exits)
+        await asyncio.gather(*sending)
 
-    assert took < 2 * DRAIN + 1 + SLACK, f"the endpoint took {took:.1f}s to stop"
-    accepted = [cid for cid, answer in answers.items() if answer and answer["ok"]]
-    assert accepted
-    for command_id in accepted:
-        events = [e.envelope.event_type async for e in event_store.load("task", UUID(command_id))]
-        assert events == ["TaskSubmitted"], command_id
+        assert took < 2 * DRAIN + 1 + SLACK, f"the endpoint took {took:.1f}s to stop"
+        accepted = [cid for cid, answer in answers.items() if answer and answer["ok"]]
+        assert accepted
+        for command_id in accepted:
+            conversation = event_store.load("conversation", UUID(command_id))
+            events = [e.envelope.event_type async for e in conversation]
+            assert events == ["ConversationStarted"], command_id
 
 
 async def test_projections_stop_in_time_mid_batch_and_catch_up_after_losing_nothing(
@@ -235,39 +256,41 @@ async def test_projections_stop_in_time_mid_batch_and_catch_up_after_losing_noth
     async with run_projections(quick, event_store, postgres, only=("tasks",)):
         await wait_for_sequence(postgres, "tasks", submitted.sequence, timeout=10)
 
-    projections = contextlib.AsyncExitStack()
-    await projections.enter_async_context(
-        run_projections(quick, event_store, postgres, only=("tasks",))
-    )
-    blocker = await postgres.acquire()
-    lock = blocker.transaction()
-    await lock.start()
-    try:
-        # The next batch that touches this row waits on the lock, its transaction open.
-        await blocker.execute("SELECT 1 FROM tasks WHERE task_id = $1 FOR UPDATE", first.task_id)
-        second = new_submission()
-        await bus.execute(second, context())
-        cancelled = await bus.execute(CancelTask(task_id=first.task_id), context())
-        while await _waiting_on_locks(postgres) == 0:  # the batch has reached the lock
-            await asyncio.sleep(0.02)
-        took = await _timed_close(projections)
-        stopped_at = await checkpoint_of(postgres, "tasks")
-    finally:
-        await lock.rollback()
-        await postgres.release(blocker)
-    assert took < DRAIN + SLACK, f"the projections took {took:.1f}s to stop"
-    assert stopped_at < cancelled.sequence, "the blocked batch rolled back with its checkpoint"
-
-    async with run_projections(quick, event_store, postgres, only=("tasks",)):
-        await wait_for_sequence(postgres, "tasks", cancelled.sequence, timeout=10)
-    rows = {
-        row["task_id"]: row["status"]
-        for row in await postgres.fetch(
-            "SELECT task_id, status FROM tasks WHERE task_id = ANY($1::uuid[])",
-            [first.task_id, second.task_id],
+    async with contextlib.AsyncExitStack() as projections:
+        await projections.enter_async_context(
+            run_projections(quick, event_store, postgres, only=("tasks",))
         )
-    }
-    assert rows == {first.task_id: "cancelled", second.task_id: "pending"}
+        blocker = await postgres.acquire()
+        lock = blocker.transaction()
+        await lock.start()
+        try:
+            # The next batch that touches this row waits on the lock, its transaction open.
+            await blocker.execute(
+                "SELECT 1 FROM tasks WHERE task_id = $1 FOR UPDATE", first.task_id
+            )
+            second = new_submission()
+            await bus.execute(second, context())
+            cancelled = await bus.execute(CancelTask(task_id=first.task_id), context())
+            while await _waiting_on_locks(postgres) == 0:  # the batch has reached the lock
+                await asyncio.sleep(0.02)
+            took = await _timed_close(projections)
+            stopped_at = await checkpoint_of(postgres, "tasks")
+        finally:
+            await lock.rollback()
+            await postgres.release(blocker)
+        assert took < DRAIN + SLACK, f"the projections took {took:.1f}s to stop"
+        assert stopped_at < cancelled.sequence, "the blocked batch rolled back with its checkpoint"
+
+        async with run_projections(quick, event_store, postgres, only=("tasks",)):
+            await wait_for_sequence(postgres, "tasks", cancelled.sequence, timeout=10)
+        rows = {
+            row["task_id"]: row["status"]
+            for row in await postgres.fetch(
+                "SELECT task_id, status FROM tasks WHERE task_id = ANY($1::uuid[])",
+                [first.task_id, second.task_id],
+            )
+        }
+        assert rows == {first.task_id: "cancelled", second.task_id: "pending"}
 
 
 async def _waiting_on_locks(postgres: Any) -> int:

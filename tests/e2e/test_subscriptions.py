@@ -37,7 +37,7 @@ async def test_a_subscriber_that_disconnects_and_resumes_gets_every_event_exactl
 
     async def keep_submitting() -> None:
         for _ in range(40):
-            task = SubmitTask(task_id=uuid7(), owner_id=owner, task_type="code.explain")
+            task = SubmitTask(task_id=uuid7(), owner_id=owner, task_type="test.explain")
             result = await bus.execute(task, CommandContext(command_id=str(uuid7()), actor=actor))
             appended.append(result.sequence)
             await asyncio.sleep(0.01)
@@ -63,11 +63,11 @@ async def test_a_subscription_without_a_position_starts_at_new_events(gateway: G
     bus = gateway.platform.commands.bus
     owner = uuid7()
     actor = Actor(id=str(owner), kind="user")
-    old = SubmitTask(task_id=uuid7(), owner_id=owner, task_type="code.explain")
+    old = SubmitTask(task_id=uuid7(), owner_id=owner, task_type="test.explain")
     await bus.execute(old, CommandContext(command_id=str(uuid7()), actor=actor))
     async with subscribe(gateway.url, EVENTS, {}, gateway.admin.access_token) as connection:
         await gateway.until_live("events")  # its start is fixed: what comes now is new
-        new = SubmitTask(task_id=uuid7(), owner_id=owner, task_type="code.explain")
+        new = SubmitTask(task_id=uuid7(), owner_id=owner, task_type="test.explain")
         await bus.execute(new, CommandContext(command_id=str(uuid7()), actor=actor))
         event = (await connection.next())["data"]["events"]
     assert event["aggregateId"] == str(new.task_id)

@@ -34,7 +34,7 @@ query ($id: ID!) { history(aggregateType: "task", id: $id) {
 async def test_a_user_submits_follows_and_audits_a_task(gateway: Gateway) -> None:
     client = gateway.client
     alice = await client.sign_up()
-    submitted = (await client.data(SUBMIT, {"type": "code.generate"}, alice.access_token))[
+    submitted = (await client.data(SUBMIT, {"type": "test.generate"}, alice.access_token))[
         "submitTask"
     ]
     assert submitted["version"] == 1
@@ -78,10 +78,10 @@ async def test_one_client_mutation_id_sent_twice_creates_one_task(gateway: Gatew
     client = gateway.client
     bob = await client.sign_up()
     first, second = await asyncio.gather(
-        client.data(SUBMIT, {"type": "code.review", "cmid": "order-42"}, bob.access_token),
-        client.data(SUBMIT, {"type": "code.review", "cmid": "order-42"}, bob.access_token),
+        client.data(SUBMIT, {"type": "test.review", "cmid": "order-42"}, bob.access_token),
+        client.data(SUBMIT, {"type": "test.review", "cmid": "order-42"}, bob.access_token),
     )
-    again = await client.data(SUBMIT, {"type": "code.review", "cmid": "order-42"}, bob.access_token)
+    again = await client.data(SUBMIT, {"type": "test.review", "cmid": "order-42"}, bob.access_token)
     ids = {r["submitTask"]["aggregateId"] for r in (first, second, again)}
     assert len(ids) == 1
     assert again["submitTask"]["duplicate"] is True

@@ -76,7 +76,7 @@ def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
         assert f"nats://127.0.0.1:{settings.nats_port}" in status.stdout
 
         submitted = subprocess.run(
-            [SUTAZAI, "task", "submit", "--type", "code.generate"],
+            [SUTAZAI, "task", "submit", "--type", "test.generate"],
             env=env,
             cwd=root,
             capture_output=True,
@@ -160,7 +160,7 @@ def test_task_submit_show_and_events_tail_through_the_cli(stack: Stack) -> None:
         return subprocess.run([SUTAZAI, *args], env=env, capture_output=True, text=True, timeout=60)
 
     command_id = f"cli-{time.time_ns()}"
-    submit = ["task", "submit", "--type", "code.review", "--priority", "2"]
+    submit = ["task", "submit", "--type", "test.review", "--priority", "2"]
     first = sutazai(*submit, "--payload", '{"code": "x = 1"}', "--command-id", command_id)
     assert first.returncode == 0, first.stderr
     again = sutazai(*submit, "--payload", '{"code": "x = 1"}', "--command-id", command_id)
@@ -171,7 +171,7 @@ def test_task_submit_show_and_events_tail_through_the_cli(stack: Stack) -> None:
     shown = sutazai("task", "show", task_id)
     assert shown.returncode == 0, shown.stderr
     assert "pending" in shown.stdout
-    assert "code.review" in shown.stdout
+    assert "test.review" in shown.stdout
     assert "version 1" in shown.stdout
 
     tail = sutazai(
@@ -194,7 +194,7 @@ def test_projections_rebuild_and_verify_through_the_cli(stack: Stack) -> None:
             [SUTAZAI, *args], env=env, capture_output=True, text=True, timeout=120
         )
 
-    assert sutazai("task", "submit", "--type", "code.explain").returncode == 0
+    assert sutazai("task", "submit", "--type", "test.explain").returncode == 0
     rebuilt = sutazai("projections", "rebuild", "tasks")
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "tasks is now version" in rebuilt.stdout

@@ -37,7 +37,7 @@ def _submission(command_id: str, **payload: Any) -> dict[str, Any]:
         "command_id": command_id,
         "actor": ALICE.model_dump(),
         "reason": "integration test",
-        "payload": {"owner_id": str(OWNER), "task_type": "code.explain", **payload},
+        "payload": {"owner_id": str(OWNER), "task_type": "test.explain", **payload},
     }
 
 

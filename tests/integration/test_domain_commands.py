@@ -163,7 +163,7 @@ async def test_an_agent_lives_from_registered_to_retired_and_names_are_unique(
         {
             "name": name,
             "kind": "code_assistant",
-            "capabilities": ["code.generate"],
+            "capabilities": ["test.generate"],
             "model": "smollm2",
         },
     )
@@ -190,14 +190,14 @@ async def test_tasks_reference_documents_and_parents_record_their_subtasks(
     parent = await _ok(
         dispatcher,
         "SubmitTask",
-        {"owner_id": str(OWNER), "task_type": "workflow", "document_ids": [document_id]},
+        {"owner_id": str(OWNER), "task_type": "test.workflow", "document_ids": [document_id]},
     )
     child = await _ok(
         dispatcher,
         "SubmitTask",
         {
             "owner_id": str(OWNER),
-            "task_type": "code.generate",
+            "task_type": "test.generate",
             "parent_id": str(parent.aggregate_id),
         },
         actor=AGENT_ACTOR,
@@ -286,7 +286,7 @@ async def test_oversized_payloads_are_refused_by_name_and_nothing_is_appended(
     task = await _send(
         dispatcher,
         "SubmitTask",
-        {"owner_id": str(OWNER), "task_type": "code.generate", "payload": {"blob": "x" * 5000}},
+        {"owner_id": str(OWNER), "task_type": "test.generate", "payload": {"blob": "x" * 5000}},
     )
     document = await _send(
         dispatcher,
@@ -380,7 +380,7 @@ async def test_a_version_1_task_submitted_event_is_upcast_on_read(event_store: E
         data={
             "task_id": str(task_id),
             "owner_id": str(OWNER),
-            "task_type": "code.explain",
+            "task_type": "test.explain",
             "priority": 4,
             "payload": {},
             "max_attempts": 3,
@@ -403,7 +403,7 @@ async def test_a_task_runs_through_every_command_of_its_life_on_the_server(
     submitted = await _ok(
         dispatcher,
         "SubmitTask",
-        {"owner_id": str(OWNER), "task_type": "code.review", "max_attempts": 2},
+        {"owner_id": str(OWNER), "task_type": "test.review", "max_attempts": 2},
     )
     task_id = submitted.aggregate_id
     for name, fields in (
@@ -422,7 +422,7 @@ async def test_a_task_runs_through_every_command_of_its_life_on_the_server(
 
     for ending in ("CancelTask", "TimeOutTask"):
         other = await _ok(
-            dispatcher, "SubmitTask", {"owner_id": str(OWNER), "task_type": "code.review"}
+            dispatcher, "SubmitTask", {"owner_id": str(OWNER), "task_type": "test.review"}
         )
         await _ok(dispatcher, "AssignTask", of(other.aggregate_id, agent_id=agent))
         await _ok(dispatcher, ending, of(other.aggregate_id))
@@ -433,7 +433,7 @@ async def test_a_task_runs_through_every_command_of_its_life_on_the_server(
 async def test_a_command_caused_by_an_event_carries_its_correlation_and_is_sent_once(
     bus: CommandBus, event_store: EventStore
 ) -> None:
-    submission = SubmitTask(task_id=uuid7(), owner_id=OWNER, task_type="code.generate")
+    submission = SubmitTask(task_id=uuid7(), owner_id=OWNER, task_type="test.generate")
     first = await bus.execute(
         submission, CommandContext(command_id=str(uuid7()), actor=ALICE, correlation_id="c-42")
     )

@@ -154,7 +154,7 @@ def _envelopes(task_id: UUID, first_version: int, command_id: str) -> list[Event
             {
                 "task_id": str(task_id),
                 "owner_id": ALICE.id,
-                "task_type": "code.review",
+                "task_type": "test.review",
                 "priority": 2,
                 "payload": {},
                 "max_attempts": 3,

@@ -65,12 +65,16 @@ async def test_a_scenario_becomes_the_expected_graph_and_reapplying_changes_noth
     parent = await _ok(
         dispatcher,
         "SubmitTask",
-        {"owner_id": owner, "task_type": "workflow", "document_ids": [str(document.aggregate_id)]},
+        {
+            "owner_id": owner,
+            "task_type": "test.workflow",
+            "document_ids": [str(document.aggregate_id)],
+        },
     )
     child = await _ok(
         dispatcher,
         "SubmitTask",
-        {"owner_id": owner, "task_type": "code.generate", "parent_id": str(parent.aggregate_id)},
+        {"owner_id": owner, "task_type": "test.generate", "parent_id": str(parent.aggregate_id)},
     )
     await _ok(
         dispatcher,

@@ -133,7 +133,7 @@ def test_a_killed_up_takes_its_servers_along_and_the_next_up_has_every_event() -
         acknowledged = []
         for _ in range(3):
             submitted = subprocess.run(
-                [SUTAZAI, "task", "submit", "--type", "code.explain"],
+                [SUTAZAI, "task", "submit", "--type", "test.explain"],
                 env=env, cwd=root, capture_output=True, text=True, timeout=60,
             )  # fmt: skip
             assert submitted.returncode == 0, submitted.stderr
@@ -157,7 +157,7 @@ def test_a_killed_up_takes_its_servers_along_and_the_next_up_has_every_event() -
                 env=env, cwd=root, capture_output=True, text=True, timeout=60,
             )  # fmt: skip
             assert shown.returncode == 0, shown.stdout + shown.stderr
-            assert "code.explain" in shown.stdout
+            assert "test.explain" in shown.stdout
 
         family = server_family(root)
         second.send_signal(signal.SIGTERM)  # what a service manager sends
@@ -194,3 +194,26 @@ async def test_a_start_reclaims_the_servers_an_earlier_run_left_on_its_data(
     finally:
         for name in ("redis", "graph"):
             await later.embedded(name).stop()
+
+
+def test_a_stop_signal_while_starting_stops_at_once_and_leaves_nothing() -> None:
+    root = scratch_dir()
+    env = cli_environment(isolated_settings(root))
+    up = _up(env, root)
+    try:
+        _wait_for_line(up, "healthy", timeout=120)  # some servers up, the rest still starting
+        family = server_family(root)
+        assert family
+        up.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        assert up.wait(timeout=60) == 0
+        took = time.monotonic() - started
+        assert survivors(family, 0) == []
+        assert not list((root / "run").glob("*.pid"))
+        assert took < 20, f"a start was stopped in {took:.1f}s"
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        reclaim_recorded(root / "run")
+        shutil.rmtree(root, ignore_errors=True)
