@@ -95,11 +95,13 @@ async def online_agents(bucket: KeyValue) -> list[AgentCard]:
     watcher = await bucket.watchall(ignore_deletes=True, inactive_threshold=LISTING_LINGER)
     cards = []
     try:
-        async for entry in watcher:
-            if entry is None:  # every current value has been delivered
-                break
-            if entry.value:
-                cards.append(AgentCard(**json.loads(entry.value)))
+        # Bounded: the end-of-listing marker can go missing when a heartbeat expires mid-read.
+        async with asyncio.timeout(LISTING_LINGER):
+            async for entry in watcher:
+                if entry is None:  # every current value has been delivered
+                    break
+                if entry.value:
+                    cards.append(AgentCard(**json.loads(entry.value)))
     finally:
         await watcher.stop()  # type: ignore[no-untyped-call]
     return cards

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from runtime.servers.process import reclaim_recorded
+from runtime.servers.process import dies_with_owner, reclaim_recorded
 from runtime.settings import Settings
 
 
@@ -82,3 +84,32 @@ def cli_environment(settings: Settings) -> dict[str, str]:
         }
     )
     return env
+
+
+def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float) -> list[str]:
+    """Read a process's output until a line holds `text`; the lines read. Fails naming what it
+    printed when the text never comes."""
+    assert process.stdout is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"never printed {text!r}; printed:\n{''.join(seen)}")
+
+
+def start_up(env: dict[str, str], root: Path) -> subprocess.Popen[str]:
+    """`sutazai up` as a user starts it (its own session; it dies with the test run)."""
+    return subprocess.Popen(
+        dies_with_owner([SUTAZAI, "up"]),
+        env=env,
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )

@@ -14,44 +14,33 @@ import psutil
 import redis
 from uuid_utils.compat import uuid4
 
-from runtime.servers.process import dies_with_owner, reclaim_recorded
+from runtime.servers.process import reclaim_recorded
 from runtime.stack import Stack
-from tests.servers import SUTAZAI, cli_environment, isolated_settings, scratch_dir
-
-
-def _wait_for_line(process: subprocess.Popen[str], text: str, timeout: float) -> list[str]:
-    assert process.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        seen.append(line)
-        if text in line:
-            return seen
-    raise AssertionError(f"never printed {text!r}; printed:\n{''.join(seen)}")
+from tests.servers import (
+    SUTAZAI,
+    cli_environment,
+    isolated_settings,
+    scratch_dir,
+    start_up,
+    wait_for_line,
+)
 
 
 def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
     root = scratch_dir()
     settings = isolated_settings(root)
     env = cli_environment(settings)
-    up = subprocess.Popen(
-        dies_with_owner([SUTAZAI, "up"]),
-        env=env,
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    up = start_up(env, root)
     try:
         try:
-            lines = _wait_for_line(up, "SutazAI is up", timeout=90)
+            lines = wait_for_line(up, "SutazAI is up", timeout=90)
         except AssertionError as error:
             logs = {log.name: log.read_text()[-2000:] for log in (root / "logs").glob("*.log")}
             raise AssertionError(f"{error}\nserver logs: {logs}") from None
+        # "Up" is said only once every part is live: /readyz agrees at once, no retry.
+        ready = httpx.get(f"http://127.0.0.1:{settings.gateway_port}/readyz", timeout=10)
+        assert ready.status_code == 200, ready.text
+        assert "Ready: agents, commands, gateway, projections." in "".join(lines)
         # The bootstrap admin's generated password is shown once, and it signs in.
         created = [line for line in lines if "Created the admin user" in line]
         assert len(created) == 1, lines

@@ -15,9 +15,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runtime.servers.process import dies_with_owner, reclaim_recorded
+from runtime.servers.process import reclaim_recorded
 from runtime.stack import Stack
-from tests.servers import SUTAZAI, cli_environment, isolated_settings, scratch_dir
+from tests.servers import (
+    SUTAZAI,
+    cli_environment,
+    isolated_settings,
+    scratch_dir,
+    start_up,
+    wait_for_line,
+)
 
 GONE_WITHIN = 5.0
 """Seconds the issue allows a server to outlive its owner."""
@@ -49,7 +56,7 @@ OWNER = """
 import asyncio, json, os, sys
 from pathlib import Path
 from runtime.stack import Stack
-from tests.servers import isolated_settings
+from tests.servers import isolated_settings, wait_for_line
 
 async def main() -> None:
     stack = Stack(isolated_settings(Path(sys.argv[1]), ollama_host=sys.argv[2]))
@@ -97,39 +104,13 @@ def test_servers_die_with_the_process_that_owns_the_stack(
     assert survivors(family, GONE_WITHIN) == []
 
 
-def _wait_for_line(process: subprocess.Popen[str], text: str, timeout: float) -> list[str]:
-    assert process.stdout is not None
-    seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        seen.append(line)
-        if text in line:
-            return seen
-    raise AssertionError(f"never printed {text!r}; printed:\n{''.join(seen)}")
-
-
-def _up(env: dict[str, str], root: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        dies_with_owner([SUTAZAI, "up"]),
-        env=env,
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
 def test_a_killed_up_takes_its_servers_along_and_the_next_up_has_every_event() -> None:
     root = scratch_dir()
     env = cli_environment(isolated_settings(root))
     runs: list[subprocess.Popen[str]] = []
     try:
-        runs.append(first := _up(env, root))
-        _wait_for_line(first, "SutazAI is up", timeout=120)
+        runs.append(first := start_up(env, root))
+        wait_for_line(first, "SutazAI is up", timeout=120)
         acknowledged = []
         for _ in range(3):
             submitted = subprocess.run(
@@ -149,8 +130,8 @@ def test_a_killed_up_takes_its_servers_along_and_the_next_up_has_every_event() -
 
         # Stale pid files, postmaster.pid and the NATS store are all still on disk.
         assert (root / "run" / "postgres.pid").exists()
-        runs.append(second := _up(env, root))
-        _wait_for_line(second, "SutazAI is up", timeout=120)
+        runs.append(second := start_up(env, root))
+        wait_for_line(second, "SutazAI is up", timeout=120)
         for task_id in acknowledged:
             shown = subprocess.run(
                 [SUTAZAI, "task", "show", task_id],
@@ -199,9 +180,9 @@ async def test_a_start_reclaims_the_servers_an_earlier_run_left_on_its_data(
 def test_a_stop_signal_while_starting_stops_at_once_and_leaves_nothing() -> None:
     root = scratch_dir()
     env = cli_environment(isolated_settings(root))
-    up = _up(env, root)
+    up = start_up(env, root)
     try:
-        _wait_for_line(up, "healthy", timeout=120)  # some servers up, the rest still starting
+        wait_for_line(up, "healthy", timeout=120)  # some servers up, the rest still starting
         family = server_family(root)
         assert family
         up.send_signal(signal.SIGTERM)

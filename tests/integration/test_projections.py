@@ -221,11 +221,17 @@ async def test_verify_finds_the_live_read_model_equal_to_a_fresh_rebuild_and_cat
         assert checks[0].live_rows > 0
 
     # A row changed behind the projector's back is found.
-    await postgres.execute(
+    changed = await postgres.fetchval(
         "UPDATE tasks SET priority = priority + 1"
-        " WHERE task_id = (SELECT task_id FROM tasks LIMIT 1)"
+        " WHERE task_id = (SELECT task_id FROM tasks LIMIT 1) RETURNING task_id"
     )
-    checks = await verify(event_store, postgres, projector_named("tasks"))
+    try:
+        checks = await verify(event_store, postgres, projector_named("tasks"))
+    finally:
+        # Put it back: later tests verify the same shared read model.
+        await postgres.execute(
+            "UPDATE tasks SET priority = priority - 1 WHERE task_id = $1", changed
+        )
     assert not checks[0].matches
     assert not await postgres.fetchval(
         "SELECT count(*) FROM information_schema.schemata WHERE schema_name LIKE 'verify_%'"
