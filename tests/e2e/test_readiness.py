@@ -59,8 +59,16 @@ async def test_the_first_request_after_the_endpoint_is_entered_is_answered(
 ) -> None:
     """No "no responders" right after start: entered means every subscription is on the
     server. Many starts in a row, each asked at once, from another connection."""
+    subsz = (
+        f"http://127.0.0.1:{stack.settings.nats_monitor_port}/subsz"
+        "?subs=1&test=sutazai.cmd.StartConversation"
+    )
     for _ in range(25):
         async with command_endpoint(stack.nats_url, dispatcher, drain_timeout=1.0):
+            # Asked of the server while this loop is blocked, so the client cannot write a SUB
+            # it had only queued: the server already knows the endpoint's subscription.
+            known = httpx.get(subsz, timeout=5).json()["total"]  # noqa: ASYNC210
+            assert known >= 1
             body = {
                 "command_id": str(uuid7()),
                 "actor": ALICE.model_dump(),
