@@ -177,7 +177,11 @@ async def test_a_start_reclaims_the_servers_an_earlier_run_left_on_its_data(
             await later.embedded(name).stop()
 
 
-def test_a_stop_signal_while_starting_stops_at_once_and_leaves_nothing() -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_while_starting_stops_at_once_and_leaves_nothing(
+    stop: signal.Signals,
+) -> None:
+    """SIGHUP too: a closed terminal sends it, and it must stop in order, not kill outright."""
     root = scratch_dir()
     env = cli_environment(isolated_settings(root))
     up = start_up(env, root)
@@ -185,7 +189,7 @@ def test_a_stop_signal_while_starting_stops_at_once_and_leaves_nothing() -> None
         wait_for_line(up, "healthy", timeout=120)  # some servers up, the rest still starting
         family = server_family(root)
         assert family
-        up.send_signal(signal.SIGTERM)
+        up.send_signal(stop)
         started = time.monotonic()
         assert up.wait(timeout=60) == 0
         took = time.monotonic() - started
