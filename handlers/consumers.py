@@ -91,10 +91,13 @@ def consume(
     handle: Handle,
     delivery: Delivery,
     give_up: GiveUp = _nothing,
+    batch_size: int = 1,
 ) -> None:
     """Register `handle` for the events on `subject`, under the durable consumer `consumer`.
 
     A new consumer starts at new events: what came before it is the work of the sweeps.
+    `batch_size` events are fetched at a time and handled one after the other (more than one
+    for a consumer that may find a backlog it mostly skips).
     """
     config = ConsumerConfig(
         durable_name=consumer,
@@ -151,7 +154,7 @@ def consume(
         stream=JStream(EVENTS_STREAM, declare=False),
         durable=consumer,
         config=config,
-        pull_sub=PullSub(batch_size=1, timeout=1.0),
+        pull_sub=PullSub(batch_size=batch_size, timeout=1.0),
         ack_policy=AckPolicy.MANUAL,
     )(on_message)
     router.subscriber(replay_subject(consumer), queue=f"{consumer}-replay")(on_replay)

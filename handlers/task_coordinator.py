@@ -16,6 +16,7 @@ import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -38,6 +39,8 @@ from schemas.envelope import Actor, EventEnvelope
 log = structlog.get_logger(__name__)
 
 CONSUMER = "task-coordinator"
+STALE_BATCH = 64
+"""Events fetched at a time: most of a backlog is skipped, one round trip each would be slow."""
 COORDINATOR = Actor(id="task-coordinator", kind="agent")
 
 
@@ -77,12 +80,22 @@ class TaskCoordinator:
             subject="sutazai.events.task.*.*",
             handle=self.on_task_event,
             delivery=Delivery(ack_wait=30.0),
+            batch_size=STALE_BATCH,
         )
         return router
 
     async def on_task_event(self, event: EventEnvelope) -> None:
-        """Assign a task that has just become pending."""
+        """Assign a task that has just become pending.
+
+        Events older than two sweeps are left to the sweep, which finds every pending task in
+        the read model anyway: a coordinator started after downtime (or after the others of a
+        test run wrote thousands of events) goes through its backlog at once instead of
+        listing the online agents for each, and new tasks are assigned without waiting.
+        """
         if event.event_type not in ("TaskSubmitted", "TaskRetried"):
+            return
+        age = (datetime.now(UTC) - event.occurred_at).total_seconds()
+        if age > 2 * self.policy.sweep_every:
             return
         task_type = event.data.get("task_type")
         if task_type is None:  # a retry: the type is in the task's first event

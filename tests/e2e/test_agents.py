@@ -19,7 +19,7 @@ from domain.agent import AgentKind
 from handlers.code_assistant import CAPABILITIES as CODE_CAPABILITIES
 from handlers.code_assistant import CodeAssistant
 from handlers.presence import agents_bucket, heartbeats, online_agents, register
-from handlers.task_coordinator import TaskCoordinator
+from handlers.task_coordinator import CoordinatorPolicy, TaskCoordinator
 from handlers.task_work import TaskWorker
 from runtime.agents import AgentOptions, run_agents
 from runtime.bootstrap import model_port
@@ -218,7 +218,14 @@ async def test_the_same_event_delivered_twice_sends_one_set_of_commands(
         # does when an acknowledgement is lost.
         platform = gateway.platform
         bus = platform.commands.bus
-        coordinator = TaskCoordinator(bus, platform.postgres, await agents_bucket(platform.store))
+        # A long sweep interval: the redelivered event counts as fresh, so the guard is what
+        # refuses the second assignment (not the staleness cut-off).
+        coordinator = TaskCoordinator(
+            bus,
+            platform.postgres,
+            await agents_bucket(platform.store),
+            CoordinatorPolicy(sweep_every=3600),
+        )
         (card,) = [c for c in cards if c.name.startswith("code-assistant-")]
         assistant = CodeAssistant(
             TaskWorker(bus, platform.store, card, CODE_CAPABILITIES),
