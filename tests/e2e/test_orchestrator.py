@@ -123,14 +123,17 @@ async def test_a_workflow_is_planned_into_subtasks_each_run_by_an_agent_then_com
 
         assert task["status"] == "completed", task
         await _assert_each_child_once_and_completed(store, UUID(parent_id), task["result"])
-        types = [e.event_type for e in await _events_of(store, UUID(parent_id))]
-        assert types[:3] == ["TaskSubmitted", "TaskAssigned", "TaskStarted"]
+        events = await _events_of(store, UUID(parent_id))
+        types = [e.event_type for e in events]
+        started = types.index("TaskStarted")
+        # Assigned, perhaps more than once (a killed agent of an earlier test may still look
+        # online until its heartbeat expires: then the sweep reassigns), then started.
+        assert types[0] == "TaskSubmitted"
+        assert set(types[1:started]) == {"TaskAssigned"}, types
         assert types[-1] == "TaskCompleted"
         assert types.count("TaskCompleted") == 1
-        # Planning was a model call of the orchestrator, caused by the parent's assignment.
-        assigned = next(
-            e for e in await _events_of(store, UUID(parent_id)) if e.event_type == "TaskAssigned"
-        )
+        # Planning was a model call of the orchestrator, caused by the assignment it started.
+        assigned = events[started - 1]
         calls = [
             r.envelope
             async for r in store.read(subject_filter="sutazai.events.model_call.>")
