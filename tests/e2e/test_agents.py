@@ -16,9 +16,11 @@ import pytest
 from uuid_utils.compat import uuid4
 
 from domain.agent import AgentKind
+from eventstore.streams import EVENTS_STREAM
 from handlers.code_assistant import CAPABILITIES as CODE_CAPABILITIES
 from handlers.code_assistant import CodeAssistant
 from handlers.presence import agents_bucket, heartbeats, online_agents, register
+from handlers.task_coordinator import CONSUMER as COORDINATOR_CONSUMER
 from handlers.task_coordinator import CoordinatorPolicy, TaskCoordinator
 from handlers.task_work import TaskWorker
 from runtime.agents import AgentOptions, run_agents
@@ -46,7 +48,22 @@ async def platform_with_agents(settings: Settings, stack: Stack) -> AsyncIterato
         running_gateway(settings, stack, **quick) as gateway,
         run_agents(gateway.platform, AgentOptions(replica=f"t{uuid4().hex[:8]}")),
     ):
+        await _coordinator_caught_up(gateway)
         yield gateway
+
+
+async def _coordinator_caught_up(gateway: Gateway, timeout: float = 120) -> None:
+    """Until the shared coordinator consumer has gone through what earlier tests appended: a
+    test that checks the event path (assignment caused by the submission) must not race a
+    backlog, which the sweep would win."""
+    js = gateway.platform.store.client.jetstream()
+    deadline = time.monotonic() + timeout
+    while True:
+        info = await js.consumer_info(EVENTS_STREAM, COORDINATOR_CONSUMER)
+        if info.num_pending == 0 and info.num_ack_pending == 0:
+            return
+        assert time.monotonic() < deadline, f"coordinator still {info.num_pending} behind"
+        await asyncio.sleep(0.1)
 
 
 async def _until_done(
