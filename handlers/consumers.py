@@ -91,13 +91,12 @@ def consume(
     handle: Handle,
     delivery: Delivery,
     give_up: GiveUp = _nothing,
-    batch_size: int = 1,
 ) -> None:
     """Register `handle` for the events on `subject`, under the durable consumer `consumer`.
 
     A new consumer starts at new events: what came before it is the work of the sweeps.
-    `batch_size` events are fetched at a time and handled one after the other (more than one
-    for a consumer that may find a backlog it mostly skips).
+    One event is fetched at a time: with more, nats-py waits out the fetch's timeout for the
+    rest of the batch, and a new event would wait up to a second.
     """
     config = ConsumerConfig(
         durable_name=consumer,
@@ -154,7 +153,7 @@ def consume(
         stream=JStream(EVENTS_STREAM, declare=False),
         durable=consumer,
         config=config,
-        pull_sub=PullSub(batch_size=batch_size, timeout=1.0),
+        pull_sub=PullSub(batch_size=1, timeout=1.0),
         ack_policy=AckPolicy.MANUAL,
     )(on_message)
     router.subscriber(replay_subject(consumer), queue=f"{consumer}-replay")(on_replay)

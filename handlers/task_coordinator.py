@@ -39,8 +39,6 @@ from schemas.envelope import Actor, EventEnvelope
 log = structlog.get_logger(__name__)
 
 CONSUMER = "task-coordinator"
-STALE_BATCH = 64
-"""Events fetched at a time: most of a backlog is skipped, one round trip each would be slow."""
 COORDINATOR = Actor(id="task-coordinator", kind="agent")
 
 
@@ -80,7 +78,6 @@ class TaskCoordinator:
             subject="sutazai.events.task.*.*",
             handle=self.on_task_event,
             delivery=Delivery(ack_wait=30.0),
-            batch_size=STALE_BATCH,
         )
         return router
 
