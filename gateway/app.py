@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from typing import Any
 
 import orjson
 import structlog
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError, OperationType, get_operation_ast, parse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -17,11 +20,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.subscriptions import (
+    GRAPHQL_SSE_PROTOCOL,
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
+from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 
+from gateway import explorer
 from gateway.auth import Principal
 from gateway.context import GatewayContext, GatewayServices, Loaders
 from gateway.errors import ErrorCode, GatewayError, error_body
@@ -47,7 +59,50 @@ class GatewayLimits:
     max_aliases: int
 
 
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+"""GraphQL over HTTP's own media type: request errors answer 4xx and carry no `data` entry."""
+
+SUBSCRIPTION_PROTOCOLS = (
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+    GRAPHQL_SSE_PROTOCOL,
+)
+"""Websockets (graphql-ws's protocol and the legacy subscriptions-transport-ws one) and HTTP
+streams (incremental delivery as `multipart/mixed`, and server-sent events)."""
+
+TOKEN_EXPIRED_CLOSE = 4403
+"""The close code of a socket whose access token expired (graphql-ws's Forbidden)."""
+
+_SUBSCRIPTION_TRANSPORTS = (
+    "subscriptions are streamed: open a websocket to /graphql (graphql-transport-ws or "
+    "graphql-ws), or POST with `Accept: multipart/mixed;subscriptionSpec=1.0` "
+    "or `Accept: text/event-stream`"
+)
+
+
+class _TextFrames(ASGIWebSocketAdapter):
+    """Sends every message as a text frame: both websocket protocols are JSON in text frames."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(orjson.dumps(message).decode())
+        except WebSocketDisconnect as error:
+            raise WebSocketDisconnected from error
+
+
+class _RequestError(Exception):
+    """A request refused before GraphQL runs, answered as a typed GraphQL error."""
+
+    def __init__(self, status: int, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
 class _GraphQL(GraphQL[GatewayContext, None]):
+    websocket_adapter_class = _TextFrames
+
     def __init__(self, services: GatewayServices, limits: GatewayLimits, metrics: GatewayMetrics):
         schema = build_schema(
             max_depth=limits.max_depth,
@@ -56,16 +111,83 @@ class _GraphQL(GraphQL[GatewayContext, None]):
             count_error=metrics.error,
         )
         super().__init__(
-            schema, graphql_ide="graphiql", subscription_protocols=[GRAPHQL_TRANSPORT_WS_PROTOCOL]
+            schema, graphql_ide="graphiql", subscription_protocols=SUBSCRIPTION_PROTOCOLS
         )
         self._services = services
         self._metrics = metrics
+        self._expiries: set[asyncio.Task[None]] = set()
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
     def decode_json(self, data: str | bytes) -> object:
         return orjson.loads(data)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return explorer.render(request)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            websocket = WebSocket(scope, receive=receive, send=send)
+            try:
+                await self.run(websocket)
+            finally:
+                expiry = scope.get("state", {}).get("token_expiry")
+                if expiry is not None:
+                    expiry.cancel()
+            return
+        request = Request(scope, receive=receive)
+        response: Response
+        try:
+            response = await self.run(request)
+        except HTTPException as error:
+            response = refusal(request, error.status_code, ErrorCode.VALIDATION, error.reason)
+        except _RequestError as error:
+            response = refusal(request, error.status, error.code, str(error))
+        await response(scope, receive, send)
+
+    async def execute_operation(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: GatewayContext,
+        root_value: None,
+        sub_response: Response,
+    ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
+        if isinstance(request_data, GraphQLRequestData) and _plain_subscription(request_data):
+            raise _RequestError(400, ErrorCode.VALIDATION, _SUBSCRIPTION_TRANSPORTS)
+        return await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        sub_response = await super().get_sub_response(request)
+        sub_response.media_type = response_media_type(request.headers.get("accept", ""))
+        return sub_response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        media_type = sub_response.media_type or "application/json"
+        status = 200
+        request_error = isinstance(response_data, dict) and _request_error(response_data)
+        if media_type == GRAPHQL_RESPONSE and request_error:
+            # Parse, validation and variable errors: nothing ran, so no `data` entry at all.
+            assert isinstance(response_data, dict)
+            response_data.pop("data", None)
+            status = 400
+        response = Response(self.encode_json(response_data), status, media_type=media_type)
+        response.headers.raw.extend(
+            (k, v) for k, v in sub_response.headers.raw if k != b"content-type"
+        )
+        if sub_response.background:
+            response.background = sub_response.background
+        if sub_response.status_code:
+            response.status_code = sub_response.status_code
+        return response
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> GatewayContext:
         principal = request.scope.get("state", {}).get("principal")
@@ -80,14 +202,77 @@ class _GraphQL(GraphQL[GatewayContext, None]):
 
     async def on_ws_connect(self, context: GatewayContext) -> None:
         params = context.connection_params or {}
-        token = _bearer(str(params.get("authorization") or params.get("Authorization") or ""))
+        websocket = context.request
+        header = str(params.get("authorization") or params.get("Authorization") or "")
+        if not header:
+            header = websocket.headers.get("authorization", "")
+        token = _bearer(header)
         if not token:
             return
         try:
-            context.principal = self._services.tokens.verify(token)
+            context.principal, expires = self._services.tokens.verify_until(token)
         except GatewayError as error:
             rejection: dict[str, object] = {"code": error.code.value, "message": str(error)}
             raise ConnectionRejectionError(rejection) from None
+        assert isinstance(websocket, WebSocket)
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, expires - time.time())
+        state = websocket.scope.setdefault("state", {})
+        state["token_expiry"] = loop.call_later(delay, self._expire, websocket)
+
+    def _expire(self, websocket: WebSocket) -> None:
+        """The socket's token expired: close it, so no event reaches a client signed out."""
+        task = asyncio.get_running_loop().create_task(
+            websocket.close(TOKEN_EXPIRED_CLOSE, "the access token has expired; refresh it")
+        )
+        self._expiries.add(task)
+        task.add_done_callback(self._expiries.discard)
+
+
+def refusal(
+    request: Request,
+    status: int,
+    code: ErrorCode,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A request refused before GraphQL ran: one typed error, in the media type asked for."""
+    media_type = response_media_type(request.headers.get("accept", ""))
+    body = error_body(code, message)
+    if media_type == GRAPHQL_RESPONSE:
+        del body["data"]
+    return Response(orjson.dumps(body), status, headers=headers, media_type=media_type)
+
+
+def response_media_type(accept: str) -> str:
+    """`application/graphql-response+json` where the client asks for it first, else JSON."""
+    wanted = [part.split(";", 1)[0].strip().lower() for part in accept.split(",")]
+    for media_type in wanted:
+        if media_type == GRAPHQL_RESPONSE:
+            return GRAPHQL_RESPONSE
+        if media_type in ("application/json", "application/*", "*/*"):
+            return "application/json"
+    return "application/json"
+
+
+def _request_error(body: Mapping[str, Any]) -> bool:
+    """No data, and no error belongs to a field: the request failed before execution."""
+    errors = body.get("errors") or []
+    return body.get("data") is None and bool(errors) and not any("path" in e for e in errors)
+
+
+def _plain_subscription(request_data: GraphQLRequestData) -> bool:
+    """A subscription sent as a plain request, where only a stream can carry it."""
+    if request_data.protocol != "http" or not request_data.query:
+        return False
+    if "subscription" not in request_data.query:
+        return False
+    try:
+        document = parse(request_data.query)
+    except GraphQLError:
+        return False  # answered by GraphQL itself as a parse error
+    operation = get_operation_ast(document, request_data.operation_name)
+    return operation is not None and operation.operation == OperationType.SUBSCRIPTION
 
 
 def _bearer(header: str) -> str | None:
@@ -129,9 +314,10 @@ class GraphQLGate:
             finally:
                 self._metrics.subscriptions.dec()
             return
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+        # GET too: a query in the URL is a GraphQL request like any other.
         request = Request(scope)
         refusal = await self._refusal(request)
         if refusal is not None:
@@ -151,12 +337,12 @@ class GraphQLGate:
         try:
             await self._app(scope, bounded_receive, send)
         except _TooLarge:
-            await _too_large(limit)(scope, receive, send)
+            await _too_large(request, limit)(scope, receive, send)
 
     async def _refusal(self, request: Request) -> Response | None:
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._limits.max_request_bytes:
-            return _too_large(self._limits.max_request_bytes)
+            return _too_large(request, self._limits.max_request_bytes)
         principal: Principal | None = None
         token = _bearer(request.headers.get("authorization", ""))
         if token:
@@ -164,7 +350,7 @@ class GraphQLGate:
                 principal = self._services.tokens.verify(token)
             except GatewayError as error:
                 self._metrics.error(error.code.value)
-                return JSONResponse(error_body(error.code, str(error)), status_code=401)
+                return refusal(request, 401, error.code, str(error))
             request.scope.setdefault("state", {})["principal"] = principal
         client = request.client.host if request.client else "unknown"
         buckets = [(f"ip:{client}", self._limits.per_ip)]
@@ -173,10 +359,14 @@ class GraphQLGate:
         wait = await self._over_limit(buckets)
         if wait > 0:
             self._metrics.error(ErrorCode.RATE_LIMITED.value)
-            return JSONResponse(
-                error_body(ErrorCode.RATE_LIMITED, f"too many requests; retry in {wait:.1f}s"),
-                status_code=429,
-                headers={"Retry-After": str(max(1, round(wait)))},
+            # Retry-After counts whole seconds; the message says the same number.
+            seconds = max(1, math.ceil(wait))
+            return refusal(
+                request,
+                429,
+                ErrorCode.RATE_LIMITED,
+                f"too many requests; retry in {seconds} s",
+                headers={"Retry-After": str(seconds)},
             )
         return None
 
@@ -190,11 +380,8 @@ class GraphQLGate:
             return 0.0
 
 
-def _too_large(limit: int) -> Response:
-    return JSONResponse(
-        error_body(ErrorCode.VALIDATION, f"the request body is over {limit} bytes"),
-        status_code=413,
-    )
+def _too_large(request: Request, limit: int) -> Response:
+    return refusal(request, 413, ErrorCode.VALIDATION, f"the request body is over {limit} bytes")
 
 
 def build_app(
@@ -240,6 +427,7 @@ def build_app(
             Route("/metrics", metrics_page),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            *explorer.routes,
         ],
     )
     return _Measured(app, metrics)

@@ -87,14 +87,18 @@ class Tokens:
 
     def verify(self, token: str) -> Principal:
         """The principal of a valid access token; UNAUTHENTICATED otherwise."""
+        return self.verify_until(token)[0]
+
+    def verify_until(self, token: str) -> tuple[Principal, float]:
+        """The principal of a valid access token and when it expires (Unix seconds)."""
         known = self._verified.get(token)
         if known is not None and known[1] > time.time():
-            return known[0]
+            return known
         principal, expires = self._decode(token)
         self._verified[token] = (principal, expires)
         if len(self._verified) > _VERIFIED_KEPT:
             self._verified.popitem(last=False)
-        return principal
+        return principal, expires
 
     def _decode(self, token: str) -> tuple[Principal, float]:
         try:
