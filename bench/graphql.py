@@ -49,7 +49,7 @@ from uuid_utils.compat import uuid7
 
 from bench.common import free_port, isolated_settings
 from commands.bus import CommandContext
-from domain.task import SubmitTask
+from domain.task import SubmitTask, TaskStatus
 from gateway.types import encode_cursor
 from gateway.views import tasks_page
 from projections.runtime import wait_for_sequence
@@ -141,7 +141,7 @@ def _task(row: asyncpg.Record) -> dict[str, Any]:
         "ownerId": str(row["owner_id"]),
         "taskType": row["task_type"],
         "priority": row["priority"],
-        "status": row["status"],
+        "status": TaskStatus(row["status"]).name,
         "attempts": row["attempts"],
         "maxAttempts": row["max_attempts"],
         "agentId": str(agent) if agent is not None else None,

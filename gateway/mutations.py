@@ -27,7 +27,17 @@ from gateway.auth import Principal, TokenPair
 from gateway.context import GatewayContext
 from gateway.errors import ErrorCode, GatewayError, refused, unauthenticated
 from gateway.permissions import Admin, SignedIn, Writer, check_read, owner_guard
-from gateway.types import AuthPayload, CommandOutcome, User, parse_id
+from gateway.types import (
+    PRIORITY_DESCRIPTION,
+    AgentKind,
+    AuthPayload,
+    CommandOutcome,
+    Role,
+    TaskType,
+    User,
+    check_priority,
+    parse_id,
+)
 from schemas.commands import CommandAccepted, CommandRequest
 from schemas.envelope import Actor
 
@@ -136,8 +146,8 @@ class RegisterInput:
 
 @strawberry.input(description="Work to be done.")
 class SubmitTaskInput:
-    task_type: str
-    priority: int = 5
+    task_type: TaskType
+    priority: int = strawberry.field(default=5, description=PRIORITY_DESCRIPTION)
     payload: JSON | None = None
     max_attempts: int = 3
     parent_id: strawberry.ID | None = None
@@ -148,8 +158,11 @@ class SubmitTaskInput:
 @strawberry.input(description="A new agent.")
 class RegisterAgentInput:
     name: str
-    kind: str
-    capabilities: list[str] = strawberry.field(default_factory=list)
+    kind: AgentKind
+    capabilities: list[str] = strawberry.field(
+        default_factory=list,
+        description="The task types it takes: exact (`code.generate`) or a family (`code.*`).",
+    )
     model: str = "smollm2:135m"
 
 
@@ -214,7 +227,7 @@ class Mutation:
             "email": input.email,
             "username": input.username,
             "password": input.password,
-            "role": "user",
+            "role": Role.USER.value,
         }
         return await run_command(
             info,
@@ -280,7 +293,7 @@ class Mutation:
         payload: dict[str, Any] = {
             "owner_id": str(principal.user_id),
             "task_type": input.task_type,
-            "priority": input.priority,
+            "priority": check_priority(input.priority),
             "payload": input.payload if input.payload is not None else {},
             "max_attempts": input.max_attempts,
             "parent_id": str(input.parent_id) if input.parent_id else None,
@@ -307,7 +320,7 @@ class Mutation:
     ) -> CommandOutcome:
         payload = {
             "name": input.name,
-            "kind": input.kind,
+            "kind": input.kind.value,
             "capabilities": list(input.capabilities),
             "model": input.model,
         }
@@ -387,12 +400,12 @@ class Mutation:
         self,
         info: Info,
         user_id: strawberry.ID,
-        role: str,
+        role: Role,
         client_mutation_id: str | None = None,
         reason: str | None = None,
         wait_for_projection: bool = False,
     ) -> CommandOutcome:
-        payload = {"user_id": str(parse_id(user_id, "userId")), "role": role}
+        payload = {"user_id": str(parse_id(user_id, "userId")), "role": role.value}
         return await _as(
             info, "ChangeUserRole", payload, client_mutation_id, reason, wait_for_projection
         )

@@ -17,7 +17,9 @@ from gateway.errors import ErrorCode, GatewayError
 from gateway.log_types import ActorRef, Change, Event, EventPage, StateAt
 from gateway.permissions import Reader, SignedIn, check_read
 from gateway.types import (
+    PRIORITY_DESCRIPTION,
     Agent,
+    AgentStatus,
     Conversation,
     ConversationPage,
     Document,
@@ -26,8 +28,10 @@ from gateway.types import (
     Neighbourhood,
     Task,
     TaskPage,
+    TaskStatus,
     User,
     UserPage,
+    check_priority,
     decode_cursor,
     encode_cursor,
     json_value,
@@ -68,8 +72,8 @@ def _own_scope(context: GatewayContext, owner_id: strawberry.ID | None) -> UUID 
 
 @strawberry.input(description="Which tasks to list.")
 class TaskFilter:
-    status: str | None = None
-    priority: int | None = None
+    status: TaskStatus | None = None
+    priority: int | None = strawberry.field(default=None, description=PRIORITY_DESCRIPTION)
     agent_id: strawberry.ID | None = None
     owner_id: strawberry.ID | None = None
 
@@ -157,8 +161,10 @@ class Query:
         )
 
     @strawberry.field(permission_classes=[SignedIn], description="Agents, by name.")
-    async def agents(self, info: Info, status: str | None = None) -> list[Agent]:
-        rows = await views.agents_list(_context(info).services.postgres, status=status)
+    async def agents(self, info: Info, status: AgentStatus | None = None) -> list[Agent]:
+        rows = await views.agents_list(
+            _context(info).services.postgres, status=status.value if status else None
+        )
         return [Agent.from_row(r) for r in rows]
 
     @strawberry.field(permission_classes=[SignedIn], description="One agent.")
@@ -194,8 +200,8 @@ class Query:
         wanted = filter or TaskFilter()
         rows = await views.tasks_page(
             context.services.postgres,
-            status=wanted.status,
-            priority=wanted.priority,
+            status=wanted.status.value if wanted.status else None,
+            priority=check_priority(wanted.priority) if wanted.priority is not None else None,
             agent_id=parse_id(wanted.agent_id, "agentId") if wanted.agent_id else None,
             owner_id=_own_scope(context, wanted.owner_id),
             after=decode_cursor(after),

@@ -15,12 +15,20 @@ from strawberry.extensions import (
     max_aliases,
     query_depth_limiter,
 )
+from strawberry.printer import print_schema
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from gateway.errors import TypedErrors
 from gateway.mutations import Mutation
 from gateway.queries import Query
 from gateway.subscriptions import Subscription
+from gateway.types import TASK_TYPE_SCALAR, TaskType
+
+
+def _config() -> StrawberryConfig:
+    """The custom scalars of the schema (beside strawberry's own, such as JSON)."""
+    return StrawberryConfig(scalar_map={TaskType: TASK_TYPE_SCALAR})
 
 
 class _Schema(strawberry.Schema):
@@ -48,6 +56,7 @@ def build_schema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
+        config=_config(),
         extensions=[
             # Factories, not instances: each operation gets extensions of its own.
             partial(MaxTokensLimiter, max_token_count=max_tokens),
@@ -57,3 +66,9 @@ def build_schema(
             partial(TypedErrors, count_error),
         ],
     )
+
+
+def sdl() -> str:
+    """The schema in SDL: what `schemas/published/schema.graphql` publishes (limits aside)."""
+    schema = _Schema(query=Query, mutation=Mutation, subscription=Subscription, config=_config())
+    return print_schema(schema) + "\n"

@@ -6,15 +6,109 @@ import base64
 import binascii
 import json
 from datetime import datetime
-from typing import Any, cast
+from typing import Annotated, Any, NewType, cast, get_args
 from uuid import UUID
 
 import strawberry
+from graphql import GraphQLError
+from pydantic import TypeAdapter, ValidationError
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
+from domain.agent import AgentKind as AgentKind
+from domain.agent import AgentStatus as AgentStatus
+from domain.conversation import MessageRole as MessageRole
+from domain.document import DocumentStatus as DocumentStatus
+from domain.task import Priority, SubmitTask
+from domain.task import TaskStatus as TaskStatus
+from domain.user import Role as Role
 from gateway.errors import ErrorCode, GatewayError
 from gateway.views import Cursor
+
+# --- closed sets: the domain's own enums, as GraphQL enums ----------------------------------
+# Each is the domain's class itself (one list of members): GraphQL names the members in upper
+# case (`PENDING`), the read model and the events keep the values (`pending`).
+
+strawberry.enum(TaskStatus, description="Where a task is in its life.")
+strawberry.enum(AgentStatus, description="Where an agent is in its life.")
+strawberry.enum(AgentKind, description="What an agent is for.")
+strawberry.enum(Role, description="What a user may do (see the roles in docs/graphql.md).")
+strawberry.enum(DocumentStatus, description="Where a document is in its life.")
+strawberry.enum(MessageRole, description="Who said a message of a conversation.")
+
+
+def _constraint(metadata: list[Any], name: str) -> Any:
+    """One constraint (`ge`, `max_length`, `pattern`…) of a domain field's metadata."""
+    return next(getattr(item, name) for item in metadata if hasattr(item, name))
+
+
+# --- task types: an open set, so a scalar that says its pattern ------------------------------
+
+TaskType = NewType("TaskType", str)
+"""A task's type. Not an enum: the set is open (agents register the types they take)."""
+
+_TASK_TYPE_FIELD = SubmitTask.model_fields["task_type"]
+_TASK_TYPES: TypeAdapter[str] = TypeAdapter(Annotated[str, _TASK_TYPE_FIELD])
+TASK_TYPE_RULE = (
+    f"{_constraint(_TASK_TYPE_FIELD.metadata, 'min_length')} to "
+    f"{_constraint(_TASK_TYPE_FIELD.metadata, 'max_length')} characters matching "
+    f"`{_constraint(_TASK_TYPE_FIELD.metadata, 'pattern')}`"
+)
+"""What a task type looks like, from the domain's own field (`SubmitTask.task_type`)."""
+
+
+def parse_task_type(value: object) -> TaskType:
+    """A task type a client sent, or a VALIDATION error that says what one looks like."""
+    try:
+        return TaskType(_TASK_TYPES.validate_python(value, strict=True))
+    except ValidationError:
+        raise GraphQLError(
+            f"a task type is {TASK_TYPE_RULE}, such as `code.generate`; not {value!r}",
+            extensions={"code": ErrorCode.VALIDATION.value},
+        ) from None
+
+
+TASK_TYPE_SCALAR = strawberry.scalar(
+    name="TaskType",
+    description=(
+        f"What kind of work a task is: {TASK_TYPE_RULE}, such as `code.generate` or "
+        "`rag.ask`. An open set, not an enum: a task of a type no online agent takes stays "
+        "pending until one that takes it is online."
+    ),
+    serialize=str,
+    parse_value=parse_task_type,
+)
+"""`TaskType` in GraphQL; the schema maps the `TaskType` NewType to it."""
+
+# --- priority: an Int with its range -----------------------------------------------------------
+
+PRIORITY_RANGE: tuple[int, int] = (
+    _constraint(get_args(Priority)[1].metadata, "ge"),
+    _constraint(get_args(Priority)[1].metadata, "le"),
+)
+"""Lowest and highest priority number, from the domain's `Priority`; the lowest number is the
+most urgent.
+
+Priority stays a GraphQL `Int`, its range in each field's description and checked by
+`check_priority`, rather than a custom scalar: client generators map `Int` to an integer type of
+their own, while a custom scalar arrives untyped (`any`) until each client maps it by hand. A
+scalar would give the range a name and take the type away."""
+PRIORITY_DESCRIPTION = (
+    f"{PRIORITY_RANGE[0]} (the most urgent) to {PRIORITY_RANGE[1]}: waiting tasks go to agents "
+    "most urgent first."
+)
+
+
+def check_priority(priority: int, field: str = "priority") -> int:
+    """The priority, or a VALIDATION error naming `field` when it is out of range."""
+    low, high = PRIORITY_RANGE
+    if not low <= priority <= high:
+        raise GatewayError(
+            ErrorCode.VALIDATION,
+            f"{field} must be {low} (the most urgent) to {high}, not {priority}",
+            field=field,
+        )
+    return priority
 
 
 def _id(value: UUID | None) -> strawberry.ID | None:
@@ -68,7 +162,7 @@ class User:
     id: strawberry.ID
     email: str
     username: str
-    role: str
+    role: Role
     active: bool
     created_at: datetime
     version: int
@@ -80,7 +174,7 @@ class User:
             id=strawberry.ID(str(row["user_id"])),
             email=row["email"],
             username=row["username"],
-            role=row["role"],
+            role=Role(row["role"]),
             active=row["active"],
             created_at=row["created_at"],
             version=row["version"],
@@ -91,10 +185,12 @@ class User:
 class Agent:
     id: strawberry.ID
     name: str
-    kind: str
-    capabilities: list[str]
+    kind: AgentKind
+    capabilities: list[str] = strawberry.field(
+        description="The task types it takes: exact (`code.generate`) or a family (`code.*`)."
+    )
     model: str
-    status: str
+    status: AgentStatus
     created_at: datetime
     updated_at: datetime
     version: int
@@ -105,10 +201,10 @@ class Agent:
         return cls(
             id=strawberry.ID(str(row["agent_id"])),
             name=row["name"],
-            kind=row["kind"],
+            kind=AgentKind(row["kind"]),
             capabilities=list(row["capabilities"]),
             model=row["model"],
-            status=row["status"],
+            status=AgentStatus(row["status"]),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             version=row["version"],
@@ -143,9 +239,9 @@ class AgentMessage:
 class Task:
     id: strawberry.ID
     owner_id: strawberry.ID
-    task_type: str
-    priority: int
-    status: str
+    task_type: TaskType
+    priority: int = strawberry.field(description=PRIORITY_DESCRIPTION)
+    status: TaskStatus
     attempts: int
     max_attempts: int
     agent_id: strawberry.ID | None
@@ -189,9 +285,9 @@ class Task:
         return cls(
             id=strawberry.ID(str(row["task_id"])),
             owner_id=strawberry.ID(str(row["owner_id"])),
-            task_type=row["task_type"],
+            task_type=TaskType(row["task_type"]),
             priority=row["priority"],
-            status=row["status"],
+            status=TaskStatus(row["status"]),
             raw_payload=row["payload"],
             attempts=row["attempts"],
             max_attempts=row["max_attempts"],
@@ -222,7 +318,7 @@ class Document:
     content_hash: str
     content_size: int
     metadata: JSON
-    status: str
+    status: DocumentStatus
     chunk_count: int
     embedding_model: str | None
     error: JSON | None
@@ -240,7 +336,7 @@ class Document:
             content_hash=row["content_hash"],
             content_size=row["content_size"],
             metadata=json_value(row["metadata"]),
-            status=row["status"],
+            status=DocumentStatus(row["status"]),
             chunk_count=row["chunk_count"],
             embedding_model=row["embedding_model"],
             error=json_value(row["error"]),
@@ -260,7 +356,7 @@ class DocumentPage:
 class ConversationMessage:
     id: strawberry.ID
     position: int
-    role: str
+    role: MessageRole
     content: str
     model: str | None
     in_reply_to: strawberry.ID | None
@@ -272,7 +368,7 @@ class ConversationMessage:
         return cls(
             id=strawberry.ID(str(row["message_id"])),
             position=row["position"],
-            role=row["role"],
+            role=MessageRole(row["role"]),
             content=row["content"],
             model=row["model"],
             in_reply_to=_id(row["in_reply_to"]),

@@ -34,7 +34,7 @@ from tests.e2e.conftest import Gateway, running_gateway
 from tests.servers import SUTAZAI, cli_environment
 
 SUBMIT = """
-mutation ($type: String!, $payload: JSON) {
+mutation ($type: TaskType!, $payload: JSON) {
   submitTask(input: {taskType: $type, payload: $payload}) { aggregateId sequence }
 }
 """
@@ -71,7 +71,7 @@ async def _until_done(
     token: str,
     task_id: str,
     timeout: float,
-    ends: tuple[str, ...] = ("completed", "failed", "cancelled", "timed_out"),
+    ends: tuple[str, ...] = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"),
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
@@ -97,7 +97,7 @@ async def test_a_code_task_is_assigned_run_and_completed_with_every_step_linked(
     task_id = submitted["aggregateId"]
     task = await _until_done(gateway, user.access_token, task_id, timeout=120)
 
-    assert task["status"] == "completed", task
+    assert task["status"] == "COMPLETED", task
     assert task["result"]["text"].strip()
     assert task["result"]["completion_tokens"] > 0
     history = [change async for change in gateway.platform.store.load("task", UUID(task_id))]
@@ -185,7 +185,7 @@ async def test_a_killed_agent_loses_its_task_to_another_which_completes_it_once(
             task = await _until_done(gateway, user.access_token, task_id, timeout=120)
         events = await _events_of(gateway, task_id)
 
-    assert task["status"] == "completed", task
+    assert task["status"] == "COMPLETED", task
     types = [e.event_type for e in events]
     assert types.count("TaskCompleted") == 1
     assert types == [
@@ -295,14 +295,14 @@ async def test_with_the_model_server_down_tasks_fail_typed_and_recover_when_it_i
         await server_faults.restart("model")
         # Failed retries (the circuit still open) are tried again until one completes.
         task = await _until_done(
-            gateway, user.access_token, task_id, timeout=180, ends=("completed",)
+            gateway, user.access_token, task_id, timeout=180, ends=("COMPLETED",)
         )
         calls = [
             e.data["outcome"]
             async for e in _model_calls(gateway)
             if e.causation_id in {str(a.event_id) for a in await _events_of(gateway, task_id)}
         ]
-    assert task["status"] == "completed", task
+    assert task["status"] == "COMPLETED", task
     assert task["result"]["text"].strip()
     assert "ok" in calls
     assert {"failed", "circuit_open"} & set(calls)
@@ -342,6 +342,6 @@ async def test_a_task_past_its_deadline_is_timed_out_by_the_coordinator(
             task = await _until_done(gateway, user.access_token, task_id, timeout=60)
             types = [e.event_type for e in await _events_of(gateway, task_id)]
 
-    assert task["status"] == "timed_out", task
+    assert task["status"] == "TIMED_OUT", task
     assert task["agentId"] == stuck.agent_id
     assert types == ["TaskSubmitted", "TaskAssigned", "TaskTimedOut"]

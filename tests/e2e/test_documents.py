@@ -63,7 +63,7 @@ async def library(
             ids[title] = added["addDocument"]["aggregateId"]
         for document_id in ids.values():
             await _until(
-                gateway, user, STATUS, document_id, "document", ("indexed", "index_failed")
+                gateway, user, STATUS, document_id, "document", ("INDEXED", "INDEX_FAILED")
             )
         yield gateway, user, ids
 
@@ -87,7 +87,7 @@ async def test_documents_are_indexed_searched_and_cited_by_id(
 ) -> None:
     gateway, user, ids = library
     for document_id in ids.values():
-        document = await _until(gateway, user, STATUS, document_id, "document", ("indexed",))
+        document = await _until(gateway, user, STATUS, document_id, "document", ("INDEXED",))
         assert document["chunkCount"] >= 1
         assert document["embeddingModel"] == "all-minilm:l6-v2"
 
@@ -99,9 +99,9 @@ async def test_documents_are_indexed_searched_and_cited_by_id(
 
     asked = await gateway.client.data(ASK, {"q": "What causes ocean tides?"}, user.access_token)
     task = await _until(
-        gateway, user, TASK, asked["submitTask"]["aggregateId"], "task", ("completed", "failed")
+        gateway, user, TASK, asked["submitTask"]["aggregateId"], "task", ("COMPLETED", "FAILED")
     )
-    assert task["status"] == "completed", task
+    assert task["status"] == "COMPLETED", task
     assert task["result"]["answer"].strip()
     cited = [c["document_id"] for c in task["result"]["citations"]]
     assert cited[0] == ids["tides"]

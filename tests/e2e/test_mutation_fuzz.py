@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from domain.agent import AgentKind
 from gateway.errors import ErrorCode
 from tests.e2e.conftest import Gateway
 
@@ -79,7 +80,7 @@ MUTATIONS: dict[str, tuple[str, dict[str, st.SearchStrategy[Any]]]] = {
             "i": st.fixed_dictionaries(
                 {
                     "name": texts,
-                    "kind": texts | st.just("code_assistant"),
+                    "kind": texts | st.sampled_from([kind.name for kind in AgentKind]),
                     "capabilities": st.lists(texts, max_size=3),
                     "model": texts,
                 }
@@ -109,8 +110,8 @@ MUTATIONS: dict[str, tuple[str, dict[str, st.SearchStrategy[Any]]]] = {
         {"id": ids, "c": texts | anything},
     ),
     "changeRole": (
-        "mutation ($id: ID!, $r: String!) { changeRole(userId: $id, role: $r) { sequence } }",
-        {"id": ids, "r": texts | st.sampled_from(["admin", "auditor", "root"])},
+        "mutation ($id: ID!, $r: Role!) { changeRole(userId: $id, role: $r) { sequence } }",
+        {"id": ids, "r": texts | st.sampled_from(["ADMIN", "AUDITOR", "admin", "root"])},
     ),
     "deactivateUser": (
         "mutation ($id: ID!) { deactivateUser(userId: $id) { sequence } }",

@@ -61,7 +61,7 @@ async def _until_done(gateway: Gateway, token: str, task_id: str, timeout: float
     deadline = time.monotonic() + timeout
     while True:
         task = (await gateway.client.data(TASK_QUERY, {"id": task_id}, token))["task"]
-        if task and task["status"] in ("completed", "failed", "cancelled", "timed_out"):
+        if task and task["status"] in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"):
             return task
         assert time.monotonic() < deadline, task
         await asyncio.sleep(0.5)
@@ -121,7 +121,7 @@ async def test_a_workflow_is_planned_into_subtasks_each_run_by_an_agent_then_com
         task = await _until_done(gateway, user.access_token, parent_id, timeout=420)
         store = gateway.platform.store
 
-        assert task["status"] == "completed", task
+        assert task["status"] == "COMPLETED", task
         await _assert_each_child_once_and_completed(store, UUID(parent_id), task["result"])
         events = await _events_of(store, UUID(parent_id))
         types = [e.event_type for e in events]
@@ -206,7 +206,7 @@ async def test_a_workflow_survives_kill_9_of_its_orchestrator_and_no_subtask_is_
                 os.killpg(doomed.pid, signal.SIGKILL)
                 doomed.wait()
 
-        assert task["status"] == "completed", task
+        assert task["status"] == "COMPLETED", task
         await _assert_each_child_once_and_completed(store, parent_id, task["result"])
         events = await _events_of(store, parent_id)
         types = [e.event_type for e in events]

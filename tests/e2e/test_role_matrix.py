@@ -28,6 +28,7 @@ from uuid_utils.compat import uuid4, uuid7
 
 from commands.bus import CommandContext
 from domain.task import AssignTask, FailTask, StartTask, TaskError
+from domain.user import Role
 from gateway.schema import build_schema
 from schemas.envelope import Actor
 from schemas.live import ReplyToken, live_conversation_subject
@@ -195,7 +196,7 @@ def _nonempty(world: World) -> Callable[[Any], bool]:
 # --- fresh inputs for cells that change state -------------------------------------------------
 
 SUBMIT = """
-mutation ($type: String!, $wait: Boolean!) {
+mutation ($type: TaskType!, $wait: Boolean!) {
   submitTask(input: {taskType: $type, priority: 3, payload: {prompt: "matrix"}},
              waitForProjection: $wait) { aggregateId sequence }
 }
@@ -214,7 +215,7 @@ mutation ($title: String!, $wait: Boolean!) {
 REGISTER = "mutation ($i: RegisterInput!) { register(input: $i) { aggregateId } }"
 REGISTER_AGENT = """
 mutation ($name: String!, $wait: Boolean!) {
-  registerAgent(input: {name: $name, kind: "code_assistant", capabilities: ["test.review"]},
+  registerAgent(input: {name: $name, kind: CODE_ASSISTANT, capabilities: ["test.review"]},
                 waitForProjection: $wait) { aggregateId }
 }
 """
@@ -502,7 +503,7 @@ PROBES: dict[tuple[str, str], Probe] = {
         lambda w, _: {"id": w.conversation_id},
     ),
     ("mutation", "changeRole"): ask(
-        ON_USER % ("changeRole", ', role: "auditor"'),
+        ON_USER % ("changeRole", ", role: AUDITOR"),
         "changeRole",
         lambda w, _: _as_vars("id", _fresh_user(w)),
     ),
@@ -541,17 +542,17 @@ PROBES: dict[tuple[str, str], Probe] = {
 # --- the test ----------------------------------------------------------------------------------
 
 CHANGE_ROLE = """
-mutation ($id: ID!, $role: String!) {
+mutation ($id: ID!, $role: Role!) {
   changeRole(userId: $id, role: $role, waitForProjection: true) { projected }
 }
 """
 
 
-async def _with_role(gateway: Gateway, role: str) -> Session:
+async def _with_role(gateway: Gateway, role: Role) -> Session:
     """A fresh user the admin gave `role`, signed in again so the token carries it."""
     session = await gateway.client.sign_up(password=PASSWORD)
     changed = await gateway.client.data(
-        CHANGE_ROLE, {"id": session.user_id, "role": role}, gateway.admin.access_token
+        CHANGE_ROLE, {"id": session.user_id, "role": role.name}, gateway.admin.access_token
     )
     assert changed["changeRole"]["projected"] is True
     return await gateway.client.sign_in(session.username, PASSWORD)
@@ -563,8 +564,8 @@ async def _world(gateway: Gateway) -> World:
     sessions = {
         "user": user,
         "other": other,
-        "agent": await _with_role(gateway, "agent"),
-        "auditor": await _with_role(gateway, "auditor"),
+        "agent": await _with_role(gateway, Role.AGENT),
+        "auditor": await _with_role(gateway, Role.AUDITOR),
         "admin": gateway.admin,
     }
     token = user.access_token

@@ -186,7 +186,7 @@ async def test_agents_stop_in_time_with_a_model_call_stalled_and_the_task_still_
             gateway.platform, AgentOptions(only=only, replica=f"s{uuid4().hex[:6]}")
         ):
             await _until_status(
-                gateway, gateway.admin.access_token, task_id, "completed", timeout=240
+                gateway, gateway.admin.access_token, task_id, "COMPLETED", timeout=240
             )
 
 

@@ -14,7 +14,7 @@ from tests.e2e.client import subscribe
 from tests.e2e.conftest import Gateway
 
 SUBMIT = """
-mutation ($type: String!, $cmid: String) {
+mutation ($type: TaskType!, $cmid: String) {
   submitTask(input: {taskType: $type, priority: 2, payload: {prompt: "fizzbuzz"}},
              clientMutationId: $cmid, reason: "I need fizzbuzz", waitForProjection: true) {
     aggregateId version sequence duplicate projected
@@ -43,7 +43,7 @@ async def test_a_user_submits_follows_and_audits_a_task(gateway: Gateway) -> Non
 
     mine = (await client.data(MY_TASKS, token=alice.access_token))["tasks"]["items"]
     assert [t["id"] for t in mine] == [task_id]
-    assert mine[0]["status"] == "pending"
+    assert mine[0]["status"] == "PENDING"
 
     agent = Actor(id=str(uuid7()), kind="agent")
     bus = gateway.platform.commands.bus
@@ -64,7 +64,7 @@ async def test_a_user_submits_follows_and_audits_a_task(gateway: Gateway) -> Non
         {"id": task_id, "s": done.sequence},
         alice.access_token,
     )
-    assert fresh["task"] == {"status": "completed", "result": {"code": "print(1)"}}
+    assert fresh["task"] == {"status": "COMPLETED", "result": {"code": "print(1)"}}
 
     history = (await client.data(HISTORY, {"id": task_id}, alice.access_token))["history"]
     assert history[0]["eventType"] == "TaskSubmitted"

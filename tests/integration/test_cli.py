@@ -54,7 +54,7 @@ def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
             },
             timeout=30,
         )
-        assert login.json()["data"]["login"]["user"]["role"] == "admin", login.text
+        assert login.json()["data"]["login"]["user"]["role"] == "ADMIN", login.text
         status = subprocess.run(
             [SUTAZAI, "status"], env=env, cwd=root, capture_output=True, text=True, timeout=60
         )

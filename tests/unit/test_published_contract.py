@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import json
 
+import graphql
+
 from commands.aggregates import COMMANDS
+from domain.agent import AgentKind, AgentStatus
+from domain.conversation import MessageRole
+from domain.document import DocumentStatus
+from domain.task import TaskStatus
+from domain.user import Role
 from schemas import published
 from schemas.events import EVENTS
 
@@ -38,3 +45,18 @@ def test_an_event_schema_accepts_a_real_envelope_and_pins_its_type() -> None:
     assert "document_ids" in json.dumps(schema)
     register = json.loads((published.PUBLISHED / "commands" / "RegisterUser.json").read_text())
     assert "password_hash" not in json.dumps(register)
+
+
+def test_the_graphql_schema_publishes_the_closed_sets_as_enums_and_task_types_as_a_scalar() -> None:
+    schema = graphql.build_schema(published.GRAPHQL_SCHEMA.read_text())
+    for closed in (TaskStatus, AgentStatus, AgentKind, Role, DocumentStatus, MessageRole):
+        enum = schema.get_type(closed.__name__)
+        assert isinstance(enum, graphql.GraphQLEnumType), closed
+        assert list(enum.values) == [member.name for member in closed]
+    task_type = schema.get_type("TaskType")
+    assert isinstance(task_type, graphql.GraphQLScalarType)
+    assert "^[a-z][a-z0-9_.-]*$" in (task_type.description or "")
+    submit = schema.get_type("SubmitTaskInput")
+    assert isinstance(submit, graphql.GraphQLInputObjectType)
+    assert str(submit.fields["taskType"].type) == "TaskType!"
+    assert "1 (the most urgent) to 10" in (submit.fields["priority"].description or "")
