@@ -23,7 +23,7 @@ from gateway.errors import ErrorCode, GatewayError
 from gateway.log_types import ActorRef, Event
 from gateway.permissions import Reader, SignedIn, check_read, may_read
 from gateway.queries import EventFilter
-from gateway.types import parse_id, public
+from gateway.types import TaskStatus, parse_id, public
 from schemas.envelope import EVENT_SUBJECT_PREFIX, RecordedEvent
 from schemas.live import ReplyToken, live_conversation_subject
 
@@ -84,7 +84,7 @@ class TaskUpdate:
     sequence: int
     event_type: str
     version: int
-    status: str
+    status: TaskStatus
     task: JSON
 
 
@@ -197,7 +197,7 @@ class Subscription:
                 sequence=recorded.sequence,
                 event_type=recorded.envelope.event_type,
                 version=folded.version,
-                status=str(state.status),
+                status=TaskStatus(state.status),
                 task=state.model_dump(mode="json"),
             )
 

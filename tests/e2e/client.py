@@ -92,7 +92,10 @@ class Subscription:
     async def next(self, timeout: float = 15.0) -> dict[str, Any]:
         """The next `next` payload (raises on `error`, or TimeoutError)."""
         while True:
-            message = json.loads(await asyncio.wait_for(self._connection.recv(), timeout))
+            frame = await asyncio.wait_for(self._connection.recv(), timeout)
+            # The protocol is JSON in text frames: standard clients refuse binary ones.
+            assert isinstance(frame, str), f"a binary frame: {frame!r}"
+            message = json.loads(frame)
             if message["type"] == "next":
                 payload: dict[str, Any] = message["payload"]
                 return payload

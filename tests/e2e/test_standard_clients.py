@@ -1,4 +1,4 @@
-"""The gateway as Python's `gql` sees it: HTTP, both websocket protocols, and multipart streams.
+"""The gateway as Python's `gql` sees it: HTTP, both websocket protocols, multipart and SSE.
 
 Our own test client proves only that we agree with ourselves; these tests use a client other
 GraphQL servers are tested with, the way a user of ours would.
@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
+import httpx
 import pytest
 from gql import Client, GraphQLRequest
 from gql.client import AsyncClientSession
@@ -145,14 +147,14 @@ async def test_a_user_follows_their_task_to_completion(gateway: Gateway, how: st
         worker: asyncio.Task[None] | None = None
         async with asyncio.timeout(30):
             async for update in updates:
-                statuses.append(update["taskUpdated"]["status"].lower())
+                statuses.append(update["taskUpdated"]["status"])
                 if worker is None:
                     worker = asyncio.create_task(_work_through(gateway, task_id))
-                if statuses[-1] == "completed":
+                if statuses[-1] == "COMPLETED":
                     break
         assert worker is not None
         await worker
-    assert statuses == ["pending", "assigned", "running", "completed"]
+    assert statuses == ["PENDING", "ASSIGNED", "RUNNING", "COMPLETED"]
 
 
 async def test_a_subscriber_resumes_from_the_last_sequence_it_saw_through_any_transport(
@@ -240,3 +242,21 @@ async def test_a_subscription_sent_as_a_plain_query_names_the_transports_to_use(
     assert error["extensions"]["code"] == "VALIDATION"
     assert "graphql-transport-ws" in error["message"]
     assert "multipart/mixed" in error["message"]
+
+
+async def test_a_subscription_streams_as_server_sent_events(gateway: Gateway) -> None:
+    token = await _sign_up(gateway)
+    task_id = (await _submit(gateway, token))["aggregateId"]
+    body = {"query": TASK_UPDATED, "variables": {"id": task_id}}
+    headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+    async with (
+        httpx.AsyncClient(base_url=gateway.url, timeout=15) as http,
+        http.stream("POST", "/graphql", json=body, headers=headers) as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.aiter_lines()
+        async with asyncio.timeout(15):
+            event = [await anext(lines) for _ in range(2)]
+    assert event[0] == "event: next"
+    data = json.loads(event[1].removeprefix("data: "))
+    assert data["data"]["taskUpdated"]["status"] == "PENDING"

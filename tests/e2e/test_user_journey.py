@@ -49,7 +49,7 @@ async def test_a_user_submits_follows_and_audits_a_task(gateway: Gateway) -> Non
     bus = gateway.platform.commands.bus
     async with subscribe(gateway.url, TASK_UPDATED, {"id": task_id}, alice.access_token) as sub:
         first = await sub.next()
-        assert first["data"]["taskUpdated"]["status"] == "pending"
+        assert first["data"]["taskUpdated"]["status"] == "PENDING"
         for command in (
             AssignTask(task_id=UUID(task_id), agent_id=UUID(agent.id)),
             StartTask(task_id=UUID(task_id)),
@@ -57,7 +57,7 @@ async def test_a_user_submits_follows_and_audits_a_task(gateway: Gateway) -> Non
         ):
             done = await bus.execute(command, CommandContext(command_id=str(uuid7()), actor=agent))
         statuses = [(await sub.next())["data"]["taskUpdated"]["status"] for _ in range(3)]
-    assert statuses == ["assigned", "running", "completed"]
+    assert statuses == ["ASSIGNED", "RUNNING", "COMPLETED"]
     # Read-your-writes: with the sequence of the last change, the read model shows it.
     fresh = await client.data(
         "query ($id: ID!, $s: Int) { task(id: $id, minSequence: $s) { status result } }",
