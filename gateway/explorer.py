@@ -63,7 +63,8 @@ def example_tabs() -> list[dict[str, str]]:
 def page() -> str:
     """The GraphiQL page, with the example tabs written in."""
     html = (HERE / "index.html").read_text(encoding="utf-8")
-    tabs = json.dumps(example_tabs()).replace("</", "<\\/")
+    # No docs beside the code (an installed wheel): GraphiQL's own default tab.
+    tabs = json.dumps(example_tabs()).replace("</", "<\\/") if example_tabs() else "undefined"
     return html.replace("__ASSETS__", ASSET_PATH).replace("__EXAMPLE_TABS__", tabs)
 
 
