@@ -1,16 +1,19 @@
-"""A small GraphQL client for the end-to-end tests: HTTP queries and graphql-transport-ws."""
+"""The end-to-end tests' GraphQL clients: httpx for HTTP, Python's `gql` for subscriptions."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import websockets
+from gql import Client, GraphQLRequest
+from gql.client import AsyncClientSession
+from gql.transport.exceptions import TransportError, TransportQueryError
+from gql.transport.websockets import WebsocketsTransport
 from uuid_utils.compat import uuid4
 
 
@@ -84,49 +87,72 @@ class GraphQLClient:
 
 
 class Subscription:
-    """One graphql-transport-ws connection carrying one subscription."""
+    """One subscription over a websocket, spoken by Python's `gql` (graphql-transport-ws).
 
-    def __init__(self, connection: Any) -> None:
-        self._connection = connection
+    Messages are read from the moment it opens (gql sends `subscribe` only when first asked for
+    a result), so an event that happens before the first `next` is not missed.
+    """
+
+    def __init__(self, messages: AsyncGenerator[dict[str, Any], None]) -> None:
+        self._queue: asyncio.Queue[dict[str, Any] | BaseException] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read(messages))
+
+    async def _read(self, messages: AsyncGenerator[dict[str, Any], None]) -> None:
+        try:
+            async for data in messages:
+                self._queue.put_nowait({"data": data})
+            self._queue.put_nowait(EOFError("the subscription completed"))
+        except TransportQueryError as error:
+            self._queue.put_nowait(RuntimeError(error.errors))
+        except TransportError as error:
+            self._queue.put_nowait(_closed_under(error))
+        finally:
+            await messages.aclose()
 
     async def next(self, timeout: float = 15.0) -> dict[str, Any]:
-        """The next `next` payload (raises on `error`, or TimeoutError)."""
-        while True:
-            frame = await asyncio.wait_for(self._connection.recv(), timeout)
-            # The protocol is JSON in text frames: standard clients refuse binary ones.
-            assert isinstance(frame, str), f"a binary frame: {frame!r}"
-            message = json.loads(frame)
-            if message["type"] == "next":
-                payload: dict[str, Any] = message["payload"]
-                return payload
-            if message["type"] == "error":
-                raise RuntimeError(message["payload"])
-            if message["type"] == "complete":
-                raise EOFError("the subscription completed")
-            if message["type"] == "ping":
-                await self._connection.send(json.dumps({"type": "pong"}))
+        """The next result as `{"data": ...}`.
+
+        Raises RuntimeError with the errors for an `error` message, EOFError when the server
+        completed the subscription, the websocket's own ConnectionClosed (its close code in
+        `.rcvd`) when the socket closed, and TimeoutError.
+        """
+        message = await asyncio.wait_for(self._queue.get(), timeout)
+        if isinstance(message, BaseException):
+            raise message
+        return message
+
+    async def close(self) -> None:
+        """Stop reading (the socket closes with the client)."""
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+
+
+def _closed_under(error: BaseException) -> BaseException:
+    """The websocket ConnectionClosed that a gql transport error wraps, else the error."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, websockets.ConnectionClosed):
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    return error
 
 
 @contextlib.asynccontextmanager
 async def subscribe(
     url: str, query: str, variables: dict[str, Any] | None = None, token: str | None = None
 ) -> AsyncIterator[Subscription]:
-    """Open a websocket, init (with the token), subscribe; close on exit."""
-    ws_url = url.replace("http://", "ws://") + "/graphql"
-    async with websockets.connect(ws_url, subprotocols=["graphql-transport-ws"]) as connection:  # type: ignore[list-item]
-        init: dict[str, Any] = {"type": "connection_init", "payload": {}}
-        if token:
-            init["payload"] = {"authorization": f"Bearer {token}"}
-        await connection.send(json.dumps(init))
-        ack = json.loads(await asyncio.wait_for(connection.recv(), 10))
-        assert ack["type"] == "connection_ack", ack
-        await connection.send(
-            json.dumps(
-                {
-                    "id": "1",
-                    "type": "subscribe",
-                    "payload": {"query": query, "variables": variables or {}},
-                }
-            )
-        )
-        yield Subscription(connection)
+    """Open a websocket with `gql`, init (with the token), subscribe; close on exit."""
+    transport = WebsocketsTransport(
+        url=url.replace("http://", "ws://") + "/graphql",
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+        init_payload={"authorization": f"Bearer {token}"} if token else {},
+    )
+    async with Client(transport=transport) as session:
+        assert isinstance(session, AsyncClientSession)
+        request = GraphQLRequest(query, variable_values=variables or {})
+        subscription = Subscription(session.subscribe(request))
+        try:
+            yield subscription
+        finally:
+            await subscription.close()

@@ -151,7 +151,7 @@ async def test_a_conversation_reply_streams_tokens_then_records_the_cited_answer
     )
     conversation_id = started["startConversation"]["aggregateId"]
     async with subscribe(gateway.url, REPLY, {"id": conversation_id}, user.access_token) as sub:
-        await asyncio.sleep(0.3)
+        await gateway.until_live("conversationReply")
         await gateway.client.data(
             'mutation ($id: ID!) { postMessage(conversationId: $id, content: "How do I keep a'
             ' sourdough starter alive?") { sequence } }',

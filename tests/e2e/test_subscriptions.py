@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from uuid import UUID
 
+import pytest
 from uuid_utils.compat import uuid7
 
 from commands.aggregates import CONVERSATION
@@ -144,5 +145,6 @@ async def test_conversation_reply_streams_live_tokens_then_the_recorded_message(
     async with subscribe(
         gateway.url, REPLY, {"id": str(conversation_id)}, stranger.access_token
     ) as sub:
-        refused = await sub.next()
-    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        with pytest.raises(RuntimeError) as refused:
+            await sub.next()
+    assert refused.value.args[0][0]["extensions"]["code"] == "FORBIDDEN"
