@@ -1,7 +1,9 @@
 """Appends and loads against a bare nats-py baseline, measured side by side on one nats-server.
 
 Prints one line per figure: `name  ours  baseline  ratio` (ratio = ours / baseline throughput,
-higher is better). Run with `make bench` or `.venv/bin/python -m bench.append`.
+higher is better), once with `sync_interval: always` (the platform's default: every write on
+disk before its ack) and once with nats-server's own default (`2m`), so the price of the
+guarantee is in view. Run with `make bench` or `.venv/bin/python -m bench.append`.
 """
 
 from __future__ import annotations
@@ -225,19 +227,25 @@ async def loads(client: NatsClient, store: EventStore) -> None:
     _line(f"load, {EVENTS_PER_LOADED_TASK}-event aggregate", mine, base, "loads/s, vs consumer")
 
 
-async def main() -> None:
-    configure_logging(level="warning")
+SYNC_SETTINGS = ("always", "2m")
+"""The platform's default (`SUTAZAI_NATS_SYNC=always`) and nats-server's own (sync every 2 min)."""
+
+
+async def run(sync: str) -> None:
+    """Every figure on one nats-server with this sync setting: ours and the baseline alike."""
     root = Path(tempfile.mkdtemp(prefix="sutazai-bench-"))
     server = NatsServer(
         ServerOptions(root=root, startup_timeout=20, stop_timeout=5),
         port=free_port(),
         monitor_port=free_port(),
+        sync=sync,
     )
     await server.start()
     try:
         store = await EventStore.connect(server.url, timeout=10)
         client = store.client
         await store.setup(StreamLayout())
+        print(f"\nsync_interval: {sync}")
         print(f"{'name':<34} {'ours':>10} {'baseline':>10}  ratio")
         await single_appends(client, store)
         await pipelined_appends(client, store)
@@ -248,6 +256,12 @@ async def main() -> None:
     finally:
         await server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def main() -> None:
+    configure_logging(level="warning")
+    for sync in SYNC_SETTINGS:
+        await run(sync)
 
 
 if __name__ == "__main__":

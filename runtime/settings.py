@@ -35,6 +35,16 @@ class Settings(BaseSettings):
     nats_url: str | None = None
     nats_port: int = 14222
     nats_monitor_port: int = 18222
+    nats_sync: str = Field(
+        default="always",
+        pattern=r"^(always|[1-9][0-9]*(ms|s|m|h))$",
+        description=(
+            "How the embedded NATS server syncs JetStream to disk: `always` (every acknowledged"
+            " write is on disk before its ack: an OS crash or power loss loses nothing"
+            " acknowledged) or an interval such as `2m` (nats-server's own default: faster, but"
+            " such a crash can erase what was acknowledged since the last sync)."
+        ),
+    )
 
     postgres_url: str | None = None
     postgres_port: int = 15432

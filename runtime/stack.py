@@ -74,7 +74,10 @@ class Stack:
                 settings.nats_url,
                 nats_probe,
                 lambda: NatsServer(
-                    options, port=settings.nats_port, monitor_port=settings.nats_monitor_port
+                    options,
+                    port=settings.nats_port,
+                    monitor_port=settings.nats_monitor_port,
+                    sync=settings.nats_sync,
                 ),
             ),
             "postgres": external_or(

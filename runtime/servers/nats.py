@@ -54,9 +54,12 @@ class NatsServer(EmbeddedServer):
 
     name = "nats"
 
-    def __init__(self, options: ServerOptions, *, port: int, monitor_port: int) -> None:
+    def __init__(
+        self, options: ServerOptions, *, port: int, monitor_port: int, sync: str = "always"
+    ) -> None:
         super().__init__(options, port=port)
         self.monitor_port = monitor_port
+        self.sync = sync
         self._probe = nats_probe(self.url)
 
     @property
@@ -79,6 +82,7 @@ class NatsServer(EmbeddedServer):
         super().prepare()
         store = self.data_dir / "jetstream"
         store.mkdir(exist_ok=True)
+        sync = "always" if self.sync == "always" else f'"{self.sync}"'
         self.config_path.write_text(
             "\n".join(
                 [
@@ -88,6 +92,8 @@ class NatsServer(EmbeddedServer):
                     f'http: "{LOOPBACK}:{self.monitor_port}"',
                     "jetstream {",
                     f'  store_dir: "{store}"',
+                    # `always`: fsync before every ack (Settings.nats_sync says what else risks).
+                    f"  sync_interval: {sync}",
                     "}",
                     "",
                 ]
