@@ -35,6 +35,26 @@ class Settings(BaseSettings):
     nats_url: str | None = None
     nats_port: int = 14222
     nats_monitor_port: int = 18222
+    nats_cluster: int = Field(
+        default=1,
+        ge=1,
+        le=5,
+        description=(
+            "Embedded NATS nodes: 1, or 3 for a cluster (`sutazai up --cluster 3`). Node i"
+            " listens on nats_port+i, monitors on nats_monitor_port+i, routes on"
+            " nats_route_port+i."
+        ),
+    )
+    nats_route_port: int = 16248
+    nats_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        le=5,
+        description=(
+            "Replicas of every stream, KV bucket and object store. Unset: the embedded"
+            " cluster's size, or 1 for a NATS given by URL (set 3 for a 3-node cluster of yours)."
+        ),
+    )
     nats_sync: str = Field(
         default="always",
         pattern=r"^(always|[1-9][0-9]*(ms|s|m|h))$",
@@ -153,6 +173,13 @@ class Settings(BaseSettings):
     def neo4j_auth(self) -> tuple[str, str] | None:
         """Neo4j credentials, when a password is set."""
         return (self.neo4j_user, self.neo4j_password) if self.neo4j_password else None
+
+    @property
+    def replicas(self) -> int:
+        """How many copies JetStream keeps of every stream, bucket and object store."""
+        if self.nats_replicas is not None:
+            return self.nats_replicas
+        return 1 if self.nats_url else self.nats_cluster
 
     @property
     def resolved_data_dir(self) -> Path:
