@@ -55,6 +55,11 @@ class ConnectionWatch:
             self._cut.discard(task)
 
 
+def server_urls(url: str) -> list[str]:
+    """The servers of a NATS URL setting: one URL, or several separated by commas (a cluster)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
 async def connect_watched(
     url: str, *, name: str, watch: ConnectionWatch, timeout: float
 ) -> NatsClient:
@@ -71,7 +76,7 @@ async def connect_watched(
     try:
         return await asyncio.wait_for(
             nats.connect(
-                url,
+                server_urls(url),
                 name=name,
                 disconnected_cb=watch.lost,
                 error_cb=quiet,

@@ -40,6 +40,8 @@ class StreamLayout:
     duplicate_window: float = 120.0
     heartbeat_ttl: float = 15.0
     """Seconds an agent's heartbeat lives in `sutazai_agents` unless renewed."""
+    replicas: int = 1
+    """Copies of every stream, bucket and object store (3 on a 3-node cluster)."""
 
 
 def events_stream(layout: StreamLayout) -> StreamConfig:
@@ -56,6 +58,7 @@ def events_stream(layout: StreamLayout) -> StreamConfig:
         allow_atomic=True,
         deny_delete=True,
         deny_purge=True,
+        num_replicas=layout.replicas,
     )
 
 
@@ -68,6 +71,7 @@ def dlq_stream(layout: StreamLayout) -> StreamConfig:
         retention=RetentionPolicy.LIMITS,
         duplicate_window=layout.duplicate_window,
         allow_direct=True,
+        num_replicas=layout.replicas,
     )
 
 
@@ -126,22 +130,29 @@ async def ensure_layout(js: JetStreamContext, layout: StreamLayout) -> None:
     """Every stream and bucket the platform writes; safe to call at every start."""
     await ensure_stream(js, events_stream(layout))
     await ensure_stream(js, dlq_stream(layout))
+    file, replicas = StorageType.FILE, layout.replicas
     await ensure_bucket(
-        js, KeyValueConfig(bucket=SNAPSHOTS_BUCKET, history=1, storage=StorageType.FILE)
+        js,
+        KeyValueConfig(bucket=SNAPSHOTS_BUCKET, history=1, storage=file, replicas=replicas),
     )
     await ensure_bucket(
-        js, KeyValueConfig(bucket=UNIQUE_BUCKET, history=1, storage=StorageType.FILE)
+        js, KeyValueConfig(bucket=UNIQUE_BUCKET, history=1, storage=file, replicas=replicas)
     )
     await ensure_bucket(
         js,
         KeyValueConfig(
-            bucket=AGENTS_BUCKET, history=1, ttl=layout.heartbeat_ttl, storage=StorageType.FILE
+            bucket=AGENTS_BUCKET,
+            history=1,
+            ttl=layout.heartbeat_ttl,
+            storage=file,
+            replicas=replicas,
         ),
     )
     try:
         await js.object_store(BLOBS_BUCKET)
     except NotFoundError:
         await js.create_object_store(
-            BLOBS_BUCKET, ObjectStoreConfig(bucket=BLOBS_BUCKET, storage=StorageType.FILE)
+            BLOBS_BUCKET,
+            ObjectStoreConfig(bucket=BLOBS_BUCKET, storage=file, replicas=replicas),
         )
         log.info("bucket.created", bucket=BLOBS_BUCKET)

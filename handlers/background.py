@@ -17,6 +17,8 @@ import structlog
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
 
+from eventstore.connection import server_urls
+
 log = structlog.get_logger(__name__)
 
 STOP_DEADLINE = 5.0
@@ -68,11 +70,11 @@ async def repeating(
 
 
 def nats_broker(url: str, *, drain_timeout: float) -> NatsBroker:
-    """A FastStream broker whose stop is bounded: a handler in flight gets `drain_timeout`
-    seconds, and so does draining the connection. Requests log at DEBUG (INFO for each would
-    drown the log)."""
+    """A FastStream broker on every server of `url` (a cluster's too) whose stop is bounded: a
+    handler in flight gets `drain_timeout` seconds, and so does draining the connection.
+    Requests log at DEBUG (INFO for each would drown the log)."""
     return NatsBroker(
-        url,
+        server_urls(url),
         log_level=logging.DEBUG,
         graceful_timeout=drain_timeout,
         drain_timeout=max(1, math.ceil(drain_timeout)),

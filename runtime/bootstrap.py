@@ -73,7 +73,9 @@ class Platform:
 def stream_layout(settings: Settings) -> StreamLayout:
     """The streams and buckets as the settings tune them."""
     return StreamLayout(
-        duplicate_window=settings.duplicate_window, heartbeat_ttl=settings.heartbeat_ttl
+        duplicate_window=settings.duplicate_window,
+        heartbeat_ttl=settings.heartbeat_ttl,
+        replicas=settings.replicas,
     )
 
 

@@ -13,7 +13,7 @@ import structlog
 from runtime.servers import EmbeddedServer, ExternalServer, Server
 from runtime.servers.base import ServerOptions
 from runtime.servers.model import ModelServer, model_probe
-from runtime.servers.nats import NatsServer, nats_probe
+from runtime.servers.nats import ClusterPlace, NatsServer, nats_probe
 from runtime.servers.postgres import PostgresServer, postgres_probe
 from runtime.servers.process import Probe
 from runtime.servers.redis import GraphServer, RedisServer, graph_probe, redis_probe
@@ -69,17 +69,7 @@ class Stack:
             return embedded()
 
         self._servers: dict[str, Server] = {
-            "nats": external_or(
-                "nats",
-                settings.nats_url,
-                nats_probe,
-                lambda: NatsServer(
-                    options,
-                    port=settings.nats_port,
-                    monitor_port=settings.nats_monitor_port,
-                    sync=settings.nats_sync,
-                ),
-            ),
+            **self._nats(settings, options),
             "postgres": external_or(
                 "postgres",
                 settings.postgres_url,
@@ -113,6 +103,30 @@ class Stack:
             ),
         }
 
+    @staticmethod
+    def _nats(settings: Settings, options: ServerOptions) -> dict[str, Server]:
+        """One NATS server, or the nodes of an embedded cluster (`nats-1`, `nats-2`, ...)."""
+        if settings.nats_url:
+            url, timeout = settings.nats_url, settings.startup_timeout
+            return {"nats": ExternalServer("nats", url, nats_probe, timeout)}
+        size = settings.nats_cluster
+        route_ports = tuple(settings.nats_route_port + i for i in range(size))
+        nodes = [
+            NatsServer(
+                options,
+                port=settings.nats_port + i,
+                monitor_port=settings.nats_monitor_port + i,
+                sync=settings.nats_sync,
+                cluster=ClusterPlace(node=i + 1, route_ports=route_ports) if size > 1 else None,
+            )
+            for i in range(size)
+        ]
+        return {node.name: node for node in nodes}
+
+    def nats_nodes(self) -> list[NatsServer]:
+        """The embedded NATS servers (one, or a cluster's nodes; none for an external NATS)."""
+        return [server for server in self if isinstance(server, NatsServer)]
+
     def __iter__(self) -> Iterator[Server]:
         return iter(self._servers.values())
 
@@ -128,8 +142,10 @@ class Stack:
 
     @property
     def nats_url(self) -> str:
-        """Where NATS answers."""
-        return self["nats"].url
+        """Where NATS answers: every node of a cluster, separated by commas."""
+        if "nats" in self._servers:
+            return self["nats"].url
+        return ",".join(node.url for node in self.nats_nodes())
 
     @property
     def postgres_url(self) -> str:
