@@ -28,6 +28,7 @@ SNAPSHOTS_BUCKET = "sutazai_snapshots"
 UNIQUE_BUCKET = "sutazai_unique"
 BLOBS_BUCKET = "sutazai_blobs"
 AGENTS_BUCKET = "sutazai_agents"
+LEASES_BUCKET = "sutazai_leases"
 
 # Fields the server cannot change on an existing stream: a difference is an error, not an update.
 _IMMUTABLE = ("storage", "retention")
@@ -42,6 +43,8 @@ class StreamLayout:
     """Seconds an agent's heartbeat lives in `sutazai_agents` unless renewed."""
     replicas: int = 1
     """Copies of every stream, bucket and object store (3 on a 3-node cluster)."""
+    lease_ttl: float = 10.0
+    """Seconds a projector's lease in `sutazai_leases` lives unless renewed."""
 
 
 def events_stream(layout: StreamLayout) -> StreamConfig:
@@ -146,6 +149,12 @@ async def ensure_layout(js: JetStreamContext, layout: StreamLayout) -> None:
             ttl=layout.heartbeat_ttl,
             storage=file,
             replicas=replicas,
+        ),
+    )
+    await ensure_bucket(
+        js,
+        KeyValueConfig(
+            bucket=LEASES_BUCKET, history=1, ttl=layout.lease_ttl, storage=file, replicas=replicas
         ),
     )
     try:

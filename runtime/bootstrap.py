@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,13 +28,14 @@ from commands.preparation import CommandPreparation, Limits
 from domain.model_call import RecordModelCall
 from eventstore.blobs import BlobStore
 from eventstore.store import EventStore
-from eventstore.streams import StreamLayout
+from eventstore.streams import LEASES_BUCKET, StreamLayout
 from handlers.background import stop_task
 from handlers.command_endpoint import command_endpoint
 from handlers.model_port import ModelPolicy, ModelPort
 from handlers.presence import AgentCard
 from projections.graph.port import FalkorGraph, GraphPort, Neo4jGraph
 from projections.graph.runner import GraphProjection
+from projections.lease import LeaseTerms, under_lease
 from projections.migrate import migrate
 from projections.read_models import postgres_projectors
 from projections.runtime import ProjectionRunner, Projector
@@ -76,6 +79,7 @@ def stream_layout(settings: Settings) -> StreamLayout:
         duplicate_window=settings.duplicate_window,
         heartbeat_ttl=settings.heartbeat_ttl,
         replicas=settings.replicas,
+        lease_ttl=settings.projection_lease_seconds,
     )
 
 
@@ -255,6 +259,12 @@ async def run_projections(
     if graph is not None:
         projection = GraphProjection(store, graph, batch_size=settings.projection_batch_size)
         workers.append(("graph", projection.run))
+    # Each projector applies in one process at a time; the same projector elsewhere waits.
+    bucket = await store.client.jetstream(timeout=store.timeout).key_value(LEASES_BUCKET)
+    terms = LeaseTerms(settings.projection_lease_seconds, f"{socket.gethostname()}:{os.getpid()}")
+    workers = [
+        (name, under_lease(run, bucket, f"projector.{name}", terms)) for name, run in workers
+    ]
     if readiness is not None:
         readiness.expect(PROJECTIONS)
     lives = [asyncio.Event() for _ in workers]

@@ -139,6 +139,14 @@ class Settings(BaseSettings):
         default=32 * 1024, ge=0, description="Larger documents go to the Object Store."
     )
     projection_batch_size: int = Field(default=500, ge=1, description="Events per transaction.")
+    projection_lease_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description=(
+            "One process at a time applies each projector; the others wait and take over within"
+            " about this long when it dies (its lease in the sutazai_leases bucket expires)."
+        ),
+    )
     poison_policy: str = Field(default="stop", pattern="^(stop|skip)$")
 
     jwt_secret: SecretStr | None = Field(
