@@ -7,7 +7,7 @@ import contextlib
 import math
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from uuid import UUID
 
 import uvicorn
@@ -179,6 +179,16 @@ async def ensure_admin(platform: Platform) -> str | None:
     return None if given else password
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the process that serves the gateway owns the
+    signals and stops its parts in order. uvicorn's would raise a caught signal again once it
+    has stopped, which `sutazai up` would take for a second Ctrl-C (stop now, skip the drain)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 @contextlib.asynccontextmanager
 async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
     """Serve the gateway on 127.0.0.1:`port` (uvicorn) until the block ends; yields its URL."""
@@ -192,7 +202,7 @@ async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
         readiness_checks(platform),
         registry=platform.metrics,
     )
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             app,
             host=LOOPBACK,
