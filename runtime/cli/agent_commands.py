@@ -5,20 +5,21 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from handlers.presence import agents_bucket, online_agents
 from runtime.agents import AGENT_KINDS, AgentOptions, run_agents
-from runtime.bootstrap import connect
 from runtime.cli.base import (
+    CliError,
     agents_app,
+    connected_platform,
+    connected_read_side,
     console,
-    errors,
     load_settings,
-    run_against_platform,
+    run,
     stop_signal,
 )
-from runtime.stack import Stack
 
 
 @agents_app.command("run")
@@ -31,53 +32,60 @@ def agents_run(
     """Run agents in the foreground (as `sutazai up` does) until Ctrl-C."""
     unknown = sorted(set(only or ()) - set(AGENT_KINDS))
     if unknown:
-        errors.print(
-            f"[red]No agent named {', '.join(unknown)}[/]; known: {', '.join(AGENT_KINDS)}"
-        )
-        raise typer.Exit(2)
-    settings = load_settings()
-    stack = Stack(settings)
+        raise CliError(f"No agent named {', '.join(unknown)}; known: {', '.join(AGENT_KINDS)}")
+    options = AgentOptions(only=only or (), replica=replica)
+    settings = load_settings(foreground=True)
+    if not options.runs("document-assistant"):
+        # Only the document assistant keeps vectors. Without it this process opens no Qdrant
+        # storage, so it runs beside `sutazai up`, whose local-mode storage is its own.
+        settings = settings.model_copy(update={"qdrant_url": None, "qdrant_location": ":memory:"})
 
     async def main() -> None:
         stop = stop_signal()
         async with (
-            connect(settings, stack) as platform,
-            run_agents(platform, AgentOptions(only=only or (), replica=replica)) as cards,
+            connected_platform(settings) as platform,
+            run_agents(platform, options) as cards,
         ):
             names = ", ".join(card.name for card in cards) or "the coordinator"
             console.print(f"Agents running: {names}. Ctrl-C stops.")
             await stop.wait()
 
-    run_against_platform(main())
+    run(main())
 
 
 @agents_app.command("list")
 def agents_list() -> None:
     """Every registered agent, its kind, capabilities and whether its heartbeat is alive."""
-    settings = load_settings()
-    stack = Stack(settings)
 
     async def gather() -> tuple[list[dict[str, object]], set[str]]:
-        async with connect(settings, stack) as platform:
-            rows = await platform.postgres.fetch(
+        # The read model (PostgreSQL) and the heartbeats (NATS): nothing else is opened.
+        async with connected_read_side() as (commands, pool):
+            rows = await pool.fetch(
                 "SELECT agent_id, name, kind, capabilities, status FROM agents ORDER BY name"
             )
-            online = {
-                card.agent_id for card in await online_agents(await agents_bucket(platform.store))
-            }
+            bucket = await agents_bucket(commands.bus.store)
+            online = {card.agent_id for card in await online_agents(bucket)}
             return [dict(row) for row in rows], online
 
-    rows, online = run_against_platform(gather())
-    table = Table(title="SutazAI agents")
-    for column in ("name", "kind", "capabilities", "status", "heartbeat"):
-        table.add_column(column)
+    rows, online = run(gather())
+    if not rows:
+        console.print("No agent is registered yet: `sutazai up` or `sutazai agents run` adds them.")
+        return
+    # One line an agent at 80 columns (a long capability list folds in its own column).
+    table = Table(title="SutazAI agents", pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("capabilities", overflow="fold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("alive", no_wrap=True)
     for row in rows:
         alive = str(row["agent_id"]) in online
+        capabilities = row["capabilities"]
         table.add_row(
-            str(row["name"]),
+            escape(str(row["name"])),
             str(row["kind"]),
-            ", ".join(row["capabilities"]),  # type: ignore[arg-type]
+            escape(", ".join(capabilities) if isinstance(capabilities, list) else "-"),
             str(row["status"]),
-            "[green]alive[/]" if alive else "[dim]none[/]",
+            "[green]yes[/]" if alive else "[dim]no[/]",
         )
     console.print(table)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
@@ -12,12 +11,13 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from commands.aggregates import AGGREGATES
 from commands.dispatch import CommandDispatcher
 from projections import audit
 from runtime.cli.base import (
+    CliError,
     audit_app,
     console,
-    errors,
     run_with_commands,
 )
 
@@ -28,29 +28,29 @@ def audit_history(
     aggregate_id: Annotated[UUID, typer.Argument(help="The aggregate's id.")],
 ) -> None:
     """Every change of an aggregate: version, when, who, why, command and correlation."""
+    _known(aggregate)
 
     async def show(commands: CommandDispatcher) -> None:
         changes = await audit.history(commands.bus.store, aggregate, aggregate_id)
         if not changes:
-            errors.print(f"[red]No {escape(aggregate)} {aggregate_id} in the log[/]")
-            raise typer.Exit(1)
-        table = Table(title=f"{aggregate} {aggregate_id}")
-        for column in ("v", "seq", "when (UTC)", "event", "who", "why", "command", "correlation"):
-            table.add_column(column, overflow="fold")
+            raise CliError(f"No {aggregate} {aggregate_id} in the log.")
+        # A section a change, two columns: every field whole within 80 columns.
+        table = Table(title=f"{aggregate} {aggregate_id}", show_header=False)
+        table.add_column("field", style="bold", no_wrap=True)
+        table.add_column("value", overflow="fold")
         for change in changes:
             table.add_row(
-                str(change.version),
-                str(change.sequence),
-                f"{change.occurred_at:%Y-%m-%d %H:%M:%S}",
-                change.event_type,
-                escape(f"{change.actor.kind}:{change.actor.id}"),
-                escape(change.reason or ""),
-                escape(change.command_id),
-                escape(change.correlation_id),
+                f"v{change.version}",
+                f"[cyan]{change.event_type}[/] at {change.occurred_at:%Y-%m-%d %H:%M:%S} UTC, "
+                f"sequence {change.sequence}",
             )
+            table.add_row("who", escape(f"{change.actor.kind}:{change.actor.id}"))
+            table.add_row("why", escape(change.reason or "-"))
+            table.add_row("command", escape(change.command_id))
+            table.add_row("correlation", escape(change.correlation_id), end_section=True)
         console.print(table)
 
-    _audit(show)
+    run_with_commands(show)
 
 
 @audit_app.command("show")
@@ -64,8 +64,8 @@ def audit_show(
 ) -> None:
     """An aggregate's state folded from the log, now or as it was."""
     if at_version is not None and at_time is not None:
-        errors.print("[red]Give --at-version or --at-time, not both.[/]")
-        raise typer.Exit(2)
+        raise CliError("Give --at-version or --at-time, not both.")
+    _known(aggregate)
     when = at_time.replace(tzinfo=at_time.tzinfo or UTC) if at_time else None
 
     async def show(commands: CommandDispatcher) -> None:
@@ -73,8 +73,7 @@ def audit_show(
             commands.bus.store, aggregate, aggregate_id, version=at_version, at=when
         )
         if past.state is None:
-            errors.print(f"[red]No {escape(aggregate)} {aggregate_id} at that point[/]")
-            raise typer.Exit(1)
+            raise CliError(f"No {aggregate} {aggregate_id} at that point of the log.")
         when_then = f"{past.occurred_at:%Y-%m-%d %H:%M:%S} UTC"
         title = f"{aggregate} {aggregate_id} at version {past.version} ({when_then})"
         table = Table(title=title, show_header=False)
@@ -85,12 +84,10 @@ def audit_show(
             table.add_row(field, escape(shown))
         console.print(table)
 
-    _audit(show)
+    run_with_commands(show)
 
 
-def _audit(work: Callable[[CommandDispatcher], Awaitable[None]]) -> None:
-    try:
-        run_with_commands(work)
-    except audit.UnknownAggregateType as error:
-        errors.print(f"[red]{escape(str(error))}[/]")
-        raise typer.Exit(2) from error
+def _known(aggregate: str) -> None:
+    """A user error before anything is opened: no aggregate of that name exists."""
+    if aggregate not in AGGREGATES:
+        raise CliError(f"No aggregate {aggregate!r}; known: {', '.join(sorted(AGGREGATES))}.")

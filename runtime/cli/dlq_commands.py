@@ -19,7 +19,7 @@ from eventstore.dlq import ParkedEvent, parked_events
 from eventstore.store import EventStore
 from handlers.consumers import ReplayOutcome, ReplayRequest, replay_subject
 from runtime.bootstrap import PROJECTORS
-from runtime.cli.base import console, dlq_app, errors, run_with_commands
+from runtime.cli.base import CliError, console, dlq_app, errors, run_with_commands
 
 _PROJECTIONS = frozenset({*(p.name for p in PROJECTORS), "graph"})
 
@@ -52,20 +52,17 @@ def dlq_list(
     if not entries:
         console.print("The DLQ is empty: no consumer has given up on an event.")
         return
-    table = Table(title=f"SutazAI DLQ: {len(entries)} parked event(s)")
-    for column in ("consumer", "stream sequence", "event type", "aggregate", "error", "when"):
-        table.add_column(column, overflow="fold")
+    # A section an entry, two columns: ids and errors whole within 80 columns.
+    table = Table(title=f"SutazAI DLQ: {len(entries)} parked event(s)", show_header=False)
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
     for entry in entries:
         envelope = entry.envelope
-        when = f"{entry.parked_at:%Y-%m-%d %H:%M:%S}" if entry.parked_at else "-"
-        table.add_row(
-            escape(entry.consumer),
-            str(entry.stream_sequence),
-            entry.event_type,
-            f"{envelope.aggregate_type} {envelope.aggregate_id}",
-            escape(_short(entry.error)),
-            when,
-        )
+        when = f"{entry.parked_at:%Y-%m-%d %H:%M:%S} UTC" if entry.parked_at else "-"
+        table.add_row(escape(entry.consumer), f"[cyan]{entry.event_type}[/] parked at {when}")
+        table.add_row("stream sequence", str(entry.stream_sequence))
+        table.add_row("aggregate", f"{envelope.aggregate_type} {envelope.aggregate_id}")
+        table.add_row("error", escape(_short(entry.error)), end_section=True)
     console.print(table)
     console.print("Replay with `sutazai dlq replay [--consumer NAME] [--sequence N]`.")
 
@@ -130,4 +127,6 @@ def dlq_replay(
     if total:
         console.print(f"{replayed} of {total} parked event(s) replayed.")
     if replayed < total:
-        raise typer.Exit(1)
+        raise CliError(
+            f"{total - replayed} of {total} parked event(s) not replayed: see why above."
+        )

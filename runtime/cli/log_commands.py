@@ -16,9 +16,10 @@ from commands.aggregates import TASK
 from commands.dispatch import CommandDispatcher, aggregate_id_for
 from commands.loading import load_aggregate
 from runtime.cli.base import (
+    CliError,
     console,
-    errors,
     events_app,
+    refusal,
     run_with_commands,
     task_app,
 )
@@ -84,8 +85,7 @@ def task_submit(
     try:
         body = json.loads(payload)
     except json.JSONDecodeError as error:
-        errors.print(f"[red]--payload is not JSON:[/] {escape(str(error))}")
-        raise typer.Exit(2) from error
+        raise CliError(f"--payload is not JSON: {error}") from error
     actor, owner = _local_actor()
     request = CommandRequest(
         command_id=command_id,
@@ -101,10 +101,7 @@ def task_submit(
     )
     reply = run_with_commands(lambda commands: commands.dispatch("SubmitTask", request))
     if not isinstance(reply, CommandAccepted):
-        errors.print(f"[red]Refused ({reply.error.code}):[/] {escape(reply.error.message)}")
-        for field in reply.error.fields:
-            errors.print(f"  {field.field}: {escape(field.message)}")
-        raise typer.Exit(1)
+        raise CliError(f"The task was {refusal(reply)}")
     again = " (already submitted: this is the first outcome)" if reply.duplicate else ""
     console.print(
         f"Task [bold]{reply.aggregate_id}[/] submitted{again}: "
@@ -119,8 +116,7 @@ def task_show(task_id: Annotated[UUID, typer.Argument(help="The task's id.")]) -
     async def show(commands: CommandDispatcher) -> None:
         loaded = await load_aggregate(commands.bus.store, TASK, task_id)
         if loaded.state is None:
-            errors.print(f"[red]No task {task_id}[/]")
-            raise typer.Exit(1)
+            raise CliError(f"No task {task_id} in the log.")
         table = Table(title=f"task {task_id} at version {loaded.version}", show_header=False)
         table.add_column("field", style="bold")
         table.add_column("value", overflow="fold")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
 from typing import Annotated, TypeVar
 
 import asyncpg
@@ -23,21 +24,16 @@ from eventstore.store import EventStore
 from projections.read_models import projector_named
 from projections.rebuild import rebuild, verify
 from projections.runtime import Projector
-from runtime.bootstrap import (
-    PROJECTORS,
-    connect_read_side,
-    connect_store,
-    run_projections,
-)
+from runtime.bootstrap import PROJECTORS, run_projections
 from runtime.cli.base import (
+    CliError,
+    connected_read_side,
     console,
-    errors,
     load_settings,
     projections_app,
-    run_against_platform,
+    run,
     stop_signal,
 )
-from runtime.stack import Stack
 
 T = TypeVar("T")
 
@@ -49,14 +45,9 @@ def projections_status(
     ] = 1.0,
 ) -> None:
     """Each projector's checkpoint, how many of its events it has yet to apply, its state."""
-    settings = load_settings()
-    stack = Stack(settings)
 
     async def gather() -> tuple[int, dict[str, asyncpg.Record], dict[str, int], dict[str, float]]:
-        async with (
-            connect_store(settings, stack) as commands,
-            connect_read_side(settings, stack) as pool,
-        ):
+        async with connected_read_side() as (commands, pool):
             store = commands.bus.store
             query = (
                 "SELECT name, sequence, updated_at, status, error, error_sequence"
@@ -78,34 +69,48 @@ def projections_status(
                 rate[p.name] = (before - behind[p.name]) / elapsed
             return last, found, behind, rate
 
-    last, rows, behind, rate = run_against_platform(gather())
-    table = Table(title=f"Projections (log end: sequence {last})")
-    columns = ("projector", "checkpoint", "behind", "events/s", "state", "last applied", "error")
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    last, rows, behind, rate = run(gather())
+    # One line a projector, within 80 columns: the errors go under the table, whole.
+    table = Table(title=f"Projections (log end: sequence {last})", pad_edge=False)
+    table.add_column("projector", no_wrap=True)
+    for column in ("checkpoint", "behind", "events/s"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("last applied", no_wrap=True)
+    today = datetime.now(UTC).date()
+    problems: list[str] = []
     for projector in PROJECTORS:
         row = rows.get(projector.name)
-        checkpoint = int(row["sequence"]) if row else 0
         state = row["status"] if row else "no events yet"
-        problem = f"at {row['error_sequence']}: {row['error']}" if row and row["error"] else ""
+        if row and row["error"]:
+            problems.append(f"{projector.name} at {row['error_sequence']}: {row['error']}")
+        updated: datetime | None = row["updated_at"] if row else None
         table.add_row(
             projector.name,
-            str(checkpoint),
+            str(row["sequence"] if row else 0),
             str(behind[projector.name]),
             f"{rate[projector.name]:,.0f}",
             "[red]stopped[/]" if state == "stopped" else state,
-            f"{row['updated_at']:%Y-%m-%d %H:%M:%S}" if row else "-",
-            escape(problem),
+            _when(updated, today),
         )
     console.print(table)
+    for problem in problems:
+        console.print(f"[red]error[/] {escape(problem)}")
+
+
+def _when(moment: datetime | None, today: date) -> str:
+    """A time of today, or the day of an older one: short enough for a narrow table."""
+    if moment is None:
+        return "-"
+    moment = moment.astimezone(UTC)
+    return f"{moment:%H:%M:%S}" if moment.date() == today else f"{moment:%Y-%m-%d}"
 
 
 def _projector(name: str) -> Projector:
     try:
         return projector_named(name)
     except LookupError as error:
-        errors.print(f"[red]{escape(str(error))}[/]")
-        raise typer.Exit(2) from error
+        raise CliError(str(error)) from error
 
 
 def _progress_bar() -> Progress:
@@ -123,14 +128,8 @@ def _with_read_side(
     work: Callable[[EventStore, asyncpg.Pool, Callable[[int, int], None]], Awaitable[T]],
     description: str,
 ) -> T:
-    settings = load_settings()
-    stack = Stack(settings)
-
     async def main() -> T:
-        async with (
-            connect_store(settings, stack) as commands,
-            connect_read_side(settings, stack) as pool,
-        ):
+        async with connected_read_side() as (commands, pool):
             with _progress_bar() as bar:
                 task = bar.add_task(description, total=None, rate="-")
                 started = time.monotonic()
@@ -142,7 +141,7 @@ def _with_read_side(
 
                 return await work(commands.bus.store, pool, progress)
 
-    return run_against_platform(main())
+    return run(main())
 
 
 @projections_app.command("rebuild")
@@ -180,7 +179,9 @@ def projections_verify(
         table.add_row(check.table, str(check.live_rows), str(check.rebuilt_rows), same)
     console.print(table)
     if not all(check.matches for check in checks):
-        raise typer.Exit(1)
+        raise CliError(
+            f"{name} differs from the log; `sutazai projections rebuild {name}` rebuilds it."
+        )
 
 
 @projections_app.command("run")
@@ -192,18 +193,16 @@ def projections_run(
     """Run projectors in the foreground (as `sutazai up` does) until Ctrl-C."""
     for name in only or ():
         _projector(name)
-    settings = load_settings()
-    stack = Stack(settings)
+    settings = load_settings(foreground=True)
 
     async def main() -> None:
         stop = stop_signal()
         async with (
-            connect_store(settings, stack) as commands,
-            connect_read_side(settings, stack) as pool,
+            connected_read_side() as (commands, pool),
             run_projections(settings, commands.bus.store, pool, only or ()) as runners,
         ):
             names = ", ".join(runner.projector.name for runner in runners)
             console.print(f"Projecting {names}. Ctrl-C stops.")
             await stop.wait()
 
-    run_against_platform(main())
+    run(main())

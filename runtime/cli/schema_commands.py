@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 from runtime.cli.base import (
+    CliError,
     console,
-    errors,
     schemas_app,
 )
 from schemas import published
@@ -24,10 +24,9 @@ def schemas_export(
     if check:
         wrong = published.differences()
         for path in wrong:
-            errors.print(f"[red]out of date:[/] {path}")
+            console.print(f"[red]out of date:[/] {path}")
         if wrong:
-            errors.print("Run `sutazai schemas export` and commit the result.")
-            raise typer.Exit(1)
+            raise CliError("Out of date: run `sutazai schemas export` and commit the result.")
         console.print("The published contract matches the code.")
         return
     changed = published.export()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 
-import typer
 from rich.markup import escape
 from rich.table import Table
 
@@ -18,35 +18,42 @@ from runtime.bootstrap import (
     serve_commands,
 )
 from runtime.cli.base import (
+    CliError,
+    Unavailable,
     app,
+    connected_platform,
     console,
-    errors,
     load_settings,
+    run,
     stop_signal,
+    what_to_do,
 )
 from runtime.gateway_wiring import ensure_admin, serve_gateway
-from runtime.readiness import PartsNotReady
-from runtime.servers import ServerError
-from runtime.settings import Settings
+from runtime.servers.errors import ServerStartError
+from runtime.settings import LOOPBACK, Settings
 from runtime.stack import ServerStatus, Stack
 
 
 def _status_table(statuses: list[ServerStatus]) -> Table:
+    """One line a server, within 80 columns; why a server is down goes under the table."""
     table = Table(title="SutazAI servers")
-    table.add_column("server")
+    table.add_column("server", no_wrap=True)
     table.add_column("address", overflow="fold")
-    table.add_column("run by")
-    table.add_column("pid", justify="right")
-    table.add_column("health")
+    table.add_column("pid", justify="right", no_wrap=True)
+    table.add_column("health", no_wrap=True)
     for status in statuses:
+        pid = str(status.pid) if status.pid else "-"
         table.add_row(
             status.name,
             status.url,
-            "sutazai" if status.embedded else "external",
-            str(status.pid) if status.pid else "-",
-            "[green]healthy[/]" if status.healthy else f"[red]down[/] {status.error or ''}",
+            pid if status.embedded else "external",
+            "[green]healthy[/]" if status.healthy else "[red]down[/]",
         )
     return table
+
+
+def _why_down(statuses: list[ServerStatus]) -> list[str]:
+    return [f"{s.name}: {escape(s.error or 'no answer')}" for s in statuses if not s.healthy]
 
 
 async def _serve(settings: Settings) -> None:
@@ -139,10 +146,9 @@ async def _announce_admin(platform: Platform) -> None:
 
 
 async def _serve_gateway_only(settings: Settings) -> None:
-    stack = Stack(settings)
     stop = stop_signal()
     async with (
-        connect(settings, stack) as platform,
+        connected_platform(settings) as platform,
         serve_gateway(platform, settings.gateway_port) as gateway,
     ):
         await platform.readiness.wait(timeout=settings.startup_timeout)
@@ -151,39 +157,49 @@ async def _serve_gateway_only(settings: Settings) -> None:
         await stop.wait()
 
 
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
 @app.command()
 def gateway() -> None:
     """Serve only the GraphQL gateway, against a platform already up (another replica)."""
-    settings = load_settings()
-    try:
-        asyncio.run(_serve_gateway_only(settings))
-    except (OSError, ConnectionError) as error:
-        errors.print(
-            f"[red]The platform does not answer[/] ({escape(repr(error))}). "
-            "Is it up? Start it with `sutazai up`."
+    settings = load_settings(foreground=True)
+    if not _port_is_free(settings.gateway_port):
+        raise CliError(
+            f"Port {settings.gateway_port} is taken (a gateway?); set SUTAZAI_GATEWAY_PORT."
         )
-        raise typer.Exit(2) from error
+    run(_serve_gateway_only(settings))
 
 
 @app.command()
 def up() -> None:
     """Start every server and part of the platform; Ctrl-C stops all of it."""
-    settings = load_settings()
+    settings = load_settings(foreground=True)
     try:
-        asyncio.run(_serve(settings))
-    except ServerError as error:
-        errors.print(f"[red]Could not start {error.server}:[/] {escape(str(error))}")
-        raise typer.Exit(1) from error
-    except PartsNotReady as error:
-        errors.print(f"[red]The platform did not come up:[/] {escape(str(error))}")
-        raise typer.Exit(1) from error
+        run(_serve(settings))
+    except ServerStartError as error:
+        if error.log_tail:
+            console.print(f"[dim]{escape(error.log_tail)}[/]")
+        raise
 
 
 @app.command()
 def status() -> None:
     """Show each server, its address and whether it answers."""
     settings = load_settings()
-    statuses = asyncio.run(Stack(settings).status())
+    stack = Stack(settings)
+    statuses = run(stack.status())
     console.print(_status_table(statuses))
-    if not all(s.healthy for s in statuses):
-        raise typer.Exit(1)
+    for why in _why_down(statuses):
+        console.print(why, highlight=False)
+    down = [s.name for s in statuses if not s.healthy]
+    if down:
+        todo = sorted({what_to_do(s) for s in stack if s.name in down})
+        verb = "does" if len(down) == 1 else "do"
+        raise Unavailable(f"{', '.join(down)} {verb} not answer; {' and '.join(todo)}.")

@@ -29,8 +29,17 @@ from commands.loading import load_aggregate
 from domain.document import Document, DocumentStatus
 from domain.task import Task, TaskStatus
 from eventstore.store import EventStore
-from runtime.cli.base import app, connected_commands, console, errors, run_against_platform
-from schemas.commands import CommandAccepted, CommandRefused, CommandRequest
+from runtime.cli.base import (
+    CliError,
+    Unavailable,
+    app,
+    connected_commands,
+    console,
+    errors,
+    refusal,
+    run,
+)
+from schemas.commands import CommandAccepted, CommandRequest
 from schemas.envelope import Actor
 
 _TASK_ENDS = frozenset(
@@ -53,13 +62,6 @@ def cli_identity(owner: UUID | None) -> tuple[Actor, UUID]:
     """The CLI's actor, and the owner: given, or this login's fixed id."""
     login = getpass.getuser()
     return Actor(id=f"cli:{login}", kind="system"), owner or aggregate_id_for(f"local-user:{login}")
-
-
-def _refusal(reply: CommandRefused) -> str:
-    fields = "; ".join(f"{f.field}: {f.message}" for f in reply.error.fields)
-    return f"refused ({reply.error.code}): {reply.error.message}" + (
-        f" — {fields}" if fields else ""
-    )
 
 
 # --- ask --------------------------------------------------------------------------------------
@@ -123,8 +125,7 @@ def ask(
 ) -> None:
     """Ask a question of your documents (a rag.ask task) and print the answer with citations."""
     if not question.strip():
-        errors.print("[red]The question is empty.[/]")
-        raise typer.Exit(2)
+        raise CliError("The question is empty.")
     actor, owner_id = cli_identity(owner)
     request = CommandRequest(
         actor=actor,
@@ -141,21 +142,17 @@ def ask(
         async with connected_commands() as commands:
             reply = await commands.dispatch("SubmitTask", request)
             if not isinstance(reply, CommandAccepted):
-                errors.print(f"[red]The question was {escape(_refusal(reply))}[/]")
-                raise typer.Exit(1)
+                raise CliError(f"The question was {refusal(reply)}")
             store = commands.bus.store
             task = await _follow_task(store, reply.aggregate_id, timeout)
             if task is None:
-                errors.print(
-                    f"[red]No answer within {timeout:g} s.[/] The task {reply.aggregate_id} goes "
-                    "on; see it with `sutazai task show "
-                    f"{reply.aggregate_id}`. Are the agents running (`sutazai agents list`)?"
+                raise Unavailable(
+                    f"No answer within {timeout:g} s; the task goes on: "
+                    f"`sutazai task show {reply.aggregate_id}`."
                 )
-                raise typer.Exit(1)
             if task.status is not TaskStatus.COMPLETED:
                 why = f": {task.error.code}: {task.error.message}" if task.error else ""
-                errors.print(f"[red]The question was not answered ({task.status}){escape(why)}[/]")
-                raise typer.Exit(1)
+                raise CliError(f"The question was not answered ({task.status}){why}")
             result = task.result or {}
             answer = str(result.get("answer") or "").strip() or "(the model gave no answer)"
             console.print(Panel(escape(answer), title="Answer", title_align="left"))
@@ -169,7 +166,7 @@ def ask(
             titles = await _titles(store, {UUID(str(c["document_id"])) for c in citations})
             console.print(_citations_table(citations, titles))
 
-    run_against_platform(main())
+    run(main())
 
 
 # --- ingest -----------------------------------------------------------------------------------
@@ -278,7 +275,9 @@ async def _add_all(
                 )
             else:
                 outcome.failed += 1
-                progress.console.print(f"[red]not added[/] {escape(str(path))}: {_refusal(reply)}")
+                progress.console.print(
+                    f"[red]not added[/] {escape(str(path))}: {escape(refusal(reply))}"
+                )
             progress.advance(adding)
     return outcome
 
@@ -341,8 +340,7 @@ def ingest(
     for problem in problems:
         errors.print(f"[red]{escape(problem)}[/]")
     if not files:
-        errors.print("[red]No file to ingest.[/]")
-        raise typer.Exit(2)
+        raise CliError("No file to ingest.")
     actor, owner_id = cli_identity(owner)
 
     async def main() -> int:
@@ -358,5 +356,6 @@ def ingest(
                 failures += await _wait_indexed(commands.bus.store, ingested.added, timeout)
             return failures + len(problems)
 
-    if run_against_platform(main()):
-        raise typer.Exit(1)
+    failures = run(main())
+    if failures:
+        raise CliError(f"{failures} file(s) not ingested or not indexed: see why above.")

@@ -90,4 +90,4 @@ async def test_the_audit_commands_print_history_and_past_state(
     assert "at version 1" in past.stdout
     assert "pending" in past.stdout
     unknown = await asyncio.to_thread(sutazai, "audit", "history", "invoice", str(uuid7()))
-    assert unknown.returncode == 2
+    assert unknown.returncode == 1  # a user error

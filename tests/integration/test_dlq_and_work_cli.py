@@ -275,6 +275,6 @@ def test_ingest_without_a_readable_file_says_so(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert result.returncode == 2
+    assert result.returncode == 1  # a user error
     assert "no such file" in result.stderr
     assert "No file to ingest" in result.stderr
