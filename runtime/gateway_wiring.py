@@ -191,7 +191,8 @@ class _Server(uvicorn.Server):
 
 @contextlib.asynccontextmanager
 async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
-    """Serve the gateway on 127.0.0.1:`port` (uvicorn) until the block ends; yields its URL."""
+    """Serve the gateway on `gateway_host`:`port` (uvicorn) until the block ends; yields the URL
+    it answers on from this machine."""
     readiness = platform.readiness
     readiness.expect(GATEWAY)
     drain_timeout = platform.settings.drain_timeout
@@ -205,7 +206,7 @@ async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
     server = _Server(
         uvicorn.Config(
             app,
-            host=LOOPBACK,
+            host=platform.settings.gateway_host,
             port=port,
             log_level="warning",
             lifespan="off",
@@ -219,7 +220,8 @@ async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
     while not server.started:
         if serving.done():
             await serving  # re-raises why it could not start
-            raise RuntimeError(f"the gateway could not listen on {LOOPBACK}:{port}")
+            host = platform.settings.gateway_host
+            raise RuntimeError(f"the gateway could not listen on {host}:{port}")
         await asyncio.sleep(0.02)
     readiness.ready(GATEWAY)
     try:

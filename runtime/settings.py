@@ -118,6 +118,13 @@ class Settings(BaseSettings):
     )
     coordinator_sweep_seconds: float = Field(default=2.0, gt=0)
     gateway_port: int = Field(default=18080, description="Where the GraphQL gateway listens.")
+    gateway_host: str = Field(
+        default=LOOPBACK,
+        description=(
+            "The address the gateway binds: loopback by default; 0.0.0.0 in a container, where"
+            " the network policy, not the bind address, decides who reaches it."
+        ),
+    )
 
     neo4j_url: str | None = Field(
         default=None, description="Use Neo4j (bolt://…) for the graph instead of FalkorDB."

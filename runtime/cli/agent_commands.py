@@ -19,6 +19,7 @@ from runtime.cli.base import (
     load_settings,
     run,
     stop_signal,
+    without_vectors,
 )
 
 
@@ -36,9 +37,9 @@ def agents_run(
     options = AgentOptions(only=only or (), replica=replica)
     settings = load_settings(foreground=True)
     if not options.runs("document-assistant"):
-        # Only the document assistant keeps vectors. Without it this process opens no Qdrant
-        # storage, so it runs beside `sutazai up`, whose local-mode storage is its own.
-        settings = settings.model_copy(update={"qdrant_url": None, "qdrant_location": ":memory:"})
+        # Only the document assistant keeps vectors; without it this process runs beside
+        # `sutazai up`, whose local-mode storage is its own.
+        settings = without_vectors(settings)
 
     async def main() -> None:
         stop = stop_signal()

@@ -310,6 +310,12 @@ async def connected_read_side() -> AsyncIterator[tuple[CommandDispatcher, asyncp
         yield commands, pool
 
 
+def without_vectors(settings: Settings) -> Settings:
+    """The settings for a process that never touches the vector store: an in-memory Qdrant that
+    stays empty, so it opens no local files (only one process may hold those)."""
+    return settings.model_copy(update={"qdrant_url": None, "qdrant_location": ":memory:"})
+
+
 _PLATFORM_SERVERS = ("nats", "postgres", "redis", "graph")
 """What `connect` opens a client on (the model server is reached per call)."""
 
@@ -326,7 +332,9 @@ async def connected_platform(settings: Settings) -> AsyncIterator[Platform]:
             return False
         return True
 
-    kinds = [servers_of(stack, kind) for kind in _PLATFORM_SERVERS]
+    # With Neo4j for the graph, the embedded FalkorDB is neither started nor needed.
+    needed = [k for k in _PLATFORM_SERVERS if not (k == "graph" and settings.neo4j_url)]
+    kinds = [servers_of(stack, kind) for kind in needed]
     answered = await asyncio.gather(*(answers(s) for servers in kinds for s in servers))
     for servers in kinds:  # one node of a cluster answering is enough
         if not any(answered[: len(servers)]):

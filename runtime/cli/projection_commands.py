@@ -27,15 +27,20 @@ from projections.runtime import Projector
 from runtime.bootstrap import PROJECTORS, run_projections
 from runtime.cli.base import (
     CliError,
+    connected_platform,
     connected_read_side,
     console,
     load_settings,
     projections_app,
     run,
     stop_signal,
+    without_vectors,
 )
 
 T = TypeVar("T")
+
+GRAPH = "graph"
+"""The graph store's projection: `--only graph` runs it alone."""
 
 
 @projections_app.command("status")
@@ -187,22 +192,31 @@ def projections_verify(
 @projections_app.command("run")
 def projections_run(
     only: Annotated[
-        list[str] | None, typer.Option(help="Run only this projector (repeatable).")
+        list[str] | None,
+        typer.Option(help="Run only this projector (repeatable; `graph` is the graph store's)."),
     ] = None,
 ) -> None:
     """Run projectors in the foreground (as `sutazai up` does) until Ctrl-C."""
     for name in only or ():
-        _projector(name)
-    settings = load_settings(foreground=True)
+        if name != GRAPH:
+            _projector(name)
+    settings = without_vectors(load_settings(foreground=True))  # projectors keep no vectors
+    with_graph = not only or GRAPH in only
 
     async def main() -> None:
         stop = stop_signal()
         async with (
-            connected_read_side() as (commands, pool),
-            run_projections(settings, commands.bus.store, pool, only or ()) as runners,
+            connected_platform(settings) as platform,
+            run_projections(
+                settings,
+                platform.store,
+                platform.postgres,
+                only or (),
+                graph=platform.graph if with_graph else None,
+            ) as runners,
         ):
-            names = ", ".join(runner.projector.name for runner in runners)
-            console.print(f"Projecting {names}. Ctrl-C stops.")
+            names = [runner.projector.name for runner in runners] + ([GRAPH] if with_graph else [])
+            console.print(f"Projecting {', '.join(names)}. Ctrl-C stops.")
             await stop.wait()
 
     run(main())

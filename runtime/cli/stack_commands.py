@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from typing import Annotated
 
+import typer
 from rich.markup import escape
 from rich.table import Table
 
@@ -147,8 +149,11 @@ async def _announce_admin(platform: Platform) -> None:
 
 async def _serve_gateway_only(settings: Settings) -> None:
     stop = stop_signal()
+    # A gateway replica is also a command endpoint: other programs' `sutazai.cmd.*` requests
+    # are answered by every replica in one queue group, as GraphQL mutations are.
     async with (
         connected_platform(settings) as platform,
+        serve_commands(platform),
         serve_gateway(platform, settings.gateway_port) as gateway,
     ):
         await platform.readiness.wait(timeout=settings.startup_timeout)
@@ -168,7 +173,7 @@ def _port_is_free(port: int) -> bool:
 
 @app.command()
 def gateway() -> None:
-    """Serve only the GraphQL gateway, against a platform already up (another replica)."""
+    """Serve the GraphQL gateway and NATS command endpoint against a platform already up."""
     settings = load_settings(foreground=True)
     if not _port_is_free(settings.gateway_port):
         raise CliError(
@@ -178,9 +183,22 @@ def gateway() -> None:
 
 
 @app.command()
-def up() -> None:
+def up(
+    cluster: Annotated[
+        int | None,
+        typer.Option(
+            help="Run NATS as a cluster of this many nodes (3), every stream at that many replicas."
+        ),
+    ] = None,
+) -> None:
     """Start every server and part of the platform; Ctrl-C stops all of it."""
     settings = load_settings(foreground=True)
+    if cluster is not None:
+        if settings.nats_url:
+            raise CliError("--cluster starts embedded NATS nodes; unset SUTAZAI_NATS_URL first.")
+        if cluster not in (1, 3, 5):
+            raise CliError("--cluster takes 1, 3 or 5: a JetStream cluster needs a majority.")
+        settings = settings.model_copy(update={"nats_cluster": cluster})
     try:
         run(_serve(settings))
     except ServerStartError as error:
