@@ -4,9 +4,11 @@ Kubernetes objects against Kubernetes' own JSON schemas (kubernetes-validate bun
 an unknown field fails), deploy/compose.yaml against the compose-spec schema (the copy that
 check-jsonschema ships), the Dockerfile through hadolint and the BuildKit parser, the NATS
 configs through nats-server itself. Then the rules of docs/operations.md that no schema knows:
-every image pinned to a version, every container probed, every SUTAZAI_* variable a setting,
-JetStream synced on every write and replicated on every server, and the names that tie the
-objects together (selectors, Secrets, ports) pointing at something that exists.
+every image pinned to a version, every container probed (the gateway on its own port, which it
+binds on every address), every SUTAZAI_* variable a setting, one projector lease for every
+process, the graph in Neo4j, JetStream synced on every write and replicated on every server, and
+the names that tie the objects together (selectors, Secrets, ports) pointing at something that
+exists.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pytest
 import yaml
 from pydantic import AliasChoices
 
+from runtime.cli.base import _PLATFORM_SERVERS as PLATFORM_SERVERS
 from runtime.settings import Settings
 
 ROOT = Path(__file__).parents[2]
@@ -303,34 +306,101 @@ def test_every_long_running_compose_service_has_a_health_check() -> None:
         assert check["test"][0] in {"CMD", "CMD-SHELL"}, name
 
 
-def probe_url(probe: Json) -> str:
-    if "httpGet" in probe:
-        return str(probe["httpGet"]["path"])
-    [url] = [arg for arg in probe["exec"]["command"] if arg.startswith("http://")]
-    return str(url)
-
-
 def gateway_port(env: dict[str, str]) -> int:
     port = env.get("SUTAZAI_GATEWAY_PORT")
     return int(port) if port else int(Settings.model_fields["gateway_port"].default)
 
 
+def container_port(container: Json, port: int | str) -> int:
+    """A port of a container by number or by the name in its `ports`."""
+    if isinstance(port, int):
+        return port
+    [number] = [p["containerPort"] for p in container.get("ports", []) if p.get("name") == port]
+    return int(number)
+
+
+def gateway_pod() -> Json:
+    """The gateway's pod template."""
+    [workload] = [w for w, spec in pod_specs() if k8s_gateway() in spec["containers"]]
+    template: Json = workload["spec"]["template"]
+    return template
+
+
+EVERY_ADDRESS = "0.0.0.0"
+
+
+def test_the_gateway_binds_every_address_of_its_container() -> None:
+    assert container_env(k8s_gateway()).get("SUTAZAI_GATEWAY_HOST") == EVERY_ADDRESS
+    assert app_services()["gateway"]["environment"].get("SUTAZAI_GATEWAY_HOST") == EVERY_ADDRESS
+    # The image alone (`docker run -p`, its default command being the gateway) does the same.
+    *_, (_, _, final) = dockerfile_stages()
+    env: dict[str, str] = {}
+    for command in (c for c in final if c.cmd.upper() == "ENV"):
+        env |= dict(zip(command.value[::2], command.value[1::2], strict=True))
+    assert env.get("SUTAZAI_GATEWAY_HOST") == EVERY_ADDRESS
+    exposed = [port for c in final if c.cmd.upper() == "EXPOSE" for port in c.value]
+    assert exposed == [str(gateway_port(env))]
+    # Nothing stands in front of it in its pod or network namespace.
+    template = gateway_pod()
+    assert [c["name"] for c in template["spec"]["containers"]] == [k8s_gateway()["name"]]
+    assert not any("network_mode" in service for service in compose()["services"].values())
+
+
 def test_the_gateway_is_probed_on_healthz_and_readyz_at_its_port() -> None:
     gateway = k8s_gateway()
     port = gateway_port(container_env(gateway))
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
-        url = urlsplit(probe_url(gateway[probe]))
-        assert (url.path, url.port) == (path, port), probe
+    assert [p["containerPort"] for p in gateway["ports"]] == [port]
+    expected = {
+        "startupProbe": "/healthz",
+        "livenessProbe": "/healthz",
+        "readinessProbe": "/readyz",
+    }
+    for probe, path in expected.items():
+        check = gateway[probe]
+        assert set(check) & {"exec", "tcpSocket", "grpc"} == set(), probe
+        asked = check["httpGet"]
+        assert (asked["path"], container_port(gateway, asked["port"])) == (path, port), probe
+        assert asked.get("scheme", "HTTP") == "HTTP", probe
     service = app_services()["gateway"]
-    url = urlsplit(service["healthcheck"]["test"][-1])
-    assert (url.path, url.port) == ("/readyz", gateway_port(service["environment"]))
+    test = service["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"], test
+    assert "urllib" in test[3], test
+    url = urlsplit(test[-1])
+    assert (url.hostname, url.path) == ("127.0.0.1", "/readyz")
+    assert url.port == gateway_port(service["environment"])
 
 
-def test_the_proxy_forwards_to_the_gateways_port() -> None:
-    config = generated("configMap")["gateway-proxy"]["gateway-proxy.conf"]
-    proxied = {int(p) for p in re.findall(r"proxy_pass http://127\.0\.0\.1:(\d+);", config)}
-    compose_env = app_services()["gateway"]["environment"]
-    assert proxied == {gateway_port(container_env(k8s_gateway())), gateway_port(compose_env)}
+def test_what_reaches_the_gateway_reaches_its_port() -> None:
+    gateway = k8s_gateway()
+    port = gateway_port(container_env(gateway))
+    template = gateway_pod()
+    labels = template["metadata"]["labels"]
+    [service] = [
+        o
+        for o in k8s_objects()
+        if o["kind"] == "Service" and selects({"matchLabels": o["spec"]["selector"]}, labels)
+    ]
+    assert [container_port(gateway, p["targetPort"]) for p in service["spec"]["ports"]] == [port]
+    [policy] = [
+        o
+        for o in k8s_objects()
+        if o["kind"] == "NetworkPolicy"
+        and "Ingress" in o["spec"]["policyTypes"]
+        and o["spec"].get("ingress")
+        and selects(o["spec"]["podSelector"], labels)
+    ]
+    opened = [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]]
+    assert [container_port(gateway, p) for p in opened] == [port]
+    assert int(template["metadata"]["annotations"]["prometheus.io/port"]) == port
+
+    compose_gateway = app_services()["gateway"]
+    compose_port = gateway_port(compose_gateway["environment"])
+    published = [str(p).rsplit(":", 1)[-1] for p in compose_gateway["ports"]]
+    assert published == [str(compose_port)]
+    scraped = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    [job] = [j for j in scraped["scrape_configs"] if j["job_name"] == "sutazai-gateway"]
+    targets = [t for c in job["static_configs"] for t in c["targets"]]
+    assert targets == [f"gateway:{compose_port}"]
 
 
 def nats_ports(env: dict[str, str]) -> set[int]:
@@ -378,11 +448,10 @@ def test_every_sutazai_variable_in_deploy_is_a_setting() -> None:
 
 def test_every_variable_given_to_the_platform_is_a_setting() -> None:
     known = known_variables()
-    given = [(c["name"], set(container_env(c))) for c in k8s_app_containers()]
-    given += [(name, set(s["environment"])) for name, s in app_services().items()]
+    given = app_environments()
     assert len(given) == 6
-    for where, names in given:
-        assert names <= known, f"{where}: {sorted(names - known)}"
+    for where, env in given:
+        assert set(env) <= known, f"{where}: {sorted(set(env) - known)}"
 
 
 def test_every_reference_to_a_configmap_or_secret_exists() -> None:
@@ -461,6 +530,57 @@ def test_compose_names_only_its_own_services() -> None:
                 plain = re.sub(r"\$\{[^}]*\}", "secret", value)  # compose's ${VAR:?message}
                 hosts = {urlsplit(url).hostname for url in plain.split(",")}
                 assert hosts <= set(services), f"{name} {variable}: {hosts}"
+
+
+def app_environments() -> list[tuple[str, dict[str, str]]]:
+    """(where, environment) of every platform process, in Kubernetes and in compose."""
+    given = [(f"k8s {c['name']}", container_env(c)) for c in k8s_app_containers()]
+    given += [(f"compose {name}", s["environment"]) for name, s in app_services().items()]
+    return given
+
+
+def test_every_process_has_the_same_projector_lease() -> None:
+    # Each process sets the TTL of the sutazai_leases bucket at start: one value for all.
+    leases = {
+        where: env.get("SUTAZAI_PROJECTION_LEASE_SECONDS") for where, env in app_environments()
+    }
+    assert len(leases) == 6
+    assert None not in leases.values(), leases
+    assert len(set(leases.values())) == 1, leases
+    assert all(float(str(seconds)) > 0 for seconds in leases.values())
+
+
+def test_projectors_run_as_an_active_replica_and_a_standby() -> None:
+    by_name = {(o["kind"], o["metadata"]["name"]): o for o in k8s_objects()}
+    projectors = by_name["Deployment", "projectors"]
+    assert projectors["spec"]["replicas"] == 2
+    assert projectors["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    assert by_name["PodDisruptionBudget", "projectors"]["spec"]["maxUnavailable"] == 1
+    [container] = projectors["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["projections", "run"]  # every projector, the graph's included
+
+
+def test_every_process_keeps_the_graph_in_neo4j() -> None:
+    # No FalkorDB is deployed: with SUTAZAI_NEO4J_URL no process needs one.
+    for where, env in app_environments():
+        assert urlsplit(env.get("SUTAZAI_NEO4J_URL", "")).scheme == "bolt", where
+        assert "SUTAZAI_NEO4J_PASSWORD" in env, where
+        assert "SUTAZAI_GRAPH_URL" not in env, where
+
+
+COMPOSE_SERVER = {"nats": "nats", "postgres": "postgres", "redis": "redis", "graph": "neo4j"}
+"""The compose service of each server a long-running process checks before it starts."""
+
+
+def test_compose_starts_each_process_after_the_servers_it_checks() -> None:
+    for name, service in app_services().items():
+        healthy = {
+            server
+            for server, when in service["depends_on"].items()
+            if when["condition"] == "service_healthy"
+        }
+        needed = {COMPOSE_SERVER[kind] for kind in PLATFORM_SERVERS}
+        assert needed <= healthy, f"{name}: {sorted(needed - healthy)}"
 
 
 def test_compose_pulls_the_models_the_settings_name() -> None:
