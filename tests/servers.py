@@ -93,6 +93,7 @@ def cli_environment(settings: Settings) -> dict[str, str]:
             "SUTAZAI_DATA_DIR": str(settings.data_dir),
             "SUTAZAI_NATS_PORT": str(settings.nats_port),
             "SUTAZAI_NATS_MONITOR_PORT": str(settings.nats_monitor_port),
+            "SUTAZAI_NATS_ROUTE_PORT": str(settings.nats_route_port),
             "SUTAZAI_POSTGRES_PORT": str(settings.postgres_port),
             "SUTAZAI_REDIS_PORT": str(settings.redis_port),
             "SUTAZAI_GRAPH_PORT": str(settings.graph_port),
@@ -118,6 +119,21 @@ def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float) -> 
         if text in line:
             return seen
     raise AssertionError(f"never printed {text!r}; printed:\n{''.join(seen)}")
+
+
+def sutazai_process(
+    env: dict[str, str], *args: str, output: int | None = subprocess.PIPE
+) -> subprocess.Popen[str]:
+    """`sutazai ARGS...` as a process of its own (its own session, so a test can SIGKILL its
+    group like a crash; it dies with the test run). Output is piped unless told otherwise."""
+    return subprocess.Popen(
+        dies_with_owner([SUTAZAI, *args]),
+        env=env,
+        stdout=output,
+        stderr=subprocess.STDOUT if output == subprocess.PIPE else output,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def start_up(env: dict[str, str], root: Path) -> subprocess.Popen[str]:

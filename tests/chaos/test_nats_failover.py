@@ -15,26 +15,23 @@ import contextlib
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import nats
 import nats.errors
 import pytest
-from argon2 import PasswordHasher
-from uuid_utils.compat import uuid4, uuid7
+from uuid_utils.compat import uuid7
 
 from eventstore.streams import EVENTS_STREAM
 from projections.rebuild import verify
-from runtime.bootstrap import PROJECTORS, Platform, connect, run_projections, serve_commands
+from runtime.bootstrap import PROJECTORS, Platform, run_projections, serve_commands
 from runtime.servers.nats import NatsServer
-from runtime.settings import Settings
 from runtime.stack import Stack
 from schemas.commands import CommandRequest
 from schemas.envelope import Actor
-from tests.servers import free_port_run, isolated_settings, scratch_dir
+from tests.chaos.platforms import own_platform
+from tests.servers import free_port_run
 
 pytestmark = pytest.mark.phase_timeout(240)
 
@@ -76,37 +73,18 @@ class Tally:
         return (min(after) - first) if after else float("inf")
 
 
-@contextlib.asynccontextmanager
-async def _cluster_platform(settings: Settings, stack: Stack) -> AsyncIterator[Platform]:
-    """A platform on a NATS cluster of its own; Postgres (a fresh database) and the rest shared."""
-    database = f"failover_{uuid4().hex[:8]}"
-    admin = await asyncpg.connect(stack.postgres_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{database}"')
-    finally:
-        await admin.close()
-    base = stack.postgres_url.rsplit("/", 1)[0]
-    cluster_settings = isolated_settings(
-        scratch_dir(),
+def _cluster_platform(stack: Stack) -> contextlib.AbstractAsyncContextManager[Platform]:
+    """A platform on a 3-node NATS cluster of its own."""
+    return own_platform(
+        stack,
+        "failover",
         nats_cluster=3,
         nats_port=free_port_run(3),
         nats_monitor_port=free_port_run(3),
         nats_route_port=free_port_run(3),
-        postgres_url=f"{base}/{database}",
-        redis_url=stack.redis_url,
-        graph_url=stack.graph_url,
-        ollama_host=stack.model_url,
         store_timeout=REQUEST_TIMEOUT,
         drain_timeout=2.0,
     )
-    cluster = Stack(cluster_settings)
-    await cluster.start()
-    try:
-        passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-        async with connect(cluster_settings, cluster, passwords=passwords) as platform:
-            yield platform
-    finally:
-        await cluster.stop()
 
 
 async def _leader(platform: Platform) -> NatsServer:
@@ -199,11 +177,9 @@ async def _events_by_command(platform: Platform) -> tuple[Counter[str], dict[str
     return per_command, versions
 
 
-async def test_commands_survive_the_loss_of_the_event_stream_leader(
-    settings: Settings, stack: Stack
-) -> None:
+async def test_commands_survive_the_loss_of_the_event_stream_leader(stack: Stack) -> None:
     async with (
-        _cluster_platform(settings, stack) as platform,
+        _cluster_platform(stack) as platform,
         run_projections(platform.settings, platform.store, platform.postgres),
         serve_commands(platform),
     ):

@@ -10,20 +10,17 @@ import subprocess
 import time
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
-from argon2 import PasswordHasher
-from uuid_utils.compat import uuid4, uuid7
+from uuid_utils.compat import uuid7
 
 from commands.bus import CommandContext
 from domain.task import SubmitTask
 from projections.runtime import wait_for_sequence
-from runtime.bootstrap import Platform, connect
-from runtime.servers.process import dies_with_owner
-from runtime.settings import Settings
+from runtime.bootstrap import Platform
 from runtime.stack import Stack
 from schemas.envelope import Actor
-from tests.servers import SUTAZAI, free_port, isolated_settings, scratch_dir, wait_for_line
+from tests.chaos.platforms import cli_environment, own_platform
+from tests.servers import free_port, sutazai_process, wait_for_line
 
 pytestmark = pytest.mark.phase_timeout(180)
 
@@ -35,57 +32,14 @@ SLACK = 3.0
 @pytest.fixture
 async def platform(stack: Stack) -> AsyncIterator[Platform]:
     """A platform of its own NATS and a fresh database; Redis, graph, model server shared."""
-    database = f"takeover_{uuid4().hex[:8]}"
-    admin = await asyncpg.connect(stack.postgres_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{database}"')
-    finally:
-        await admin.close()
-    own = isolated_settings(
-        scratch_dir(),
-        nats_port=free_port(),
-        postgres_url=f"{stack.postgres_url.rsplit('/', 1)[0]}/{database}",
-        redis_url=stack.redis_url,
-        graph_url=stack.graph_url,
-        ollama_host=stack.model_url,
-        projection_lease_seconds=LEASE,
-    )
-    servers = Stack(own)
-    await servers.start()
-    try:
-        passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-        async with connect(own, servers, passwords=passwords) as connected:
-            yield connected
-    finally:
-        await servers.stop()
-
-
-def _environment(settings: Settings, stack: Stack) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SUTAZAI_")}
-    env.update(
-        {
-            "SUTAZAI_DATA_DIR": str(settings.data_dir),
-            "SUTAZAI_NATS_URL": stack.nats_url,
-            "SUTAZAI_POSTGRES_URL": stack.postgres_url,
-            "SUTAZAI_REDIS_URL": stack.redis_url,
-            "SUTAZAI_GRAPH_URL": stack.graph_url,
-            "OLLAMA_HOST": stack.model_url,
-            "SUTAZAI_PROJECTION_LEASE_SECONDS": str(LEASE),
-            "SUTAZAI_LOG_FORMAT": "json",
-        }
-    )
-    return env
+    async with own_platform(
+        stack, "takeover", nats_port=free_port(), projection_lease_seconds=LEASE
+    ) as connected:
+        yield connected
 
 
 def _projector_process(env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        dies_with_owner([SUTAZAI, "projections", "run", "--only", "tasks"]),
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    return sutazai_process(env, "projections", "run", "--only", "tasks")
 
 
 async def _line(process: subprocess.Popen[str], text: str, timeout: float) -> None:
@@ -107,7 +61,7 @@ async def _submit(platform: Platform) -> int:
 async def test_a_waiting_projector_takes_over_when_the_lease_holder_dies(
     platform: Platform,
 ) -> None:
-    env = _environment(platform.settings, platform.stack)
+    env = cli_environment(platform, projection_lease_seconds=str(LEASE))
     first = _projector_process(env)
     second: subprocess.Popen[str] | None = None
     try:

@@ -25,13 +25,12 @@ from handlers.task_coordinator import CoordinatorPolicy, TaskCoordinator
 from handlers.task_work import TaskWorker
 from runtime.agents import AgentOptions, run_agents
 from runtime.bootstrap import model_port
-from runtime.servers.process import dies_with_owner
 from runtime.settings import Settings
 from runtime.stack import Stack
 from schemas.envelope import EventEnvelope
 from tests.conftest import ServerFaults
 from tests.e2e.conftest import Gateway, running_gateway
-from tests.servers import SUTAZAI, cli_environment
+from tests.servers import cli_environment, sutazai_process
 
 SUBMIT = """
 mutation ($type: TaskType!, $payload: JSON) {
@@ -152,14 +151,10 @@ async def test_a_killed_agent_loses_its_task_to_another_which_completes_it_once(
         doomed_name = f"doomed{uuid4().hex[:6]}"
         env = {**cli_environment(settings), "SUTAZAI_HEARTBEAT_SECONDS": "0.5"}
         # A process of its own, so that kill -9 takes it down mid-work like a crash would.
-        doomed = subprocess.Popen(  # noqa: ASYNC220
-            dies_with_owner(
-                [SUTAZAI, "agents", "run", "--only", "code-assistant", "--replica", doomed_name]
-            ),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        doomed = sutazai_process(
+            env,
+            *("agents", "run", "--only", "code-assistant", "--replica", doomed_name),
+            output=subprocess.DEVNULL,
         )
         try:
             user = await gateway.client.sign_up()

@@ -64,6 +64,8 @@ Words = tuple[str, ...]
 NOT_RUN: dict[Words, str] = {
     ("up",): "it runs the platform until Ctrl-C: it is the `sutazai up` this module starts, "
     "checks and stops (test_sutazai_up_says_when_it_is_up_and_stops_on_ctrl_c), not a second one",
+    ("up", "--cluster", "3"): "three NATS nodes on ports of their own: "
+    "tests/e2e/test_cluster_up.py starts it, checks the replicas and stops it",
     ("schemas", "export"): "it writes schemas/published/ and docs/events.md in the source tree; "
     "`sutazai schemas export --check`, documented too, runs the same code and writes nothing",
 }

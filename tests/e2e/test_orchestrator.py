@@ -39,12 +39,11 @@ from handlers.presence import AgentCard, agents_bucket, online_agents, register
 from handlers.task_work import TaskWorker
 from handlers.workflow_plan import Plan, Step, child_task_id
 from runtime.agents import AgentOptions, run_agents
-from runtime.servers.process import dies_with_owner
 from runtime.settings import Settings
 from runtime.stack import Stack
 from schemas.envelope import SYSTEM, EventEnvelope
 from tests.e2e.conftest import Gateway, running_gateway
-from tests.servers import SUTAZAI, cli_environment
+from tests.servers import cli_environment, sutazai_process
 
 SUBMIT = """
 mutation ($payload: JSON) {
@@ -170,14 +169,10 @@ async def test_a_workflow_survives_kill_9_of_its_orchestrator_and_no_subtask_is_
         doomed_name = f"doomed{uuid4().hex[:6]}"
         env = {**cli_environment(settings), "SUTAZAI_HEARTBEAT_SECONDS": "0.5"}
         # A process of its own, so that kill -9 takes it down mid-workflow like a crash would.
-        doomed = subprocess.Popen(  # noqa: ASYNC220
-            dies_with_owner(
-                [SUTAZAI, "agents", "run", "--only", "orchestrator", "--replica", doomed_name]
-            ),
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        doomed = sutazai_process(
+            env,
+            *("agents", "run", "--only", "orchestrator", "--replica", doomed_name),
+            output=subprocess.DEVNULL,
         )
         try:
             await _until_listening(gateway, f"orchestrator-{doomed_name}")

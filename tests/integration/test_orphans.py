@@ -45,11 +45,19 @@ def survivors(family: list[psutil.Process], within: float) -> list[str]:
     deadline = time.monotonic() + within
     alive = family
     while True:
-        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        alive = [p for p in alive if _lives(p)]
         if not alive or time.monotonic() >= deadline:
             break
         time.sleep(0.05)
-    return [f"{p.pid} {p.name()}" for p in alive if p.is_running()]
+    return [f"{p.pid} {p.name()}" for p in alive if _lives(p)]
+
+
+def _lives(process: psutil.Process) -> bool:
+    """Running and not a zombie; a process that ends between the two looks is gone."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 OWNER = """
