@@ -55,6 +55,11 @@ class DocumentIndex:
         self.dimensions = dimensions
         self._splitter = TextSplitter(chunk_chars, overlap=overlap)
 
+    async def drop_collection(self) -> None:
+        """Forget every vector (a rebuild starts from nothing)."""
+        if await self.qdrant.collection_exists(COLLECTION):
+            await self.qdrant.delete_collection(COLLECTION)
+
     async def ensure_collection(self) -> None:
         """Create the collection (cosine distance) if it is not there yet."""
         if not await self.qdrant.collection_exists(COLLECTION):
@@ -76,9 +81,13 @@ class DocumentIndex:
         owner_id: UUID,
         title: str,
         text: str,
-        cause: EventEnvelope,
+        cause: EventEnvelope | None,
     ) -> int:
-        """Embed and store every chunk of a document; returns how many there are."""
+        """Embed and store every chunk of a document; returns how many there are.
+
+        With a `cause` the embedding is recorded as a model call; a rebuild passes none, since
+        a read model rebuilt from the log must not append to it.
+        """
         pieces = self.chunks(text)
         if not pieces:
             return 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, date, datetime
 from typing import Annotated, TypeVar
 
@@ -20,11 +21,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from eventstore.blobs import BlobStore
 from eventstore.store import EventStore
+from handlers.document_index import DocumentIndex
+from handlers.vector_rebuild import VectorsRebuilt, rebuild_vectors
 from projections.read_models import projector_named
 from projections.rebuild import rebuild, verify
 from projections.runtime import Projector
-from runtime.bootstrap import PROJECTORS, run_projections
+from runtime.bootstrap import PROJECTORS, model_port, run_projections
 from runtime.cli.base import (
     CliError,
     connected_platform,
@@ -41,6 +45,8 @@ T = TypeVar("T")
 
 GRAPH = "graph"
 """The graph store's projection: `--only graph` runs it alone."""
+VECTORS = "vectors"
+"""The document vectors: rebuilt by re-embedding documents from the log."""
 
 
 @projections_app.command("status")
@@ -129,31 +135,76 @@ def _progress_bar() -> Progress:
     )
 
 
+@contextlib.contextmanager
+def _progress(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar for long work; yields the callback that moves it (done, in all)."""
+    with _progress_bar() as bar:
+        task = bar.add_task(description, total=None, rate="-")
+        started = time.monotonic()
+
+        def progress(done: int, aim: int) -> None:
+            elapsed = max(time.monotonic() - started, 1e-6)
+            bar.update(task, completed=done, total=aim, rate=f"{done / elapsed:,.0f}")
+
+        yield progress
+
+
 def _with_read_side(
     work: Callable[[EventStore, asyncpg.Pool, Callable[[int, int], None]], Awaitable[T]],
     description: str,
 ) -> T:
     async def main() -> T:
         async with connected_read_side() as (commands, pool):
-            with _progress_bar() as bar:
-                task = bar.add_task(description, total=None, rate="-")
-                started = time.monotonic()
-
-                def progress(done: int, aim: int) -> None:
-                    elapsed = max(time.monotonic() - started, 1e-6)
-                    rate = f"{done / elapsed:,.0f}"
-                    bar.update(task, completed=done, total=aim, rate=rate)
-
+            with _progress(description) as progress:
                 return await work(commands.bus.store, pool, progress)
 
     return run(main())
 
 
+def _rebuild_vectors(*, fresh: bool) -> None:
+    """Re-embed every document from the log (handlers/vector_rebuild.py)."""
+    settings = load_settings()
+
+    async def main() -> VectorsRebuilt:
+        async with connected_platform(settings) as platform:
+            index = DocumentIndex(platform.vectors, model_port(platform, None))
+            with _progress("re-embedding documents") as progress:
+                return await rebuild_vectors(
+                    platform.store,
+                    BlobStore(platform.store),
+                    index,
+                    platform.postgres,
+                    fresh=fresh,
+                    progress=progress,
+                )
+
+    report = run(main())
+    console.print(
+        f"vectors rebuilt: {report.documents:,} documents, {report.chunks:,} chunks in "
+        f"{report.seconds:.1f}s, through sequence {report.sequence}."
+    )
+
+
 @projections_app.command("rebuild")
 def projections_rebuild(
-    name: Annotated[str, typer.Argument(help="The projector: tasks, users, event_log, …")],
+    name: Annotated[
+        str, typer.Argument(help="The projector: tasks, users, event_log, …, or vectors")
+    ],
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            "--fresh/--resume",
+            help="vectors: drop every vector first, or go on from the last rebuild's checkpoint.",
+        ),
+    ] = True,
 ) -> None:
-    """Rebuild a read model from the log beside the live one, then switch to it atomically."""
+    """Rebuild a read model from the log beside the live one, then switch to it atomically.
+
+    `vectors` re-embeds every document still in the log into the vector store.
+    """
+    if name == VECTORS:
+        _rebuild_vectors(fresh=fresh)
+        return
     projector = _projector(name)
     report = _with_read_side(
         lambda store, pool, progress: rebuild(store, pool, projector, progress=progress),

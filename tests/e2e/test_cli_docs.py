@@ -97,6 +97,7 @@ QDRANT_HELD = (
 EXPECTED_UP: dict[Words, tuple[int, str, str]] = {
     ("gateway",): QDRANT_HELD,
     ("agents", "run"): QDRANT_HELD,  # every agent: the document assistant too
+    ("projections", "rebuild", "vectors"): QDRANT_HELD,  # writes the vectors
 }
 """Command lines (exactly these words) that do not exit 0 against the running platform: the
 exit code, what stderr says, and why."""

@@ -10,7 +10,11 @@ from typing import Any
 import pytest
 from uuid_utils.compat import uuid4
 
+from eventstore.blobs import BlobStore
+from handlers.document_index import DocumentIndex
+from handlers.vector_rebuild import rebuild_vectors
 from runtime.agents import AgentOptions, run_agents
+from runtime.bootstrap import model_port
 from runtime.settings import Settings
 from runtime.stack import Stack
 from tests.e2e.client import Session, subscribe
@@ -169,3 +173,33 @@ async def test_a_conversation_reply_streams_tokens_then_records_the_cited_answer
     assert [t["index"] for t in tokens] == list(range(len(tokens)))
     assert final["content"] == "".join(t["token"] for t in tokens)
     assert final["citations"][0]["document_id"] == ids["sourdough"]
+
+
+async def test_lost_vectors_are_rebuilt_from_the_log_and_search_the_same(
+    library: tuple[Gateway, Session, dict[str, str]],
+) -> None:
+    gateway, user, ids = library
+    questions = ("Which volcano erupts often?", "How do I feed a starter?", "What causes tides?")
+
+    async def hits(question: str) -> list[tuple[str, int]]:
+        found = await gateway.client.data(SEARCH, {"q": question}, user.access_token)
+        return [(h["documentId"], h["chunkIndex"]) for h in found["searchDocuments"]]
+
+    before = [await hits(q) for q in questions]
+    assert {h[0][0] for h in before} == set(ids.values())
+    platform = gateway.platform
+    index = DocumentIndex(platform.vectors, model_port(platform, None))
+    await index.drop_collection()  # as if Qdrant's files were lost
+    appended_before = await platform.store.last_sequence()
+
+    rebuilt = await rebuild_vectors(
+        platform.store, BlobStore(platform.store), index, platform.postgres
+    )
+
+    assert rebuilt.documents >= len(ids)
+    assert [await hits(q) for q in questions] == before
+    assert await platform.store.last_sequence() == appended_before  # a rebuild appends nothing
+    resumed = await rebuild_vectors(
+        platform.store, BlobStore(platform.store), index, platform.postgres, fresh=False
+    )
+    assert resumed.documents == 0  # the checkpoint is past every document
