@@ -21,6 +21,7 @@ from handlers.consumers import Delivery
 from handlers.document_assistant import CAPABILITIES as DOCUMENT_CAPABILITIES
 from handlers.document_assistant import DocumentAssistant
 from handlers.document_index import DocumentIndex
+from handlers.integrations.webhook import Webhooks
 from handlers.orchestrator import CAPABILITIES as ORCHESTRATOR_CAPABILITIES
 from handlers.orchestrator import Orchestrator
 from handlers.presence import AgentCard, agents_bucket, heartbeats, register
@@ -28,6 +29,7 @@ from handlers.system_monitor import SystemMonitor, probes_of
 from handlers.task_coordinator import CoordinatorPolicy, TaskCoordinator
 from handlers.task_work import TaskWorker
 from runtime.bootstrap import Platform, model_port
+from runtime.settings import Settings
 
 AGENTS = "agents"
 """This part of a process, as readiness names it."""
@@ -53,6 +55,23 @@ class AgentOptions:
     def runs(self, kind: str) -> bool:
         """Whether this process runs agents of `kind`."""
         return not self.only or kind in self.only
+
+
+def webhooks(settings: Settings) -> Webhooks:
+    """The webhooks `settings` configure (each process that runs agents runs them too)."""
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    delivery = Delivery(
+        attempts=settings.webhook_attempts,
+        first_delay=settings.webhook_backoff,
+        max_delay=settings.webhook_max_backoff,
+        ack_wait=settings.webhook_timeout + 30.0,
+    )
+    return Webhooks(
+        settings.webhook_urls,
+        secret.encode(),
+        timeout=settings.webhook_timeout,
+        delivery=delivery,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -136,6 +155,8 @@ async def run_agents(platform: Platform, options: AgentOptions) -> AsyncIterator
             broker.include_router(coordinator.router(platform.store))
         if options.runs("system-monitor"):
             await enlist(f"system-monitor-{replica}", AgentKind.SYSTEM_MONITOR, [])
+        if settings.webhook_urls:
+            broker.include_router(webhooks(settings).router(platform.store))
         await start_broker(broker)
         # Heartbeats only once every consumer exists on the server: an agent that looks online
         # is given work, and a new consumer sees only events that come after it.

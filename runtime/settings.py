@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Every embedded server binds here and nowhere else.
 LOOPBACK = "127.0.0.1"
+
+
+def _url_list(value: object) -> object:
+    """A list from the environment: a JSON list, or comma-separated (blank entries dropped)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
 
 
 class Settings(BaseSettings):
@@ -183,6 +195,23 @@ class Settings(BaseSettings):
     projection_wait_seconds: float = Field(
         default=5.0, gt=0, description="How long read-your-writes waits for a read model."
     )
+
+    webhook_urls: Annotated[list[str], NoDecode, BeforeValidator(_url_list)] = Field(
+        default_factory=list,
+        description=(
+            "Where `sutazai agents run` POSTs every TaskCompleted, signed (docs/integrating.md):"
+            " a JSON list or comma-separated URLs. Empty: no webhooks."
+        ),
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="The HMAC-SHA256 key of X-Sutazai-Signature; needed with URLs."
+    )
+    webhook_timeout: float = Field(default=10.0, gt=0, description="Seconds a POST may take.")
+    webhook_attempts: int = Field(default=8, ge=1, description="Tries of a POST before the DLQ.")
+    webhook_backoff: float = Field(
+        default=1.0, gt=0, description="Seconds before the first retry; doubled each time."
+    )
+    webhook_max_backoff: float = Field(default=300.0, gt=0, description="Longest retry delay.")
 
     @property
     def neo4j_auth(self) -> tuple[str, str] | None:

@@ -1,0 +1,1 @@
+"""Consumers that hand events to systems outside the platform (webhooks)."""
