@@ -384,21 +384,14 @@ def _too_large(request: Request, limit: int) -> Response:
     return refusal(request, 413, ErrorCode.VALIDATION, f"the request body is over {limit} bytes")
 
 
-def build_app(
-    services: GatewayServices,
-    limiter: RateLimiter,
-    limits: GatewayLimits,
+def probe_routes(
     checks: Mapping[str, ReadinessCheck],
+    registry: CollectorRegistry,
     *,
     check_timeout: float = 2.0,
-    registry: CollectorRegistry | None = None,
-) -> ASGIApp:
-    """The gateway, given its services, limits and a readiness check per dependency.
-
-    `/metrics` serves `registry`: the gateway's own metrics and whatever else the process puts
-    there (the system monitor's gauges).
-    """
-    metrics = GatewayMetrics(registry)
+) -> list[Route]:
+    """`/healthz` (the process lives), `/readyz` (every check answers; 503 naming those that
+    do not) and `/metrics` (the registry): what every long-running process serves."""
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -417,14 +410,35 @@ def build_app(
         return JSONResponse(body, status_code=503 if failed else 200)
 
     async def metrics_page(_: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    return [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_page),
+    ]
+
+
+def build_app(
+    services: GatewayServices,
+    limiter: RateLimiter,
+    limits: GatewayLimits,
+    checks: Mapping[str, ReadinessCheck],
+    *,
+    check_timeout: float = 2.0,
+    registry: CollectorRegistry | None = None,
+) -> ASGIApp:
+    """The gateway, given its services, limits and a readiness check per dependency.
+
+    `/metrics` serves `registry`: the gateway's own metrics and whatever else the process puts
+    there (the system monitor's gauges).
+    """
+    metrics = GatewayMetrics(registry)
 
     graphql = GraphQLGate(_GraphQL(services, limits, metrics), services, limiter, limits, metrics)
     app = Starlette(
         routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/metrics", metrics_page),
+            *probe_routes(checks, metrics.registry, check_timeout=check_timeout),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
             *explorer.routes,

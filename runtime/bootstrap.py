@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
@@ -29,13 +30,14 @@ from domain.model_call import RecordModelCall
 from eventstore.blobs import BlobStore
 from eventstore.store import EventStore
 from eventstore.streams import LEASES_BUCKET, StreamLayout
-from handlers.background import stop_task
+from handlers.background import repeating, stop_task
 from handlers.command_endpoint import command_endpoint
 from handlers.model_port import ModelPolicy, ModelPort
 from handlers.presence import AgentCard
 from projections.graph.port import FalkorGraph, GraphPort, Neo4jGraph
 from projections.graph.runner import GraphProjection
 from projections.lease import LeaseTerms, under_lease
+from projections.metrics import ProjectionMetrics
 from projections.migrate import migrate
 from projections.read_models import postgres_projectors
 from projections.runtime import ProjectionRunner, Projector
@@ -222,6 +224,9 @@ async def serve_commands(platform: Platform) -> AsyncIterator[NatsBroker]:
             readiness.draining(COMMANDS)
 
 
+METRICS_EVERY = 5.0
+"""Seconds between two readings of the projection checkpoints for /metrics."""
+
 PROJECTORS: tuple[Projector, ...] = tuple(postgres_projectors())
 """Every Postgres read model the platform keeps."""
 
@@ -234,6 +239,7 @@ async def run_projections(
     only: Sequence[str] = (),
     graph: GraphPort | None = None,
     readiness: Readiness | None = None,
+    metrics: CollectorRegistry | None = None,
 ) -> AsyncIterator[list[ProjectionRunner]]:
     """Keep every projector (or those named) applying new events until the block ends.
 
@@ -276,7 +282,14 @@ async def run_projections(
         await _until_live(lives, running, timeout=settings.startup_timeout)
         if readiness is not None:
             readiness.ready(PROJECTIONS)
-        yield runners
+        if metrics is None:
+            yield runners
+        else:
+            gauges = ProjectionMetrics(metrics)
+            names = [runner.projector.name for runner in runners]
+            refresh = functools.partial(gauges.refresh, store, postgres, names)
+            async with repeating("projection.metrics", refresh, every=METRICS_EVERY):
+                yield runners
     finally:
         if readiness is not None:
             readiness.draining(PROJECTIONS)

@@ -11,8 +11,10 @@ from collections.abc import AsyncIterator, Iterator
 from uuid import UUID
 
 import uvicorn
+from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
-from gateway.app import GatewayLimits, ReadinessCheck, build_app
+from gateway.app import GatewayLimits, ReadinessCheck, build_app, probe_routes
 from gateway.auth import Tokens
 from gateway.context import GatewayServices
 from gateway.rate_limits import Limit, RateLimiter
@@ -190,28 +192,20 @@ class _Server(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
-    """Serve the gateway on `gateway_host`:`port` (uvicorn) until the block ends; yields the URL
-    it answers on from this machine."""
-    readiness = platform.readiness
-    readiness.expect(GATEWAY)
-    drain_timeout = platform.settings.drain_timeout
-    app = build_app(
-        gateway_services(platform),
-        RateLimiter(platform.redis),
-        gateway_limits(platform.settings),
-        readiness_checks(platform),
-        registry=platform.metrics,
-    )
+async def serve_asgi(
+    app: ASGIApp, *, name: str, host: str, port: int, drain_timeout: float
+) -> AsyncIterator[str]:
+    """Serve `app` with uvicorn on `host`:`port` until the block ends; yields the URL it answers
+    on from this machine. Requests in flight get the drain deadline when it ends."""
     server = _Server(
         uvicorn.Config(
             app,
-            host=platform.settings.gateway_host,
+            host=host,
             port=port,
             log_level="warning",
             lifespan="off",
             ws="websockets-sansio",
-            # Requests in flight get the drain deadline; open subscriptions are closed at once
+            # Requests in flight get the drain deadline; open websockets are closed at once
             # (close code 1012, "service restart": a client resumes elsewhere or later).
             timeout_graceful_shutdown=max(1, math.ceil(drain_timeout)),
         )
@@ -220,16 +214,59 @@ async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
     while not server.started:
         if serving.done():
             await serving  # re-raises why it could not start
-            host = platform.settings.gateway_host
-            raise RuntimeError(f"the gateway could not listen on {host}:{port}")
+            raise RuntimeError(f"the {name} could not listen on {host}:{port}")
         await asyncio.sleep(0.02)
-    readiness.ready(GATEWAY)
     try:
         yield f"http://{LOOPBACK}:{port}"
     finally:
-        readiness.draining(GATEWAY)
         server.should_exit = True
         # uvicorn bounds its own shutdown by the drain deadline; this covers a hang around it.
-        await bounded("gateway", lambda: asyncio.shield(serving), 2 * drain_timeout + 1)
+        await bounded(name, lambda: asyncio.shield(serving), 2 * drain_timeout + 1)
         if not serving.done():
             await stop_task(serving)
+
+
+@contextlib.asynccontextmanager
+async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
+    """Serve the gateway on `gateway_host`:`port` until the block ends; yields its local URL."""
+    readiness = platform.readiness
+    readiness.expect(GATEWAY)
+    app = build_app(
+        gateway_services(platform),
+        RateLimiter(platform.redis),
+        gateway_limits(platform.settings),
+        readiness_checks(platform),
+        registry=platform.metrics,
+    )
+    settings = platform.settings
+    async with serve_asgi(
+        app,
+        name="gateway",
+        host=settings.gateway_host,
+        port=port,
+        drain_timeout=settings.drain_timeout,
+    ) as url:
+        readiness.ready(GATEWAY)
+        try:
+            yield url
+        finally:
+            readiness.draining(GATEWAY)
+
+
+@contextlib.asynccontextmanager
+async def serve_probes(platform: Platform) -> AsyncIterator[str | None]:
+    """`/healthz`, `/readyz` and `/metrics` on `SUTAZAI_METRICS_PORT` for a process without the
+    gateway (`agents run`, `projections run`); nothing when the port is not set."""
+    settings = platform.settings
+    if settings.metrics_port is None:
+        yield None
+        return
+    app = Starlette(routes=probe_routes(readiness_checks(platform), platform.metrics))
+    async with serve_asgi(
+        app,
+        name="probes",
+        host=settings.gateway_host,
+        port=settings.metrics_port,
+        drain_timeout=settings.drain_timeout,
+    ) as url:
+        yield url

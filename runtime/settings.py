@@ -130,11 +130,19 @@ class Settings(BaseSettings):
     )
     coordinator_sweep_seconds: float = Field(default=2.0, gt=0)
     gateway_port: int = Field(default=18080, description="Where the GraphQL gateway listens.")
+    metrics_port: int | None = Field(
+        default=None,
+        description=(
+            "Where a process without the gateway (`agents run`, `projections run`) serves"
+            " /healthz, /readyz and /metrics; unset: it serves none."
+        ),
+    )
     gateway_host: str = Field(
         default=LOOPBACK,
         description=(
-            "The address the gateway binds: loopback by default; 0.0.0.0 in a container, where"
-            " the network policy, not the bind address, decides who reaches it."
+            "The address the gateway (and a process's probes, SUTAZAI_METRICS_PORT) binds:"
+            " loopback by default; 0.0.0.0 in a container, where the network policy, not the"
+            " bind address, decides who reaches it."
         ),
     )
 

@@ -21,6 +21,7 @@ from runtime.cli.base import (
     stop_signal,
     without_vectors,
 )
+from runtime.gateway_wiring import serve_probes
 
 
 @agents_app.command("run")
@@ -45,6 +46,7 @@ def agents_run(
         stop = stop_signal()
         async with (
             connected_platform(settings) as platform,
+            serve_probes(platform),
             run_agents(platform, options) as cards,
         ):
             names = ", ".join(card.name for card in cards) or "the coordinator"

@@ -40,6 +40,7 @@ from runtime.cli.base import (
     stop_signal,
     without_vectors,
 )
+from runtime.gateway_wiring import serve_probes
 
 T = TypeVar("T")
 
@@ -258,12 +259,15 @@ def projections_run(
         stop = stop_signal()
         async with (
             connected_platform(settings) as platform,
+            serve_probes(platform),
             run_projections(
                 settings,
                 platform.store,
                 platform.postgres,
                 only or (),
                 graph=platform.graph if with_graph else None,
+                readiness=platform.readiness,
+                metrics=platform.metrics,
             ) as runners,
         ):
             names = [runner.projector.name for runner in runners] + ([GRAPH] if with_graph else [])

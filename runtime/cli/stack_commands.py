@@ -108,6 +108,7 @@ async def _run_platform(
                     platform.postgres,
                     graph=platform.graph,
                     readiness=readiness,
+                    metrics=platform.metrics,
                 ),
                 serve_commands(platform),
                 run_agents(platform, AgentOptions()) as agents,
