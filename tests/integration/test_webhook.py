@@ -4,6 +4,7 @@ fails, hangs and recovers as a test tells it to."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -59,6 +60,13 @@ class Receiver:
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
+    async with receiving() as hook:
+        yield hook
+
+
+@contextlib.asynccontextmanager
+async def receiving() -> AsyncIterator[Receiver]:
+    """A receiver on a free loopback port, with a path of its own (so a consumer of its own)."""
     port = free_port()
     path = f"/hooks/{uuid4().hex}"
     hook = Receiver(url=f"http://127.0.0.1:{port}{path}")
@@ -237,3 +245,30 @@ def test_webhooks_without_a_secret_are_refused(settings: Settings) -> None:
     unsigned = settings.model_copy(update={"webhook_urls": ["https://a.example/h"]})
     with pytest.raises(ValueError, match="SUTAZAI_WEBHOOK_SECRET"):
         webhooks(unsigned)
+
+
+async def test_each_url_has_a_consumer_of_its_own_so_a_dead_receiver_delays_no_other(
+    quick: Settings, stack: Stack, event_store: EventStore
+) -> None:
+    async with receiving() as healthy, receiving() as broken:
+        broken.plan = [500] * 10
+        both = quick.model_copy(update={"webhook_urls": [broken.url, healthy.url]})
+        broker = nats_broker(stack.nats_url, drain_timeout=1.0)
+        broker.include_router(webhooks(both).router(event_store))
+        await start_broker(broker)
+        try:
+            event = await completed(event_store)
+            await until(lambda: bool(of(healthy, event)))
+            assert [r.status for r in of(healthy, event)] == [200]
+            assert of(broken, event)[0].status == 500
+
+            async def parked() -> bool:
+                found = [p async for p in parked_events(event_store, consumer_name(broken.url))]
+                return [p.envelope for p in found] == [event]
+
+            await until(parked)
+            assert [r.status for r in of(broken, event)] == [500, 500, 500]
+            assert [r.status for r in of(healthy, event)] == [200]
+            assert consumer_name(broken.url) != consumer_name(healthy.url)
+        finally:
+            await stop_broker(broker, drain_timeout=1.0)
