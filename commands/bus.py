@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 from uuid import UUID
 
 import structlog
@@ -88,6 +90,24 @@ class BusPolicy:
     cached_aggregates: int = 10_000
 
 
+class CommandObserver(Protocol):
+    """What the bus tells whoever counts its work (metrics): nothing here depends on it."""
+
+    def finished(self, command: str, outcome: str, seconds: float) -> None:
+        """A command ended: `ok`, `duplicate`, a domain error's code, or an error's class name."""
+
+    def conflicted(self, command: str) -> None:
+        """Another writer got there first: the command is decided again."""
+
+
+class _Unobserved:
+    def finished(self, command: str, outcome: str, seconds: float) -> None:
+        return None
+
+    def conflicted(self, command: str) -> None:
+        return None
+
+
 class CommandBus:
     """Runs commands against aggregates stored in the event store."""
 
@@ -98,11 +118,13 @@ class CommandBus:
         policy: BusPolicy | None = None,
         clock: Clock = utc_now,
         reservations: Reservations | None = None,
+        observer: CommandObserver | None = None,
     ) -> None:
         self.store = store
         self.policy = policy or BusPolicy()
         self.clock = clock
         self.reservations = reservations or Reservations(store)
+        self.observer: CommandObserver = observer or _Unobserved()
         # Aggregates as this process last saw them. Only a hint: every append is checked against
         # the log's real last sequence, so a stale entry costs a conflict and a reload, never a
         # wrong write.
@@ -116,6 +138,25 @@ class CommandBus:
         `guard` sees the very state the command is decided on (so no other writer can slip in
         between the check and the append) and raises `Forbidden` to refuse it.
         """
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await self._reserve_and_execute(command, context, guard)
+            outcome = "duplicate" if result.duplicate else "ok"
+            return result
+        except DomainError as error:
+            outcome = error.code
+            raise
+        except Exception as error:
+            outcome = type(error).__name__
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            self.observer.finished(type(command).__name__, outcome, elapsed)
+
+    async def _reserve_and_execute(
+        self, command: BaseModel, context: CommandContext, guard: Guard
+    ) -> CommandResult:
         kind = kind_of(command)
         claims = claims_of(command)
         if not claims:
@@ -134,6 +175,7 @@ class CommandBus:
             # The common case, a first try that lands, skips the retry machinery's overhead.
             return await self._attempt(kind, command, context, guard, optimistic=True)
         except ConcurrencyConflict:
+            self.observer.conflicted(type(command).__name__)
             if self.policy.max_attempts <= 1:
                 raise
         retrying = AsyncRetrying(
@@ -141,6 +183,7 @@ class CommandBus:
             stop=stop_after_attempt(self.policy.max_attempts - 1),
             # Jitter spreads racing writers apart so that the next round has a winner.
             wait=wait_random_exponential(multiplier=0.005, max=0.25),
+            before_sleep=lambda _: self.observer.conflicted(type(command).__name__),
             reraise=True,
         )
         async for attempt in retrying:

@@ -41,6 +41,7 @@ from projections.metrics import ProjectionMetrics
 from projections.migrate import migrate
 from projections.read_models import postgres_projectors
 from projections.runtime import ProjectionRunner, Projector
+from runtime.command_metrics import CommandMetrics
 from runtime.readiness import Readiness
 from runtime.settings import Settings
 from runtime.stack import Stack
@@ -99,10 +100,14 @@ async def connect_store(settings: Settings, stack: Stack) -> AsyncIterator[Comma
 
 
 def _dispatcher(
-    settings: Settings, store: EventStore, passwords: PasswordHasher
+    settings: Settings,
+    store: EventStore,
+    passwords: PasswordHasher,
+    metrics: CollectorRegistry | None = None,
 ) -> CommandDispatcher:
     bus = CommandBus(
         store,
+        observer=CommandMetrics(metrics) if metrics is not None else None,
         policy=BusPolicy(
             max_attempts=settings.command_attempts,
             snapshot_every=settings.snapshot_every,
@@ -148,18 +153,19 @@ async def connect(
             graph = FalkorGraph(graph_client)
         vectors = _vectors(settings)
         resources.push_async_callback(bounded, "qdrant", vectors.close, deadline)
+        metrics = CollectorRegistry()
         yield Platform(
             settings=settings,
             stack=stack,
             nats=nats_client,
             store=store,
-            commands=_dispatcher(settings, store, passwords),
+            commands=_dispatcher(settings, store, passwords, metrics),
             postgres=postgres,
             redis=redis_client,
             graph=graph,
             passwords=passwords,
             vectors=vectors,
-            metrics=CollectorRegistry(),
+            metrics=metrics,
             breakers=AsyncCircuitBreakerFactory(
                 default_threshold=settings.model_breaker_threshold,
                 default_ttl=settings.model_breaker_seconds,
