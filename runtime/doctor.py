@@ -408,29 +408,60 @@ def _shown(key: str, value: Any) -> str:
     return json.dumps(value) if not isinstance(value, str) else value
 
 
-def _replica_problems(name: str, info: dict[str, Any], replicas: int) -> list[str]:
-    cluster = info.get("cluster") or {}
-    if replicas > 1 and not cluster.get("leader"):
-        return [
-            f"{name} has no leader — a majority of its {replicas} NATS nodes must run;"
-            " see `sutazai status`."
-        ]
-    problems = []
-    for peer in cluster.get("replicas") or []:
-        if peer.get("offline"):
+class _Replicas:
+    """The replicas of every stream and bucket, gathered, then said once per NATS node."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names
+        """A node's server name (`sutazai-2`) -> its name in the stack (`nats-2`)."""
+        self.leaderless: list[str] = []
+        self.offline: dict[str, list[str]] = {}
+        self.behind: dict[str, list[str]] = {}
+        self.assets = 0
+
+    def add(self, asset: str, info: dict[str, Any], replicas: int) -> None:
+        self.assets += 1
+        cluster = info.get("cluster") or {}
+        if replicas > 1 and not cluster.get("leader"):
+            self.leaderless.append(asset)
+            return
+        for peer in cluster.get("replicas") or []:
+            node = str(peer.get("name"))
+            node = f"{self.names[node]} ({node})" if node in self.names else node
+            if peer.get("offline"):
+                self.offline.setdefault(node, []).append(asset)
+            elif not peer.get("current"):
+                self.behind.setdefault(node, []).append(asset)
+
+    def finding(self, replicas: int) -> Finding:
+        def which(assets: list[str]) -> str:
+            return ", ".join(assets) if len(assets) <= 2 else f"{len(assets)} streams and buckets"
+
+        problems = []
+        if self.leaderless:
             problems.append(
-                f"{name}'s replica on {peer.get('name')} is offline — start that NATS node"
-                " (`sutazai status` names it)."
+                f"{which(self.leaderless)} without a leader — a majority of the {replicas} NATS"
+                " nodes must run; start the ones `sutazai status` says are down."
             )
-        elif not peer.get("current"):
+        for node, assets in sorted(self.offline.items()):
             problems.append(
-                f"{name}'s replica on {peer.get('name')} is {peer.get('lag', '?')} behind"
-                " — wait for it to catch up; if it stays behind, check that node's log."
+                f"the replicas on {node} of {which(assets)} are offline — start that NATS node"
+                " (see its log) and restart `sutazai up`."
             )
-    return problems
+        for node, assets in sorted(self.behind.items()):
+            problems.append(
+                f"the replicas on {node} of {which(assets)} are behind — if that node is down,"
+                " start it; if it runs, wait for them to catch up, then see its log."
+            )
+        if problems:
+            return Finding("replicas", PROBLEM, f"R{replicas}, not all current", tuple(problems))
+        detail = f"R{replicas}, every copy current" if replicas > 1 else "R1: one copy each"
+        return Finding("replicas", OK, detail)
 
 
-async def _stream(api: _JetStreamApi, wanted: StreamConfig, offsets: list[float]) -> Finding:
+async def _stream(
+    api: _JetStreamApi, wanted: StreamConfig, offsets: list[float], copies: _Replicas
+) -> Finding:
     assert wanted.name is not None
     name = wanted.name
     info = await api.stream(name)
@@ -456,7 +487,7 @@ async def _stream(api: _JetStreamApi, wanted: StreamConfig, offsets: list[float]
             f"{name} has {key} {_shown(key, found)}, expected {_shown(key, value)} — {todo}."
         )
     replicas = int(config.get("num_replicas") or 1)
-    problems += _replica_problems(name, info, replicas)
+    copies.add(name, info, replicas)
     state = info.get("state") or {}
     detail = f"R{replicas}, {config.get('storage', '?')}, {state.get('messages', 0)} message(s)"
     return Finding(name, PROBLEM if problems else OK, detail, tuple(problems))
@@ -473,7 +504,7 @@ def _buckets(layout: StreamLayout) -> dict[str, float]:
     }
 
 
-async def _check_buckets(api: _JetStreamApi, layout: StreamLayout) -> Finding:
+async def _check_buckets(api: _JetStreamApi, layout: StreamLayout, copies: _Replicas) -> Finding:
     expected = _buckets(layout)
     problems: list[str] = []
     found = 0
@@ -504,7 +535,7 @@ async def _check_buckets(api: _JetStreamApi, layout: StreamLayout) -> Finding:
                 f"bucket {bucket} has a TTL of {age:g} s, expected {ttl:g} s"
                 " — restart `sutazai up` to update it."
             )
-        problems += _replica_problems(f"bucket {bucket}", info, replicas)
+        copies.add(bucket, info, replicas)
     detail = f"{found} of {len(expected)}, R{layout.replicas}"
     return Finding("buckets", PROBLEM if problems else OK, detail, tuple(problems))
 
@@ -552,19 +583,21 @@ async def _dlq(api: _JetStreamApi) -> Finding:
 
 
 async def _jetstream(
-    settings: Settings,
     urls: list[str],
     layout: StreamLayout,
     policy: DoctorPolicy,
     offsets: list[float],
+    names: dict[str, str],
 ) -> list[Finding]:
     client = await nats.connect(urls, **_NATS_OPTIONS)
     try:
         api = _JetStreamApi(client, policy.timeout)
+        copies = _Replicas(names)
         findings = [
-            await _stream(api, events_stream(layout), offsets),
-            await _stream(api, dlq_stream(layout), []),
-            await _check_buckets(api, layout),
+            await _stream(api, events_stream(layout), offsets, copies),
+            await _stream(api, dlq_stream(layout), [], copies),
+            await _check_buckets(api, layout, copies),
+            copies.finding(layout.replicas),
         ]
         if findings[0].detail != "missing":
             findings.append(await _consumers(client, policy))
@@ -577,7 +610,7 @@ async def _jetstream(
 def _not_checked(reason: str) -> list[Finding]:
     return [
         Finding(check, SKIPPED, reason)
-        for check in (EVENTS_STREAM, DLQ_STREAM, "buckets", "consumers", "DLQ")
+        for check in (EVENTS_STREAM, DLQ_STREAM, "buckets", "replicas", "consumers", "DLQ")
     ]
 
 
@@ -651,11 +684,11 @@ async def diagnose(
         api_offsets: list[float] = []
         try:
             diagnosis.findings += await _jetstream(
-                settings,
                 [u for url in nats_urls for u in server_urls(url)],
                 layout,
                 policy,
                 api_offsets,
+                {node.server_name: node.name for node in stack.nats_nodes()},
             )
         except Exception as error:
             reason = f"NATS stopped answering ({type(error).__name__})"
