@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 import httpx
 import nats
+import nats.errors
 import redis.asyncio as aioredis
 from nats.aio.client import Client as NatsClient
 from nats.js.api import StreamConfig
@@ -73,7 +74,8 @@ class DoctorPolicy:
 
 @dataclass(frozen=True)
 class Finding:
-    """One row of the report; `problem` (what is wrong — what to do) when it failed."""
+    """One row of the report and, when it failed, a line per problem: what is wrong — what to
+    do."""
 
     check: str
     status: str
@@ -221,7 +223,6 @@ async def _servers(
     varzs: dict[str, dict[str, Any]],
     policy: DoctorPolicy,
 ) -> list[Finding]:
-    findings: list[Finding] = []
     versions: dict[str, Callable[[Server], Awaitable[str]]] = {
         "postgres": _postgres_version,
         "redis": _redis_version,
@@ -248,7 +249,9 @@ async def _servers(
             )
         try:
             if kind == "nats":
-                version = await _nats_version(server, varzs.get(server.name))
+                version = await asyncio.wait_for(
+                    _nats_version(server, varzs.get(server.name)), policy.timeout
+                )
             else:
                 version = await asyncio.wait_for(versions[kind](server), policy.timeout)
         except Exception as error:
@@ -265,8 +268,7 @@ async def _servers(
         return Finding(server.name, status_text, f"{version}, {where}", problems)
 
     by_name = {status.name: status for status in statuses}
-    findings = list(await asyncio.gather(*(one(s, by_name[s.name]) for s in stack)))
-    return findings
+    return list(await asyncio.gather(*(one(s, by_name[s.name]) for s in stack)))
 
 
 # --- NATS: sync and clocks -----------------------------------------------------------------
@@ -347,6 +349,10 @@ _NATS_OPTIONS: dict[str, Any] = {
 }
 
 
+class JetStreamApiError(Exception):
+    """The JetStream API answered with an error other than "not found"."""
+
+
 class _JetStreamApi:
     """Raw JetStream API requests: the replies carry the server's clock (`ts`) too."""
 
@@ -369,7 +375,7 @@ class _JetStreamApi:
         if error:
             if error.get("code") == 404:
                 return None
-            raise RuntimeError(f"stream info of {name}: {error.get('description')}")
+            raise JetStreamApiError(f"stream info of {name}: {error.get('description')}")
         return answer
 
 
@@ -690,10 +696,11 @@ async def diagnose(
                 api_offsets,
                 {node.server_name: node.name for node in stack.nats_nodes()},
             )
-        except Exception as error:
-            reason = f"NATS stopped answering ({type(error).__name__})"
+        except (OSError, nats.errors.Error, JetStreamApiError) as error:
+            reason = f"JetStream did not answer ({type(error).__name__}: {error})"
+            todo = "a cluster needs a majority of its nodes up; see `sutazai status`"
             diagnosis.findings.append(
-                Finding("jetstream", PROBLEM, reason, (f"{reason} — see `sutazai status`.",))
+                Finding("jetstream", PROBLEM, reason, (f"{reason} — {todo}.",))
             )
         if not offsets and api_offsets:  # an external NATS: its clock from the API's replies
             offsets["nats"] = api_offsets[0]
