@@ -180,7 +180,7 @@ async def test_resuming_from_a_sequence_reads_exactly_what_follows(
 async def test_the_faststream_subscriber_reads_and_acknowledges(
     stack: Stack, event_store: EventStore, tmp_path: Path
 ) -> None:
-    await completed(event_store, 2)
+    await completed(event_store, 3)  # two for the first run, one for the second
     env = {"NATS_URL": stack.nats_url, "COUNT": "2"}
     rows = lines(await python("faststream", env, tmp_path))
     assert len(rows) == 2

@@ -260,7 +260,6 @@ async def test_each_url_has_a_consumer_of_its_own_so_a_dead_receiver_delays_no_o
             event = await completed(event_store)
             await until(lambda: bool(of(healthy, event)))
             assert [r.status for r in of(healthy, event)] == [200]
-            assert of(broken, event)[0].status == 500
 
             async def parked() -> bool:
                 found = [p async for p in parked_events(event_store, consumer_name(broken.url))]
