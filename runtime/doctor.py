@@ -485,6 +485,8 @@ async def _stream(
     for key, found, value in _config_drift(wanted, config):
         if key in _IMMUTABLE:
             todo = "the server cannot change it in place; migrate the data to a new stream"
+        elif key in _NO_LIMITS:
+            todo = f"remove that limit (nats CLI: `nats stream edit {name}`)"
         elif key == "num_replicas":
             todo = "restart `sutazai up` (SUTAZAI_NATS_REPLICAS) to update it in place"
         else:

@@ -4,6 +4,7 @@ DLQ holds what other tests parked): healthy, then with a server stopped and an e
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from uuid_utils.compat import uuid4
 
 from eventstore.dlq import park, release
 from eventstore.store import EventStore
+from eventstore.streams import dlq_stream
 from runtime.bootstrap import stream_layout
 from runtime.settings import Settings
 from runtime.stack import Stack
@@ -117,3 +119,20 @@ async def test_doctor_names_a_stopped_server_and_a_parked_event(own_stack: OwnSt
     assert "`sutazai dlq list`" in problems, report
     assert len(out.split("✗")) == 3, report  # those two, nothing else
     assert err.strip() == "2 problem(s) found: each is said above with what to do.", report
+
+
+async def test_doctor_names_a_limit_on_a_stream(own_stack: OwnStack) -> None:
+    js = own_stack.store.client.jetstream()
+    wanted = dlq_stream(stream_layout(own_stack.settings))
+    limited = dataclasses.replace(wanted, max_msgs=1_000)
+    await js.update_stream(limited)
+    try:
+        code, out, err = await doctor(own_stack.env)
+    finally:
+        await js.update_stream(dataclasses.replace(wanted, max_msgs=-1))
+    report = f"exit {code}\n{out}\n{err}"
+    _assert_readable(out, err)
+    assert code == 1, report
+    problems = " ".join(" ".join(out.split("✗")[1:]).split())
+    assert "SUTAZAI_DLQ has max_msgs 1000, expected -1 — remove that limit" in problems, report
+    assert err.strip() == "1 problem(s) found: each is said above with what to do.", report
