@@ -10,8 +10,9 @@ size and SHA-256, the stream's first and last sequence, the platform version and
 Sequences are reproduced exactly. The event stream refuses deletes and purges, so it has no
 gaps: a backup checks that its first sequence is 1 and that it holds as many events as its
 last sequence, and refuses otherwise. A restore appends the events in order into an empty
-stream, each with `Nats-Expected-Last-Sequence` set to the one before it, so event N lands at
-sequence N or the restore stops; the read models' checkpoints, which are stream sequences,
+stream, in atomic batches of up to 500 whose first event carries `Nats-Expected-Last-Sequence`
+(the sequence before it) and whose acknowledgement gives the last one's sequence, so event N
+lands at sequence N or the restore stops; the read models' checkpoints, which are stream sequences,
 then mean the same thing in both stacks. The headers an event was appended with that steer an
 append (`Nats-Expected-*`, the atomic batch's `Nats-Batch-*`) are not replayed; `Nats-Msg-Id`
 is, and cannot collide in an empty stream. The server's timestamps are not kept: the new
@@ -36,6 +37,7 @@ import hashlib
 import json
 import shutil
 import struct
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -62,8 +64,10 @@ MANIFEST = "manifest.json"
 _RECORD = struct.Struct(">QIII")
 READ_BATCH = 1_000
 READ_BATCH_BYTES = 8 * 1024 * 1024
-IN_FLIGHT = 256
-"""Restored events awaiting their acknowledgement at once."""
+ATOMIC_BATCH = 500
+"""Events a restore appends in one atomic batch (the server takes up to 1,000)."""
+ATOMIC_BATCH_BYTES = 4 * 1024 * 1024
+"""A batch ends early past this many bytes of events (large documents stay bounded)."""
 _SERVER_HEADERS = {
     "Nats-Stream",
     "Nats-Subject",
@@ -473,58 +477,57 @@ async def _publish_events(
     timeout: float,
     progress: Progress | None,
 ) -> None:
-    """Append `records` in order, each one checked to land at its own sequence."""
-    inbox = client.new_inbox()
-    waiting: dict[int, asyncio.Future[bytes]] = {}
-    loop = asyncio.get_running_loop()
+    """Append `records` in order, in atomic batches, each checked to land at its own sequences.
 
-    async def acknowledged(message: Msg) -> None:
-        token = int(message.subject.rsplit(".", 1)[1])
-        future = waiting.get(token)
-        if future is not None and not future.done():
-            future.set_result(bytes(message.data))
-
-    subscription = await client.subscribe(f"{inbox}.*", cb=acknowledged)
-    in_flight: list[tuple[int, asyncio.Future[bytes]]] = []
-
-    async def settle(sequence: int, future: asyncio.Future[bytes]) -> None:
+    A batch's first event carries the sequence the stream must be at; its commit's
+    acknowledgement gives the sequence of its last event. A batch is one write for the server
+    (one fsync under `sync_interval: always`), which makes a restore several times faster than
+    an acknowledgement per event.
+    """
+    done = 0
+    while done < len(records):
+        chunk: list[Record] = []
+        size = 0
+        for record in records[done : done + ATOMIC_BATCH]:
+            if chunk and size + len(record.data) > ATOMIC_BATCH_BYTES:
+                break
+            chunk.append(record)
+            size += len(record.data)
+        batch_id = uuid.uuid4().hex
+        first, last = chunk[0].sequence, chunk[-1].sequence
         try:
-            reply = json.loads(await asyncio.wait_for(future, timeout))
-        except (TimeoutError, ValueError) as error:
-            raise StoreUnavailable(f"no acknowledgement for event {sequence}") from error
-        finally:
-            waiting.pop(sequence, None)
-        if "error" in reply or reply.get("duplicate") or int(reply.get("seq", 0)) != sequence:
+            for position, record in enumerate(chunk, start=1):
+                headers = _replayed(record.headers)
+                if position == 1:
+                    headers["Nats-Expected-Stream"] = EVENTS_STREAM
+                    headers["Nats-Expected-Last-Sequence"] = str(first - 1)
+                if len(chunk) > 1:
+                    headers["Nats-Batch-Id"] = batch_id
+                    headers["Nats-Batch-Sequence"] = str(position)
+                if position < len(chunk):
+                    await client.publish(record.subject, record.data, headers=headers)
+                    continue
+                if len(chunk) > 1:
+                    headers["Nats-Batch-Commit"] = "1"
+                reply = await client.request(
+                    record.subject, record.data, timeout=timeout, headers=headers
+                )
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError) as error:
+            raise StoreUnavailable(f"no acknowledgement for events {first} to {last}") from error
+        try:
+            answer = json.loads(reply.data)
+        except ValueError:
+            answer = {"error": reply.data.decode(errors="replace")}
+        if "error" in answer or answer.get("duplicate") or int(answer.get("seq", 0)) != last:
             raise BackupError(
-                f"event {sequence} was not stored at its sequence; the target holds a partial log"
+                f"events {first} to {last} were not stored at their sequences; the target "
+                "holds a partial log"
             )
-
-    try:
-        for record in records:
-            headers = {
-                **_replayed(record.headers),
-                "Nats-Expected-Stream": EVENTS_STREAM,
-                "Nats-Expected-Last-Sequence": str(record.sequence - 1),
-            }
-            future: asyncio.Future[bytes] = loop.create_future()
-            waiting[record.sequence] = future
-            await client.publish(
-                record.subject, record.data, reply=f"{inbox}.{record.sequence}", headers=headers
-            )
-            in_flight.append((record.sequence, future))
-            if len(in_flight) >= IN_FLIGHT:
-                for sequence, pending in in_flight:
-                    await settle(sequence, pending)
-                in_flight = []
-                if progress is not None:
-                    progress(EVENTS_STREAM, record.sequence, len(records))
-        for sequence, pending in in_flight:
-            await settle(sequence, pending)
+        done += len(chunk)
         if progress is not None:
-            progress(EVENTS_STREAM, len(records), len(records))
-    finally:
-        with contextlib.suppress(nats.errors.Error):
-            await subscription.unsubscribe()
+            progress(EVENTS_STREAM, done, len(records))
+    if progress is not None:
+        progress(EVENTS_STREAM, len(records), len(records))
 
 
 async def restore(
