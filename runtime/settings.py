@@ -6,7 +6,14 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, BeforeValidator, Field, SecretStr
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationInfo,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Every embedded server binds here and nowhere else.
@@ -21,6 +28,13 @@ def _url_list(value: object) -> object:
             return json.loads(text)
         return [part.strip() for part in text.split(",") if part.strip()]
     return value
+
+
+def _needed_with_urls(secret: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+    """Webhooks are signed: a URL without a secret is a mistake caught at start."""
+    if info.data.get("webhook_urls") and not (secret and secret.get_secret_value()):
+        raise ValueError("set SUTAZAI_WEBHOOK_SECRET to sign what goes to SUTAZAI_WEBHOOK_URLS")
+    return secret
 
 
 class Settings(BaseSettings):
@@ -211,8 +225,10 @@ class Settings(BaseSettings):
             " a JSON list or comma-separated URLs. Empty: no webhooks."
         ),
     )
-    webhook_secret: SecretStr | None = Field(
-        default=None, description="The HMAC-SHA256 key of X-Sutazai-Signature; needed with URLs."
+    webhook_secret: Annotated[SecretStr | None, AfterValidator(_needed_with_urls)] = Field(
+        default=None,
+        validate_default=True,
+        description="The HMAC-SHA256 key of X-Sutazai-Signature; needed with URLs.",
     )
     webhook_timeout: float = Field(default=10.0, gt=0, description="Seconds a POST may take.")
     webhook_attempts: int = Field(default=8, ge=1, description="Tries of a POST before the DLQ.")

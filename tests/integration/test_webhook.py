@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import pytest
 from aiohttp import web
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from uuid_utils.compat import uuid4
 
 from eventstore.dlq import ParkedEvent, parked_events
@@ -233,12 +233,21 @@ async def test_a_receiver_that_always_fails_has_the_event_dead_lettered_after_th
 def test_the_urls_come_from_the_environment_as_json_or_comma_separated(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("SUTAZAI_WEBHOOK_SECRET", SECRET)
     monkeypatch.setenv("SUTAZAI_WEBHOOK_URLS", "https://a.example/h, https://b.example/h")
     assert Settings(_env_file=None).webhook_urls == ["https://a.example/h", "https://b.example/h"]
     monkeypatch.setenv("SUTAZAI_WEBHOOK_URLS", '["https://a.example/h"]')
     assert Settings(_env_file=None).webhook_urls == ["https://a.example/h"]
     monkeypatch.delenv("SUTAZAI_WEBHOOK_URLS")
     assert Settings(_env_file=None).webhook_urls == []
+
+
+def test_urls_without_a_secret_are_an_invalid_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUTAZAI_WEBHOOK_URLS", "https://a.example/h")
+    with pytest.raises(ValidationError, match="SUTAZAI_WEBHOOK_SECRET"):
+        Settings(_env_file=None)
+    monkeypatch.setenv("SUTAZAI_WEBHOOK_SECRET", "s3cret")
+    assert Settings(_env_file=None).webhook_urls == ["https://a.example/h"]
 
 
 def test_webhooks_without_a_secret_are_refused(settings: Settings) -> None:
