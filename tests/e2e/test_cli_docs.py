@@ -98,6 +98,12 @@ EXPECTED_UP: dict[Words, tuple[int, str, str]] = {
     ("gateway",): QDRANT_HELD,
     ("agents", "run"): QDRANT_HELD,  # every agent: the document assistant too
     ("projections", "rebuild", "vectors"): QDRANT_HELD,  # writes the vectors
+    ("restore", "sutazai-backup"): (
+        1,
+        "needs an empty stack",
+        "a restore reproduces sequences, so it needs a stack whose log is empty; "
+        "tests/integration/test_backup.py restores into one",
+    ),
 }
 """Command lines (exactly these words) that do not exit 0 against the running platform: the
 exit code, what stderr says, and why."""
