@@ -12,20 +12,20 @@ import shutil
 import socket
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from uuid_utils.compat import uuid4
 
+from commands.bus import CommandBus
 from eventstore.store import EventStore
 from eventstore.streams import EVENTS_STREAM
 from handlers.consumers import Delivery
 from handlers.integrations.webhook import Webhooks, sign
 from runtime.stack import Stack
-from schemas.envelope import EventEnvelope
 from tests.servers import free_port
+from tests.tasks import completed_task, task_event
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "integrating.md"
@@ -98,37 +98,14 @@ async def node(code: str, env: dict[str, str]) -> str:
     return await run(["node", "--input-type=module", "-e", code], env, cwd=CLIENTS)
 
 
-async def publish(store: EventStore, event_type: str, data: dict[str, object]) -> tuple[int, str]:
-    """Append one task event to the log; its stream sequence and event id."""
-    command_id = f"docs-test-{uuid4().hex}"
-    envelope = EventEnvelope.model_validate(
-        {
-            "event_id": str(uuid4()),
-            "event_type": event_type,
-            "schema_version": 1,
-            "aggregate_type": "task",
-            "aggregate_id": str(uuid4()),
-            "aggregate_version": 4,
-            "occurred_at": datetime.now(UTC).isoformat(),
-            "actor": {"id": "docs-test", "kind": "agent"},
-            "command_id": command_id,
-            "correlation_id": command_id,
-            "data": data,
-        }
-    )
-    js = store.client.jetstream(timeout=store.timeout)
-    ack = await js.publish(
-        envelope.subject, envelope.model_dump_json().encode(), headers=envelope.headers(0)
-    )
-    return int(ack.seq), str(envelope.event_id)
-
-
 async def completed(store: EventStore, count: int) -> list[tuple[int, str]]:
-    """`count` TaskCompleted, with another task event between them (which filters drop)."""
+    """`count` tasks completed through the bus (each with other events of its own on the way);
+    the sequence and event id of each TaskCompleted."""
+    bus = CommandBus(store)
     published = []
     for index in range(count):
-        published.append(await publish(store, "TaskCompleted", {"result": {"n": index}}))
-        await publish(store, "TaskProgressReported", {"percent": 50})
+        event = await completed_task(bus, {"n": index})
+        published.append((event.sequence, str(event.envelope.event_id)))
     return published
 
 
@@ -238,22 +215,7 @@ async def test_the_receiver_accepts_a_real_webhook_and_refuses_a_forged_one(
     receiving = asyncio.create_task(run([sys.executable, str(script)], env, timeout=30))
     await _listening(port)
     url = f"http://127.0.0.1:{port}/hook"
-    command_id = f"docs-test-{uuid4().hex}"
-    envelope = EventEnvelope.model_validate(
-        {
-            "event_id": str(uuid4()),
-            "event_type": "TaskCompleted",
-            "schema_version": 1,
-            "aggregate_type": "task",
-            "aggregate_id": str(uuid4()),
-            "aggregate_version": 4,
-            "occurred_at": datetime.now(UTC).isoformat(),
-            "actor": {"id": "docs-test", "kind": "agent"},
-            "command_id": command_id,
-            "correlation_id": command_id,
-            "data": {"result": {}},
-        }
-    )
+    envelope = task_event("TaskCompleted", {"result": {}}, actor_id="docs-test")
     body = envelope.model_dump_json().encode()
     stamp = str(int(time.time()))
     async with httpx.AsyncClient() as client:

@@ -11,13 +11,13 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 import pytest
 from aiohttp import web
 from pydantic import SecretStr, ValidationError
 from uuid_utils.compat import uuid4
 
+from commands.bus import CommandBus
 from eventstore.dlq import ParkedEvent, parked_events
 from eventstore.store import EventStore
 from handlers.background import nats_broker, start_broker, stop_broker
@@ -32,6 +32,7 @@ from runtime.settings import Settings
 from runtime.stack import Stack
 from schemas.envelope import EventEnvelope
 from tests.servers import free_port
+from tests.tasks import completed_task
 
 SECRET = "test-webhook-secret"
 
@@ -117,28 +118,8 @@ async def running(quick: Settings, stack: Stack, event_store: EventStore) -> Asy
 
 
 async def completed(store: EventStore) -> EventEnvelope:
-    """Append a TaskCompleted for a new task to the log; returns its envelope."""
-    command_id = f"webhook-test-{uuid4().hex}"
-    envelope = EventEnvelope.model_validate(
-        {
-            "event_id": str(uuid4()),
-            "event_type": "TaskCompleted",
-            "schema_version": 1,
-            "aggregate_type": "task",
-            "aggregate_id": str(uuid4()),
-            "aggregate_version": 4,
-            "occurred_at": datetime.now(UTC).isoformat(),
-            "actor": {"id": "webhook-test", "kind": "agent"},
-            "command_id": command_id,
-            "correlation_id": command_id,
-            "data": {"result": {"answer": 42}},
-        }
-    )
-    js = store.client.jetstream(timeout=store.timeout)
-    await js.publish(
-        envelope.subject, envelope.model_dump_json().encode(), headers=envelope.headers(0)
-    )
-    return envelope
+    """A task completed through the bus; the envelope of its TaskCompleted."""
+    return (await completed_task(CommandBus(store), {"answer": 42})).envelope
 
 
 async def until(condition: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0) -> None:
