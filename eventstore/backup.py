@@ -38,7 +38,7 @@ import json
 import shutil
 import struct
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -549,16 +549,14 @@ async def restore(
         await js.publish(record.subject, record.data, headers=_replayed(record.headers) or None)
         if progress is not None:
             progress(DLQ_STREAM, done, len(dlq))
-    for bucket in (UNIQUE_BUCKET, SNAPSHOTS_BUCKET):
-        kv = await js.key_value(bucket)
-        entries = contents.get(bucket, [])
+
+    async def put_each(name: str, put: Callable[[str, bytes], Awaitable[object]]) -> None:
+        entries = contents.get(name, [])
         for done, record in enumerate(entries, start=1):
-            await kv.put(record.subject, record.data)
+            await put(record.subject, record.data)
             if progress is not None:
-                progress(bucket, done, len(entries))
-    objects = await js.object_store(BLOBS_BUCKET)
-    blobs = contents.get(BLOBS_BUCKET, [])
-    for done, record in enumerate(blobs, start=1):
-        await objects.put(record.subject, record.data)
-        if progress is not None:
-            progress(BLOBS_BUCKET, done, len(blobs))
+                progress(name, done, len(entries))
+
+    for bucket in (UNIQUE_BUCKET, SNAPSHOTS_BUCKET):
+        await put_each(bucket, (await js.key_value(bucket)).put)
+    await put_each(BLOBS_BUCKET, (await js.object_store(BLOBS_BUCKET)).put)

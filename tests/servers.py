@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -119,6 +120,28 @@ def wait_for_line(process: subprocess.Popen[str], text: str, timeout: float) -> 
         if text in line:
             return seen
     raise AssertionError(f"never printed {text!r}; printed:\n{''.join(seen)}")
+
+
+async def finished(
+    command: list[str], env: dict[str, str], *, cwd: Path | None = None, timeout: float = 120
+) -> tuple[int, str, str]:
+    """Run `command` to its end without blocking the loop: exit code, stdout, stderr (killed,
+    and TimeoutError, past `timeout`)."""
+    process = await asyncio.create_subprocess_exec(
+        *command,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
 
 
 def sutazai_process(

@@ -27,26 +27,12 @@ from runtime.settings import Settings
 from runtime.stack import Stack
 from schemas.commands import CommandAccepted, CommandRequest
 from schemas.envelope import Actor, EventEnvelope, RecordedEvent
-from tests.servers import SUTAZAI, cli_environment, isolated_settings, scratch_dir
+from tests.servers import SUTAZAI, cli_environment, finished, isolated_settings, scratch_dir
 
 
 async def sutazai(env: dict[str, str], *args: str, timeout: float = 120) -> tuple[int, str, str]:
     """Run the `sutazai` command without blocking the loop (the agents under test live on it)."""
-    process = await asyncio.create_subprocess_exec(
-        SUTAZAI,
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await finished([SUTAZAI, *args], env, timeout=timeout)
 
 
 async def _parked_of(store: EventStore, consumer: str) -> list[ParkedEvent]:

@@ -24,7 +24,7 @@ from eventstore.streams import EVENTS_STREAM
 from handlers.consumers import Delivery
 from handlers.integrations.webhook import Webhooks, sign
 from runtime.stack import Stack
-from tests.servers import free_port
+from tests.servers import finished, free_port
 from tests.tasks import completed_task, task_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,21 +68,9 @@ async def run(
     command: list[str], env: dict[str, str], *, cwd: Path = ROOT, timeout: float = 60
 ) -> str:
     """Run an example to its end; its output (it must exit 0)."""
-    process = await asyncio.create_subprocess_exec(
-        *command,
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode == 0, f"exit {process.returncode}\n{out.decode()}\n{err.decode()}"
-    return out.decode()
+    code, out, err = await finished(command, {**os.environ, **env}, cwd=cwd, timeout=timeout)
+    assert code == 0, f"exit {code}\n{out}\n{err}"
+    return out
 
 
 async def python(name: str, env: dict[str, str], tmp_path: Path) -> str:
