@@ -66,3 +66,14 @@ class RetryLimitReached(DomainError):
         super().__init__(f"task {task_id} has used all {attempts} attempts")
         self.task_id = task_id
         self.attempts = attempts
+
+
+class UnknownSubtask(DomainError):
+    """A command names a subtask that is not attached to the task."""
+
+    code = "UNKNOWN_SUBTASK"
+
+    def __init__(self, task_id: UUID, subtask_id: UUID) -> None:
+        super().__init__(f"task {task_id} has no subtask {subtask_id}")
+        self.task_id = task_id
+        self.subtask_id = subtask_id

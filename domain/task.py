@@ -18,6 +18,7 @@ from domain.errors import (
     IllegalTransition,
     RetryLimitReached,
     TaskNotRetryable,
+    UnknownSubtask,
 )
 from domain.model import DomainEvent, Frozen, Payload
 
@@ -33,6 +34,9 @@ class TaskStatus(StrEnum):
     ASSIGNED = "assigned"
     RUNNING = "running"
     COMPLETED = "completed"
+    COMPLETED_WITH_FAILURES = "completed_with_failures"
+    """Finished with a result, but some of its subtasks did not complete (a workflow whose
+    optional steps failed)."""
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
@@ -92,10 +96,12 @@ class ReportTaskProgress(Frozen):
 
 
 class CompleteTask(Frozen):
-    """The running agent finished with a result."""
+    """The running agent finished with a result; `failed_subtask_ids` names the attached
+    subtasks that did not complete, if any (then the task is `completed_with_failures`)."""
 
     task_id: UUID
     result: Payload = Field(default_factory=dict)
+    failed_subtask_ids: tuple[UUID, ...] = Field(default=(), max_length=100)
 
 
 class FailTask(Frozen):
@@ -186,9 +192,13 @@ class TaskProgressReported(TaskEvent):
 
 
 class TaskCompleted(TaskEvent):
-    """The task finished with a result."""
+    """The task finished with a result. Version 2 added `failed_subtask_ids`: the subtasks that
+    did not complete (version 1 events are upcast with none)."""
+
+    schema_version: ClassVar[int] = 2
 
     result: Payload
+    failed_subtask_ids: tuple[UUID, ...]
 
 
 class TaskFailed(TaskEvent):
@@ -305,9 +315,12 @@ def decide(task: Task | None, command: TaskCommand) -> list[TaskEvent]:
         case ReportTaskProgress(percent=percent, note=note):
             _require(task, frozenset({TaskStatus.RUNNING}), "report progress on")
             return [TaskProgressReported(percent=percent, note=note)]
-        case CompleteTask(result=result):
+        case CompleteTask(result=result, failed_subtask_ids=failed):
             _require(task, frozenset({TaskStatus.RUNNING}), "complete")
-            return [TaskCompleted(result=result)]
+            unknown = set(failed) - set(task.subtask_ids)
+            if unknown:
+                raise UnknownSubtask(task.task_id, min(unknown))
+            return [TaskCompleted(result=result, failed_subtask_ids=tuple(dict.fromkeys(failed)))]
         case FailTask(error=error):
             _require(task, _FAILABLE, "fail")
             return [TaskFailed(error=error)]
@@ -361,10 +374,9 @@ def evolve(task: Task | None, event: TaskEvent) -> Task:
             )
         case TaskProgressReported(percent=percent):
             return task.model_copy(update={"progress": percent})
-        case TaskCompleted(result=result):
-            return task.model_copy(
-                update={"status": TaskStatus.COMPLETED, "result": result, "progress": 100}
-            )
+        case TaskCompleted(result=result, failed_subtask_ids=failed):
+            status = TaskStatus.COMPLETED_WITH_FAILURES if failed else TaskStatus.COMPLETED
+            return task.model_copy(update={"status": status, "result": result, "progress": 100})
         case TaskFailed(error=error):
             return task.model_copy(update={"status": TaskStatus.FAILED, "error": error})
         case TaskRetried():

@@ -6,34 +6,28 @@ durable consumer of its own and takes only what is assigned to it (see `task_wor
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Any, Literal
 
 from faststream.nats import NatsRouter
+from pydantic import BaseModel, Field
 
 from domain.task import Task
 from handlers.consumers import Delivery, consume
-from handlers.model_port import ModelError, ModelPort
+from handlers.model_port import ModelPort
+from handlers.structured_output import UnusableAnswer, chat_structured
 from handlers.task_work import TaskWorker
 from schemas.envelope import EventEnvelope
 
 CAPABILITIES = ["code.generate", "code.explain", "code.review"]
 SYSTEM_PROMPT = "You are a careful senior software engineer. Answer briefly and precisely."
-REVIEW_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "summary": {"type": "string"},
-        "issues": {"type": "array", "items": {"type": "string"}, "maxItems": 5},
-        "verdict": {"type": "string", "enum": ["approve", "request_changes"]},
-    },
-    "required": ["summary", "issues", "verdict"],
-}
 
 
-class UnusableAnswer(ModelError):
-    """The model's answer does not have the shape the task needs."""
+class Review(BaseModel):
+    """A `code.review` answer; its JSON schema is what the model answers in."""
 
-    code = "INVALID_MODEL_OUTPUT"
+    summary: str
+    issues: list[str] = Field(max_length=5)
+    verdict: Literal["approve", "request_changes"]
 
 
 def _prompt(task: Task) -> str:
@@ -82,30 +76,28 @@ class CodeAssistant:
         await self.worker.on_assigned(event, self._work)
 
     async def _work(self, task: Task, event: EventEnvelope) -> dict[str, Any]:
-        review = task.task_type == "code.review"
-        reply = await self.model.chat(
-            [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": _prompt(task)},
-            ],
-            cause=event,
-            purpose=task.task_type,
-            options={"num_predict": self.max_tokens, "temperature": 0.2, "seed": 42},
-            schema=REVIEW_SCHEMA if review else None,
-        )
-        result: dict[str, Any] = {
+        messages = [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": _prompt(task)},
+        ]
+        options = {"num_predict": self.max_tokens, "temperature": 0.2, "seed": 42}
+        answer: dict[str, Any] = {}
+        if task.task_type == "code.review":
+            review, reply = await chat_structured(
+                self.model, messages, Review, cause=event, purpose=task.task_type, options=options
+            )
+            answer["review"] = review.model_dump(mode="json")
+        else:
+            reply = await self.model.chat(
+                messages, cause=event, purpose=task.task_type, options=options
+            )
+            if not reply.text.strip():
+                raise UnusableAnswer("the model answered nothing")
+            answer["text"] = reply.text
+        return {
             "model": self.model.chat_model,
             "model_call_id": str(reply.call_id),
             "prompt_tokens": reply.prompt_tokens,
             "completion_tokens": reply.completion_tokens,
+            **answer,
         }
-        if review:
-            try:
-                result["review"] = json.loads(reply.text)
-            except ValueError as error:
-                raise UnusableAnswer(f"the review is not JSON: {error}") from error
-        else:
-            if not reply.text.strip():
-                raise UnusableAnswer("the model answered nothing")
-            result["text"] = reply.text
-        return result

@@ -3,9 +3,9 @@ their combined results once they have all ended — a process manager driven onl
 
 Planning happens when a replica is assigned the workflow: the model answers in the JSON schema of
 `Plan` (the model server's grammar enforces it) and pydantic validates the answer; an invalid one
-is asked for again with another seed, a bounded number of times, then the task fails with
-`INVALID_PLAN`. Each step becomes a child task (`SubmitTask` with `parent_id`, the parent's owner
-and priority) recorded on the parent (`AttachSubtask`).
+gets one repair (`structured_output`), then the task fails with `INVALID_PLAN`. Each step becomes
+a child task (`SubmitTask` with `parent_id`, the parent's owner and priority) recorded on the
+parent (`AttachSubtask`).
 
 Nothing is kept in memory; what a successor needs is in the log, so a restart changes nothing:
 - a child's id derives from the parent's id and the step's index, so submitting it again is
@@ -54,8 +54,9 @@ from domain.task import (
 from eventstore.store import EventStore
 from handlers.consumers import Delivery, consume
 from handlers.model_port import ModelError, ModelPort
+from handlers.structured_output import UnusableAnswer, chat_structured
 from handlers.task_work import TaskWorker, held_by
-from handlers.workflow_plan import PLAN_SCHEMA, Plan, child_task_id, ended, outcome
+from handlers.workflow_plan import Plan, child_task_id, ended, outcome
 from schemas.envelope import EventEnvelope
 
 log = structlog.get_logger(__name__)
@@ -64,8 +65,6 @@ WORKFLOW = "workflow"
 CAPABILITIES = [WORKFLOW]
 CHILDREN = "orchestrator-children"
 """The durable consumer every replica shares for the children's terminal events."""
-PLAN_ATTEMPTS = 3
-"""Model answers asked for before a workflow fails with INVALID_PLAN."""
 PLAN_TOKENS = 640
 """Enough for five steps of the longest prompts the schema allows: a plan is never cut short."""
 SYSTEM_PROMPT = (
@@ -78,9 +77,9 @@ _TERMINAL = frozenset({"TaskCompleted", "TaskFailed", "TaskCancelled", "TaskTime
 _ACTIVE = frozenset({TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.RUNNING})
 
 
-class InvalidPlan(ModelError):
-    """The model gave no valid plan in `PLAN_ATTEMPTS` answers. Not retryable: the same goal at
-    the same temperature fails the same way."""
+class InvalidPlan(UnusableAnswer):
+    """The model gave no valid plan, even after a repair. Not retryable: the same goal at the
+    same temperature fails the same way."""
 
     code = "INVALID_PLAN"
     retryable = False
@@ -106,12 +105,10 @@ class Orchestrator:
         worker: TaskWorker,
         model: ModelPort,
         *,
-        plan_attempts: int = PLAN_ATTEMPTS,
         delivery: Delivery | None = None,
     ) -> None:
         self.worker = worker
         self.model = model
-        self.plan_attempts = plan_attempts
         self.delivery = delivery or Delivery()
 
     @property
@@ -213,22 +210,23 @@ class Orchestrator:
         return recorded
 
     async def _ask_for_plan(self, goal: str, event: EventEnvelope) -> Plan:
-        problems: list[str] = []
-        for attempt in range(1, self.plan_attempts + 1):
-            reply = await self.model.chat(
-                [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": goal}],
+        messages = [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": goal},
+        ]
+        try:
+            plan, _ = await chat_structured(
+                self.model,
+                messages,
+                Plan,
                 cause=event,
-                # A purpose (and seed) per attempt: each answer is a model call of its own.
-                purpose=f"workflow.plan.{attempt}",
-                options={"num_predict": PLAN_TOKENS, "temperature": 0.2, "seed": 41 + attempt},
-                schema=PLAN_SCHEMA,
+                purpose="workflow.plan",
+                options={"num_predict": PLAN_TOKENS, "temperature": 0.2, "seed": 42},
             )
-            try:
-                return Plan.model_validate_json(reply.text)
-            except ValidationError as error:
-                problems.append(f"answer {attempt}: {error.errors(include_url=False)[:3]}")
-                log.warning("workflow.invalid_plan", task=str(event.aggregate_id), attempt=attempt)
-        raise InvalidPlan(f"no valid plan in {self.plan_attempts} answers: {'; '.join(problems)}")
+        except UnusableAnswer as error:
+            log.warning("workflow.invalid_plan", task=str(event.aggregate_id), error=str(error))
+            raise InvalidPlan(f"no valid plan: {error}") from error
+        return plan
 
     async def submit_child(
         self, parent: Task, plan: Plan, index: int, event: EventEnvelope

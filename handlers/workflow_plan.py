@@ -3,7 +3,7 @@ the command that ends the workflow once its children have ended (pure: no I/O)."
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
@@ -39,10 +39,6 @@ class Plan(BaseModel):
     steps: tuple[Step, ...] = Field(min_length=2, max_length=5)
 
 
-PLAN_SCHEMA: dict[str, Any] = Plan.model_json_schema()
-"""The JSON schema the model answers in: the same model validates the answer."""
-
-
 def child_task_id(parent_id: UUID, index: int) -> UUID:
     """The id of a workflow's `index`-th child: the same whoever submits it, however often."""
     return uuid5(_CHILD_IDS, f"{parent_id}.{index}")
@@ -53,13 +49,20 @@ def ended(task: Task) -> bool:
     if task.status is TaskStatus.FAILED:
         error = task.error
         return error is None or not error.retryable or task.attempts >= task.max_attempts
-    return task.status in (TaskStatus.COMPLETED, TaskStatus.CANCELLED, TaskStatus.TIMED_OUT)
+    return task.status in (
+        TaskStatus.COMPLETED,
+        TaskStatus.COMPLETED_WITH_FAILURES,
+        TaskStatus.CANCELLED,
+        TaskStatus.TIMED_OUT,
+    )
 
 
 def outcome(parent: Task, plan: Plan, children: list[Task]) -> CompleteTask | FailTask:
-    """The command that settles a workflow whose children have all ended."""
+    """The command that settles a workflow whose children have all ended: it fails if a required
+    step did not complete; it completes naming the optional steps that did not, if any."""
     steps: list[JsonValue] = []
     failures: list[str] = []
+    incomplete: list[UUID] = []
     for index, (step, child) in enumerate(zip(plan.steps, children, strict=True)):
         error = child.error.model_dump(mode="json") if child.error else None
         steps.append(
@@ -74,11 +77,16 @@ def outcome(parent: Task, plan: Plan, children: list[Task]) -> CompleteTask | Fa
                 "error": error,
             }
         )
-        if step.required and child.status is not TaskStatus.COMPLETED:
+        if child.status is TaskStatus.COMPLETED:
+            continue
+        incomplete.append(child.task_id)
+        if step.required:
             why = child.error.code if child.error else child.status.value
             failures.append(f"step {index} ({step.task_type}) {child.status.value}: {why}")
     if failures:
         # Not retryable: a retried workflow finds the very same children, ended the same way.
         failed = TaskError(code="SUBTASK_FAILED", message="; ".join(failures), retryable=False)
         return FailTask(task_id=parent.task_id, error=failed)
-    return CompleteTask(task_id=parent.task_id, result={"steps": steps})
+    return CompleteTask(
+        task_id=parent.task_id, result={"steps": steps}, failed_subtask_ids=tuple(incomplete)
+    )

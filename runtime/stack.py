@@ -98,7 +98,11 @@ class Stack:
                 settings.ollama_host,
                 model_probe,
                 lambda: ModelServer(
-                    options, port=settings.model_port, threads=settings.model_threads
+                    options,
+                    port=settings.model_port,
+                    threads=settings.model_threads,
+                    chat_model=settings.chat_model,
+                    model_path=settings.model_path,
                 ),
             ),
         }

