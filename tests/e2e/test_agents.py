@@ -70,7 +70,13 @@ async def _until_done(
     token: str,
     task_id: str,
     timeout: float,
-    ends: tuple[str, ...] = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"),
+    ends: tuple[str, ...] = (
+        "COMPLETED",
+        "COMPLETED_WITH_FAILURES",
+        "FAILED",
+        "CANCELLED",
+        "TIMED_OUT",
+    ),
 ) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:

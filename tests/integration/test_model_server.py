@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import httpx
 import ollama
 import pytest
 
-from runtime.model_server.engine import CHAT_MODEL, EMBED_MODEL
+from runtime.model_server.engine import CHAT_MODEL, EMBED_MODEL, smollm2_path
+from runtime.servers.model import ModelServer
+from runtime.settings import Settings
 from runtime.stack import Stack
+from tests.servers import isolated_settings, scratch_dir
 
 
 @pytest.fixture
@@ -87,4 +91,44 @@ async def test_embeddings_rank_related_text_higher(client: ollama.AsyncClient) -
 async def test_an_unknown_model_is_a_typed_404(client: ollama.AsyncClient) -> None:
     with pytest.raises(ollama.ResponseError) as refused:
         await client.chat(model="llama9:999b", messages=[{"role": "user", "content": "hi"}])
+    assert refused.value.status_code == 404
+
+
+async def test_the_model_path_setting_serves_that_gguf_under_the_chat_model_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = scratch_dir()
+    # A copy under a name of its own: the server can only have found it through the setting.
+    mine = root / "my-model.Q4_1.gguf"
+    shutil.copyfile(smollm2_path(), mine)
+    size = mine.stat().st_size
+    monkeypatch.setenv("SUTAZAI_MODEL_PATH", str(mine))
+    monkeypatch.setenv("SUTAZAI_CHAT_MODEL", "mine:q4")
+    settings: Settings = isolated_settings(root)
+    assert settings.model_path == mine
+    server = Stack(settings).embedded("model")
+    assert isinstance(server, ModelServer)
+    await server.start()
+    try:
+        client = ollama.AsyncClient(host=server.url, timeout=120)
+        listed = {m.model: m for m in (await client.list()).models}
+        answer = await client.chat(
+            model="mine:q4",
+            messages=[{"role": "user", "content": "Say hello."}],
+            options={"num_predict": 12, "temperature": 0, "seed": 7},
+        )
+        with pytest.raises(ollama.ResponseError) as refused:
+            await client.chat(model=CHAT_MODEL, messages=[{"role": "user", "content": "hi"}])
+    finally:
+        await server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+    assert set(listed) == {"mine:q4", EMBED_MODEL}
+    details = listed["mine:q4"]
+    assert details.digest == "my-model.q4_1"
+    assert details.size == size
+    assert details.details is not None
+    assert details.details.quantization_level == "Q4_1"
+    assert details.details.family == "llama"  # from the file's GGUF metadata
+    assert (answer.message.content or "").strip()
     assert refused.value.status_code == 404
