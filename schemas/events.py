@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, JsonValue
+from pydantic import BaseModel, JsonValue, create_model
 
 from domain import agent, agent_message, alert, conversation, document, model_call, task, user
+from domain.model import DomainEvent, Payload
 
 EventModel = type[BaseModel]
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -40,6 +41,19 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("TaskCompleted", 1): _task_completed_v1_to_v2,
 }
 """(event_type, version) -> a function turning that version's data into version + 1's."""
+
+
+SUPERSEDED: dict[tuple[str, int], EventModel] = {
+    # Named and described as the version was, so that its published schema stays as it was.
+    ("TaskCompleted", 1): create_model(
+        "TaskCompleted",
+        __base__=DomainEvent,
+        __doc__="The task finished with a result.",
+        result=(Payload, ...),
+    ),
+}
+"""(event_type, version) -> the `data` of an older version still in logs, for its published
+schema (the platform's own readers upcast it)."""
 
 
 def schema_version(model: EventModel) -> int:

@@ -22,7 +22,7 @@ from commands.aggregates import AGGREGATES, COMMANDS
 from domain.user import Role
 from schemas.commands import CommandAccepted, CommandRefused, CommandRequest, command_subject
 from schemas.envelope import EVENT_SUBJECT_PREFIX, EventEnvelope
-from schemas.events import EVENTS, schema_version
+from schemas.events import EVENTS, SUPERSEDED, schema_version
 from schemas.live import LIVE_CONVERSATION_PREFIX, ReplyToken
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,13 +64,17 @@ def event_subject_pattern(event_type: str) -> str:
     return f"{EVENT_SUBJECT_PREFIX}.{aggregate}.{{aggregate_id}}.{event_type}"
 
 
-def envelope_model(event_type: str) -> type[BaseModel]:
-    """The envelope of one event type, its `data` typed."""
+def envelope_model(event_type: str, version: int | None = None) -> type[BaseModel]:
+    """The envelope of one event type (the current version unless told), its `data` typed."""
     aggregate, model = EVENTS[event_type]
+    if version is not None and version != schema_version(model):
+        model = SUPERSEDED[(event_type, version)]
+    else:
+        version = schema_version(model)
     fields: dict[str, Any] = {
         "event_type": (Literal[event_type], ...),
         "aggregate_type": (Literal[aggregate], ...),
-        "schema_version": (Literal[schema_version(model)], ...),
+        "schema_version": (Literal[version], ...),
         "data": (model, ...),
     }
     typed: type[BaseModel] = create_model(
@@ -110,12 +114,12 @@ def request_model(command_name: str) -> type[BaseModel]:
 
 
 def event_json_schemas() -> dict[str, dict[str, Any]]:
-    """`<EventType>.v<N>.json` -> its JSON Schema."""
+    """`<EventType>.v<N>.json` -> its JSON Schema, for the current versions and the superseded
+    ones a log may still hold."""
+    versions = [(event_type, schema_version(model)) for event_type, (_, model) in EVENTS.items()]
     return {
-        f"{event_type}.v{schema_version(model)}.json": envelope_model(
-            event_type
-        ).model_json_schema()
-        for event_type, (_, model) in sorted(EVENTS.items())
+        f"{event_type}.v{version}.json": envelope_model(event_type, version).model_json_schema()
+        for event_type, version in sorted([*versions, *SUPERSEDED])
     }
 
 

@@ -175,7 +175,7 @@ async def test_the_last_finished_task_validates_against_its_published_json_schem
     _, event_id = (await completed(event_store, 1))[0]
     output = await python("json-schema", {"NATS_URL": stack.nats_url}, tmp_path)
     assert output.splitlines() == [
-        f"valid TaskCompleted.v1.json {event_id}",
+        f"valid TaskCompleted.v2.json {event_id}",
         "channel sutazai.events.task.{aggregate_id}.TaskCompleted",
     ]
 

@@ -10,10 +10,10 @@ from commands.aggregates import COMMANDS
 from domain.agent import AgentKind, AgentStatus
 from domain.conversation import MessageRole
 from domain.document import DocumentStatus
-from domain.task import TaskStatus
+from domain.task import TaskCompleted, TaskStatus
 from domain.user import Role
 from schemas import published
-from schemas.events import EVENTS
+from schemas.events import EVENTS, decode_event
 
 
 def test_the_checked_in_contract_matches_the_code() -> None:
@@ -60,3 +60,13 @@ def test_the_graphql_schema_publishes_the_closed_sets_as_enums_and_task_types_as
     assert isinstance(submit, graphql.GraphQLInputObjectType)
     assert str(submit.fields["taskType"].type) == "TaskType!"
     assert "1 (the most urgent) to 10" in (submit.fields["priority"].description or "")
+
+
+def test_a_superseded_event_version_keeps_its_schema_and_is_upcast_on_read() -> None:
+    old = json.loads((published.PUBLISHED / "events" / "TaskCompleted.v1.json").read_text())
+    new = json.loads((published.PUBLISHED / "events" / "TaskCompleted.v2.json").read_text())
+    assert old["properties"]["schema_version"]["const"] == 1
+    assert new["properties"]["schema_version"]["const"] == 2
+    read = decode_event("TaskCompleted", 1, {"result": {"text": "done"}})
+    assert isinstance(read, TaskCompleted)
+    assert read.failed_subtask_ids == ()
