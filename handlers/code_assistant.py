@@ -6,7 +6,7 @@ durable consumer of its own and takes only what is assigned to it (see `task_wor
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from faststream.nats import NatsRouter
 from pydantic import BaseModel, Field
@@ -23,10 +23,14 @@ SYSTEM_PROMPT = "You are a careful senior software engineer. Answer briefly and 
 
 
 class Review(BaseModel):
-    """A `code.review` answer; its JSON schema is what the model answers in."""
+    """A `code.review` answer; its JSON schema is what the model answers in.
 
-    summary: str
-    issues: list[str] = Field(max_length=5)
+    The lengths are the grammar's too: they make the model close its strings well within the
+    default token budget, instead of rambling on until the answer is cut short.
+    """
+
+    summary: str = Field(max_length=160)
+    issues: list[Annotated[str, Field(max_length=80)]] = Field(max_length=5)
     verdict: Literal["approve", "request_changes"]
 
 

@@ -9,6 +9,7 @@ import pytest
 from pydantic import BaseModel, field_validator
 
 from domain.model_call import RecordModelCall
+from handlers.code_assistant import SYSTEM_PROMPT, Review
 from handlers.model_port import ModelPort
 from handlers.structured_output import UnusableAnswer, chat_structured
 from runtime.model_server.engine import CHAT_MODEL, EMBED_MODEL
@@ -120,3 +121,28 @@ async def test_a_schema_answer_is_strict_json_even_with_line_breaks_asked_for(
         text = answer.message.content or ""
         if text.rstrip().endswith("}"):  # not cut short at the token limit
             assert isinstance(json.loads(text)["poem"], str)  # strict: no raw control character
+
+
+async def test_the_review_of_issue_18_now_parses(port: ModelPort) -> None:
+    # The prompt a workflow's review step got; the converter's grammar let the model write raw
+    # newlines into the summary ("the review is not JSON: Invalid control character").
+    messages = [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {
+            "role": "user",
+            "content": "Review this code. List real problems only.\n\n"
+            "Review the fizzbuzz function written in the previous step",
+        },
+    ]
+
+    review, reply = await chat_structured(
+        port,
+        messages,
+        Review,
+        cause=task_event("TaskAssigned", {}),
+        purpose="code.review",
+        options={"num_predict": 256, "temperature": 0.2, "seed": 42},
+    )
+
+    assert review.verdict in ("approve", "request_changes")
+    json.loads(reply.text)  # strict: no raw control character
