@@ -55,14 +55,14 @@ def _task_events(owner: str) -> list[EventEnvelope]:
         ("TaskAssigned", {"agent_id": agent}),
         ("TaskStarted", {"agent_id": agent, "attempt": 1}),
         ("TaskProgressReported", {"percent": 50, "note": ""}),
-        ("TaskCompleted", {"result": {"code": "print(1)"}}),
+        ("TaskCompleted", {"result": {"code": "print(1)"}, "failed_subtask_ids": []}),
     ]  # fmt: skip
     now = datetime.now(UTC)
     return [
         EventEnvelope(
             event_id=uuid7(),
             event_type=event_type,
-            schema_version=2 if event_type == "TaskSubmitted" else 1,
+            schema_version=2 if event_type in ("TaskSubmitted", "TaskCompleted") else 1,
             aggregate_type="task",
             aggregate_id=task_id,
             aggregate_version=version,

@@ -17,10 +17,12 @@ Nothing is kept in memory; what a successor needs is in the log, so a restart ch
 
 Completion: a durable consumer shared by every replica follows the children's terminal events.
 When every child of the plan is attached and has ended, the parent completes with
-`{"steps": [...]}` in plan order, or fails with `SUBTASK_FAILED` if a required child failed for
-good. Any orchestrator replica may settle a workflow held by another: the outcome is the children's,
-not the holder's. A replica taking a workflow over settles it once it has started it, so children
-that ended while no replica held the workflow are not waited for in vain.
+`{"steps": [...]}` in plan order: `completed` if every child completed, `completed_with_failures`
+(naming the others) if only optional ones did not; it fails with `SUBTASK_FAILED` if a required
+child did not complete. Any orchestrator replica may settle a workflow held by another: the
+outcome is the children's, not the holder's. A replica taking a workflow over settles it once it
+has started it, so children that ended while no replica held the workflow are not waited for in
+vain.
 
 A child has *ended* when it completed, was cancelled or timed out, or failed for good: with an
 error that is not retryable, or with its attempts used up. A retryable failure with attempts left
