@@ -20,10 +20,10 @@ from tenacity import (
 )
 from uuid_utils.compat import uuid7
 
-from commands.aggregates import AggregateKind, kind_of
 from commands.guard import Guard, allow_all
 from commands.loading import LoadedAggregate, load_aggregate
 from commands.uniqueness import Reservations, claims_of
+from domain.aggregates import AggregateKind, kind_of
 from domain.errors import DomainError
 from eventstore.errors import ConcurrencyConflict
 from eventstore.store import EventStore

@@ -30,9 +30,9 @@ from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from uuid_utils.compat import uuid7
 
-from commands.aggregates import ALERT
 from commands.bus import CommandBus, CommandContext
 from commands.loading import load_aggregate
+from domain.aggregates import ALERT
 from domain.alert import Alert, AlertSeverity, ClearAlert, RaiseAlert, alert_id_for
 from domain.model import Payload
 from eventstore.store import EventStore

@@ -21,7 +21,7 @@ from uuid import UUID
 import msgspec
 from pydantic import BaseModel
 
-from commands.aggregates import AggregateKind
+from domain.aggregates import AggregateKind
 from eventstore.load import replay_batches
 from eventstore.store import EventStore
 from schemas.events import decode_event

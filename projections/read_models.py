@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from commands.aggregates import AGENT, AGENT_MESSAGE, CONVERSATION, DOCUMENT, TASK, USER
 from domain.agent import Agent
 from domain.agent_message import AgentMessage
+from domain.aggregates import AGENT, AGENT_MESSAGE, CONVERSATION, DOCUMENT, TASK, USER
 from domain.conversation import Conversation
 from domain.document import Document
 from domain.task import Task

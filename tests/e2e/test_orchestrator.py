@@ -16,10 +16,10 @@ import nats.js.errors
 import ollama
 from uuid_utils.compat import uuid4, uuid7
 
-from commands.aggregates import TASK
 from commands.bus import CommandBus, CommandContext
 from commands.loading import load_aggregate
 from domain.agent import AgentKind
+from domain.aggregates import TASK
 from domain.task import (
     AssignTask,
     CancelTask,
