@@ -1,4 +1,4 @@
-"""The Postgres read models of ARCHITECTURE.md §5, one per aggregate, plus the event log."""
+"""The Postgres read models of docs/architecture.md §5, one per aggregate, plus the event log."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The event envelope of ARCHITECTURE.md §3: one JSON body and the same headers on every event."""
+"""The event envelope (docs/architecture.md §3): one JSON body, the same headers on every event."""
 
 from __future__ import annotations
 
