@@ -10,6 +10,7 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from commands.bus import CommandBus
 from domain.agent import AgentKind
@@ -72,6 +73,15 @@ def webhooks(settings: Settings) -> Webhooks:
         timeout=settings.webhook_timeout,
         delivery=delivery,
     )
+
+
+def data_places(settings: Settings) -> dict[str, Path]:
+    """The places whose disks the system monitor measures: the data directory (JetStream,
+    the embedded servers) and PostgreSQL's, when it lives elsewhere."""
+    places = {"data": settings.resolved_data_dir}
+    if settings.postgres_data_dir is not None:
+        places["postgres"] = settings.postgres_data_dir.expanduser().resolve()
+    return places
 
 
 @contextlib.asynccontextmanager
@@ -174,6 +184,7 @@ async def run_agents(platform: Platform, options: AgentOptions) -> AsyncIterator
                 await agents_bucket(platform.store),
                 probes_of(platform.stack),
                 platform.metrics,
+                disks=data_places(settings),
             )
             await running.enter_async_context(monitor.watching())
         # On exit, consuming stops first (the message in hand finishes or is handed back), and
