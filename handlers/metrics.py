@@ -5,6 +5,12 @@ On the registry of the process that runs the agents (never the global one).
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
+from faststream import BaseMiddleware, ContextRepo, StreamMessage
+from faststream.message import AckStatus
+from nats.errors import NotJSMessageError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 MODEL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
@@ -37,6 +43,37 @@ class AgentMetrics:
         """One delivery ended."""
         self.events.labels(consumer, outcome).inc()
         self.seconds.labels(consumer).observe(seconds)
+
+
+class CountedDeliveries:
+    """A FastStream middleware (on the agents' broker): every JetStream delivery counted and
+    timed under its durable consumer's name, whichever agent subscribed it."""
+
+    def __init__(self, metrics: AgentMetrics) -> None:
+        self.metrics = metrics
+
+    def __call__(self, msg: Any, /, *, context: ContextRepo) -> BaseMiddleware:
+        return _Counting(msg, context=context, metrics=self.metrics)
+
+
+class _Counting(BaseMiddleware):
+    def __init__(self, msg: Any, /, *, context: ContextRepo, metrics: AgentMetrics) -> None:
+        super().__init__(msg, context=context)
+        self._metrics = metrics
+
+    async def consume_scope(self, call_next: Any, msg: StreamMessage[Any]) -> Any:
+        try:
+            consumer = msg.raw_message.metadata.consumer
+        except (NotJSMessageError, AttributeError):  # a replay request: core NATS, not a delivery
+            return await call_next(msg)
+        started = time.perf_counter()
+        outcome = "failed"
+        try:
+            result = await call_next(msg)
+            outcome = "nacked" if msg.committed == AckStatus.NACKED else "acked"
+            return result
+        finally:
+            self._metrics.handled(consumer, outcome, time.perf_counter() - started)
 
 
 class ModelMetrics:

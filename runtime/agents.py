@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
+
 from commands.bus import CommandBus
 from domain.agent import AgentKind
 from eventstore.blobs import BlobStore
@@ -23,6 +25,7 @@ from handlers.document_assistant import CAPABILITIES as DOCUMENT_CAPABILITIES
 from handlers.document_assistant import DocumentAssistant
 from handlers.document_index import DocumentIndex
 from handlers.integrations.webhook import Webhooks
+from handlers.metrics import CountedDeliveries
 from handlers.orchestrator import CAPABILITIES as ORCHESTRATOR_CAPABILITIES
 from handlers.orchestrator import Orchestrator
 from handlers.presence import AgentCard, agents_bucket, heartbeats, register
@@ -91,7 +94,15 @@ async def run_agents(platform: Platform, options: AgentOptions) -> AsyncIterator
     bus: CommandBus = platform.commands.bus
     replica = options.replica or socket.gethostname().split(".")[0]
     drain_timeout = settings.drain_timeout
-    broker = nats_broker(platform.stack.nats_url, drain_timeout=drain_timeout)
+    broker = nats_broker(
+        platform.stack.nats_url,
+        drain_timeout=drain_timeout,
+        middlewares=(
+            # Spans that continue each event's trace (its `traceparent` header), and counts.
+            NatsTelemetryMiddleware(tracer_provider=platform.tracing),
+            CountedDeliveries(platform.agent_metrics),
+        ),
+    )
     delivery = Delivery(attempts=settings.agent_attempts, ack_wait=settings.agent_ack_wait)
     cards: list[AgentCard] = []
     readiness = platform.readiness
