@@ -72,6 +72,8 @@ class RecordedEvent(BaseModel):
 
     sequence: int = Field(ge=1)
     envelope: EventEnvelope
+    traceparent: str | None = None
+    """The W3C trace context the event was appended under (a header, not part of the body)."""
 
 
 def event_subject(aggregate_type: str, aggregate_id: UUID | str, event_type: str) -> str:

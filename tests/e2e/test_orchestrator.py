@@ -52,7 +52,7 @@ mutation ($payload: JSON) {
 """
 TASK_QUERY = "query ($id: ID!) { task(id: $id) { status result error attempts agentId } }"
 GOAL = "Write a Python function that reverses a string, then explain how it works."
-QUICK = {"heartbeat_seconds": 0.5, "coordinator_sweep_seconds": 0.5}
+QUICK: dict[str, Any] = {"heartbeat_seconds": 0.5, "coordinator_sweep_seconds": 0.5}
 WORKERS = ("task-coordinator", "code-assistant", "document-assistant")
 
 
