@@ -47,7 +47,7 @@ log = structlog.get_logger(__name__)
 CONSUMER = "task-coordinator"
 COORDINATOR = Actor(id="task-coordinator", kind="agent")
 
-_MOVED_ON = (IllegalTransition, TaskNotRetryable, RetryLimitReached, AggregateNotFound)
+MOVED_ON = (IllegalTransition, TaskNotRetryable, RetryLimitReached, AggregateNotFound)
 """What a sweep's retry or time-out may meet when the log is ahead of the read model."""
 
 
@@ -177,7 +177,7 @@ class TaskCoordinator:
         fields = {"command": type(command).__name__, "task": str(command.task_id)}
         try:
             await self.bus.execute(command, context)
-        except _MOVED_ON as error:
+        except MOVED_ON as error:
             log.info("coordinator.not_settled", **fields, code=error.code, reason=str(error))
         except DomainError as error:
             log.error("coordinator.refused", **fields, code=error.code, reason=str(error))
