@@ -11,6 +11,7 @@ from typing import Protocol
 from uuid import UUID
 
 import structlog
+from opentelemetry.trace import StatusCode, Tracer
 from pydantic import BaseModel
 from tenacity import (
     AsyncRetrying,
@@ -20,10 +21,10 @@ from tenacity import (
 )
 from uuid_utils.compat import uuid7
 
-from commands.aggregates import AggregateKind, kind_of
 from commands.guard import Guard, allow_all
 from commands.loading import LoadedAggregate, load_aggregate
 from commands.uniqueness import Reservations, claims_of
+from domain.aggregates import AggregateKind, kind_of
 from domain.errors import DomainError
 from eventstore.errors import ConcurrencyConflict
 from eventstore.store import EventStore
@@ -119,8 +120,11 @@ class CommandBus:
         clock: Clock = utc_now,
         reservations: Reservations | None = None,
         observer: CommandObserver | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.store = store
+        self.tracer = tracer or store.tracer
+        """Traces each command (the store's tracer unless told: one provider per process)."""
         self.policy = policy or BusPolicy()
         self.clock = clock
         self.reservations = reservations or Reservations(store)
@@ -138,21 +142,36 @@ class CommandBus:
         `guard` sees the very state the command is decided on (so no other writer can slip in
         between the check and the append) and raises `Forbidden` to refuse it.
         """
+        name = type(command).__name__
         started = time.perf_counter()
         outcome = "error"
-        try:
-            result = await self._reserve_and_execute(command, context, guard)
-            outcome = "duplicate" if result.duplicate else "ok"
-            return result
-        except DomainError as error:
-            outcome = error.code
-            raise
-        except Exception as error:
-            outcome = type(error).__name__
-            raise
-        finally:
-            elapsed = time.perf_counter() - started
-            self.observer.finished(type(command).__name__, outcome, elapsed)
+        with self.tracer.start_as_current_span(
+            f"command {name}", record_exception=False, set_status_on_exception=False
+        ) as span:
+            try:
+                result = await self._reserve_and_execute(command, context, guard)
+                outcome = "duplicate" if result.duplicate else "ok"
+                return result
+            except DomainError as error:
+                outcome = error.code  # an answer, not a failure of the platform
+                raise
+            except Exception as error:
+                outcome = type(error).__name__
+                span.record_exception(error)
+                span.set_status(StatusCode.ERROR, outcome)
+                raise
+            finally:
+                elapsed = time.perf_counter() - started
+                self.observer.finished(name, outcome, elapsed)
+                if span.is_recording():
+                    span.set_attributes(
+                        {
+                            "sutazai.command": name,
+                            "sutazai.command_id": context.command_id,
+                            "sutazai.correlation_id": context.correlation_id or "",
+                            "sutazai.outcome": outcome,
+                        }
+                    )
 
     async def _reserve_and_execute(
         self, command: BaseModel, context: CommandContext, guard: Guard

@@ -7,10 +7,10 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from pydantic import ValidationError
 from uuid_utils.compat import uuid7
 
-from commands.aggregates import COMMANDS
 from commands.bus import CommandBus, CommandContext
 from commands.guard import Guard, allow_all
 from commands.preparation import CommandPreparation, InvalidField
+from domain.aggregates import COMMANDS
 from domain.errors import DomainError
 from eventstore.errors import (
     AppendRejected,

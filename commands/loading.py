@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from commands.aggregates import AggregateKind
+from domain.aggregates import AggregateKind
 from eventstore.snapshots import CommandOutcome, Snapshot
 from eventstore.store import EventStore
 from schemas.envelope import EventEnvelope, RecordedEvent

@@ -37,9 +37,11 @@ class AppendResult:
     duplicate: bool = False
 
 
-def _encode(envelope: EventEnvelope, index: int, limit: int) -> tuple[bytes, dict[str, str]]:
+def _encode(
+    envelope: EventEnvelope, index: int, limit: int, trace: dict[str, str]
+) -> tuple[bytes, dict[str, str]]:
     body = envelope.model_dump_json().encode()
-    headers = envelope.headers(index)
+    headers = envelope.headers(index) | trace
     size = len(body) + sum(len(k) + len(v) + 4 for k, v in headers.items())
     if size > limit:
         raise EventTooLarge(envelope.event_type, size, limit)
@@ -67,11 +69,13 @@ async def append_events(
     expected_sequence: int,
     timeout: float,
     watch: ConnectionWatch,
+    trace: dict[str, str] | None = None,
 ) -> AppendResult:
     """Append one aggregate's events after `expected_sequence` (0: the aggregate is new).
 
     Several events go as one JetStream atomic batch: all are stored or none. The concurrency
-    check spans every event type of the aggregate (`…<aggregate>.<id>.*`).
+    check spans every event type of the aggregate (`…<aggregate>.<id>.*`). `trace` (W3C trace
+    context headers) goes on every event.
     """
     if not envelopes:
         raise ValueError("nothing to append")
@@ -86,7 +90,9 @@ async def append_events(
         # Fail now rather than let the client buffer a publish for a server that is not there.
         raise StoreUnavailable("not connected to NATS")
     limit = client.max_payload
-    encoded = [_encode(envelope, index, limit) for index, envelope in enumerate(envelopes)]
+    encoded = [
+        _encode(envelope, index, limit, trace or {}) for index, envelope in enumerate(envelopes)
+    ]
     concurrency = {
         "Nats-Expected-Last-Subject-Sequence": str(expected_sequence),
         "Nats-Expected-Last-Subject-Sequence-Subject": subject_filter,

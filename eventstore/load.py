@@ -16,6 +16,7 @@ from nats.aio.subscription import Subscription
 from eventstore.connection import ConnectionWatch
 from eventstore.errors import StoreUnavailable
 from eventstore.streams import EVENTS_STREAM
+from eventstore.trace_context import TRACEPARENT
 from schemas.envelope import EventEnvelope, RecordedEvent
 
 BATCH = 1_000
@@ -100,6 +101,7 @@ async def direct_get(
                 yield RecordedEvent(
                     sequence=sequence,
                     envelope=EventEnvelope.model_validate_json(message.data),
+                    traceparent=message.headers.get(TRACEPARENT),  # type: ignore[union-attr]
                 )
             if status == _NOT_FOUND:
                 return

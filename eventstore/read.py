@@ -10,6 +10,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from eventstore.connection import ConnectionWatch
 from eventstore.load import direct_get
 from eventstore.streams import EVENTS_STREAM, EVENTS_SUBJECTS
+from eventstore.trace_context import TRACEPARENT
 from schemas.envelope import EventEnvelope, RecordedEvent
 
 
@@ -55,6 +56,7 @@ async def read_log(
             yield RecordedEvent(
                 sequence=message.metadata.sequence.stream,
                 envelope=EventEnvelope.model_validate_json(message.data),
+                traceparent=(message.headers or {}).get(TRACEPARENT),
             )
     finally:
         await subscription.unsubscribe()

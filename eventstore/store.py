@@ -2,44 +2,78 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 from uuid import UUID
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
 
 from eventstore.append import AppendResult, append_events
 from eventstore.connection import ConnectionWatch, connect_watched
-from eventstore.errors import StoreUnavailable
+from eventstore.errors import (
+    AppendRejected,
+    ConcurrencyConflict,
+    EventTooLarge,
+    StoreUnavailable,
+)
 from eventstore.load import direct_get, replay_bodies
+from eventstore.metrics import AppendMetrics
 from eventstore.read import read_log
 from eventstore.snapshots import SnapshotStore
 from eventstore.streams import EVENTS_STREAM, EVENTS_SUBJECTS, StreamLayout, ensure_layout
+from eventstore.trace_context import current_trace_headers
 from schemas.envelope import EventEnvelope, RecordedEvent, aggregate_subjects
+
+_FAILURES: tuple[tuple[type[Exception], str], ...] = (
+    (ConcurrencyConflict, "conflict"),
+    (StoreUnavailable, "unavailable"),
+    (EventTooLarge, "too_large"),
+    (AppendRejected, "rejected"),
+)
 
 
 class EventStore:
     """JetStream as the source of truth. `timeout` bounds every wait for the server.
 
     Build it with `EventStore.connect` so that calls in flight fail the moment NATS drops; one
-    built on a client of your own only learns of an outage from its timeouts.
+    built on a client of your own only learns of an outage from its timeouts. Appends are
+    traced with `tracer` (their trace context goes into the events' headers) and counted in
+    `metrics` when given.
     """
 
     def __init__(
-        self, client: NatsClient, *, timeout: float = 5.0, watch: ConnectionWatch | None = None
+        self,
+        client: NatsClient,
+        *,
+        timeout: float = 5.0,
+        watch: ConnectionWatch | None = None,
+        tracer: Tracer | None = None,
+        metrics: AppendMetrics | None = None,
     ) -> None:
         self.client = client
         self.timeout = timeout
         self.watch = watch or ConnectionWatch()
         self.snapshots = SnapshotStore(client, timeout=timeout, watch=self.watch)
+        self.tracer = tracer or NoOpTracer()
+        self.metrics = metrics
 
     @classmethod
-    async def connect(cls, url: str, *, timeout: float, name: str = "sutazai") -> EventStore:
+    async def connect(
+        cls,
+        url: str,
+        *,
+        timeout: float,
+        name: str = "sutazai",
+        tracer: Tracer | None = None,
+        metrics: AppendMetrics | None = None,
+    ) -> EventStore:
         """Connect to NATS with the connection watched."""
         watch = ConnectionWatch()
         client = await connect_watched(url, name=name, watch=watch, timeout=timeout)
-        return cls(client, timeout=timeout, watch=watch)
+        return cls(client, timeout=timeout, watch=watch, tracer=tracer, metrics=metrics)
 
     async def setup(self, layout: StreamLayout) -> None:
         """Create or update the streams and buckets (idempotent)."""
@@ -49,13 +83,40 @@ class EventStore:
         self, envelopes: Sequence[EventEnvelope], *, expected_sequence: int
     ) -> AppendResult:
         """Append one aggregate's events atomically after `expected_sequence`."""
-        return await append_events(
-            self.client,
-            envelopes,
-            expected_sequence=expected_sequence,
-            timeout=self.timeout,
-            watch=self.watch,
-        )
+        first = envelopes[0] if envelopes else None
+        name = f"append {first.aggregate_type}" if first else "append"
+        with self.tracer.start_as_current_span(name, kind=SpanKind.PRODUCER) as span:
+            if first is not None and span.is_recording():
+                span.set_attributes(
+                    {
+                        "messaging.system": "nats",
+                        "messaging.destination.name": first.subject,
+                        "messaging.batch.message_count": len(envelopes),
+                        "sutazai.event_types": [e.event_type for e in envelopes],
+                        "sutazai.expected_sequence": expected_sequence,
+                    }
+                )
+            started = time.perf_counter()
+            try:
+                result = await append_events(
+                    self.client,
+                    envelopes,
+                    expected_sequence=expected_sequence,
+                    timeout=self.timeout,
+                    watch=self.watch,
+                    trace=current_trace_headers(),
+                )
+            except Exception as error:
+                if self.metrics is not None:
+                    reason = next((r for kind, r in _FAILURES if isinstance(error, kind)), "error")
+                    self.metrics.failed(reason)
+                raise
+            if self.metrics is not None:
+                seconds = time.perf_counter() - started
+                self.metrics.stored(len(envelopes), seconds, duplicate=result.duplicate)
+            if span.is_recording():
+                span.set_attribute("sutazai.last_sequence", result.last_sequence)
+            return result
 
     def load(
         self, aggregate_type: str, aggregate_id: UUID, *, after_sequence: int = 0

@@ -1,4 +1,4 @@
-"""The streams and buckets of ARCHITECTURE.md §3, created or brought up to date at start."""
+"""The streams and buckets of docs/architecture.md §3, created or brought up to date at start."""
 
 from __future__ import annotations
 

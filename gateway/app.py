@@ -13,6 +13,8 @@ import orjson
 import structlog
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError, OperationType, get_operation_ast, parse
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.trace import NoOpTracerProvider, TracerProvider
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
@@ -427,11 +429,13 @@ def build_app(
     *,
     check_timeout: float = 2.0,
     registry: CollectorRegistry | None = None,
+    tracing: TracerProvider | None = None,
 ) -> ASGIApp:
     """The gateway, given its services, limits and a readiness check per dependency.
 
     `/metrics` serves `registry`: the gateway's own metrics and whatever else the process puts
-    there (the system monitor's gauges).
+    there (the system monitor's gauges). With `tracing`, every HTTP request is a server span
+    (continuing the caller's `traceparent`); the commands it runs are its children.
     """
     metrics = GatewayMetrics(registry)
 
@@ -444,8 +448,20 @@ def build_app(
             *explorer.routes,
         ],
     )
-    return _Measured(app, metrics)
+    measured = _Measured(app, metrics)
+    if tracing is None or isinstance(tracing, NoOpTracerProvider):
+        return measured
+    return OpenTelemetryMiddleware(
+        measured,
+        excluded_urls=_UNTRACED,
+        tracer_provider=tracing,
+        # A span per websocket frame would drown a subscription's trace.
+        exclude_spans=["receive", "send"],
+    )
 
+
+_UNTRACED = "/healthz,/readyz,/metrics,/graphiql"
+"""Probes, scrapes and static assets: no request of a user, nothing to follow."""
 
 _ROUTES = frozenset({"/healthz", "/readyz", "/metrics", "/graphql"})
 

@@ -16,8 +16,8 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from commands.aggregates import TASK
 from commands.loading import LoadedAggregate
+from domain.aggregates import TASK
 from gateway.context import GatewayContext
 from gateway.errors import ErrorCode, GatewayError
 from gateway.log_types import ActorRef, Event

@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 import structlog
 from faststream.nats import NatsBroker
+from faststream.types import BrokerMiddleware
 from nats.aio.client import Client as NatsClient
 
 from eventstore.connection import server_urls
@@ -69,7 +71,12 @@ async def repeating(
         await stop_task(running)
 
 
-def nats_broker(url: str, *, drain_timeout: float) -> NatsBroker:
+def nats_broker(
+    url: str,
+    *,
+    drain_timeout: float,
+    middlewares: Sequence[BrokerMiddleware[Any, Any]] = (),
+) -> NatsBroker:
     """A FastStream broker on every server of `url` (a cluster's too) whose stop is bounded: a
     handler in flight gets `drain_timeout` seconds, and so does draining the connection.
     Requests log at DEBUG (INFO for each would drown the log)."""
@@ -78,6 +85,7 @@ def nats_broker(url: str, *, drain_timeout: float) -> NatsBroker:
         log_level=logging.DEBUG,
         graceful_timeout=drain_timeout,
         drain_timeout=max(1, math.ceil(drain_timeout)),
+        middlewares=tuple(middlewares),
     )
 
 

@@ -11,8 +11,8 @@ from faststream.nats import NatsBroker, NatsRouter
 from faststream.nats.annotations import NatsMessage
 from pydantic import ValidationError
 
-from commands.aggregates import COMMANDS
 from commands.dispatch import CommandDispatcher, validation_refusal
+from domain.aggregates import COMMANDS
 from handlers.background import nats_broker, start_broker, stop_broker
 from schemas.commands import CommandRequest, command_subject
 

@@ -16,9 +16,9 @@ import structlog
 from faststream.nats import NatsRouter
 from nats.aio.client import Client as NatsClient
 
-from commands.aggregates import CONVERSATION, DOCUMENT
 from commands.bus import CommandBus, CommandContext
 from commands.loading import load_aggregate
+from domain.aggregates import CONVERSATION, DOCUMENT
 from domain.conversation import Citation, Conversation, RecordAssistantReply
 from domain.document import (
     Document,

@@ -20,12 +20,14 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 import httpx
 import ollama
 import structlog
+from opentelemetry.trace import NoOpTracer, SpanKind, Tracer, use_span
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 from uuid_utils.compat import uuid7
 
 from domain.model_call import CallOutcome, RecordModelCall
+from handlers.metrics import ModelMetrics
 from schemas.envelope import EventEnvelope
 
 log = structlog.get_logger(__name__)
@@ -121,6 +123,8 @@ class ModelPort:
         policy: ModelPolicy | None = None,
         breakers: AsyncCircuitBreakerFactory | None = None,
         circuit: str = "model",
+        metrics: ModelMetrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._client = client
         self._record = record
@@ -135,6 +139,8 @@ class ModelPort:
         )
         self._circuit = circuit
         self._slots = asyncio.Semaphore(self.policy.concurrency)
+        self._metrics = metrics
+        self._tracer = tracer or NoOpTracer()
 
     async def chat(
         self,
@@ -212,13 +218,27 @@ class ModelPort:
         started = time.perf_counter()
         outcome, error_code = CallOutcome.OK, None
         text, prompt_tokens, completion_tokens = "", 0, 0
+        span = self._tracer.start_span(
+            f"model {operation}",
+            kind=SpanKind.CLIENT,
+            attributes={"gen_ai.request.model": model, "sutazai.purpose": purpose},
+        )
         try:
-            text, prompt_tokens, completion_tokens = await self._attempts(call)
+            with use_span(span, end_on_exit=True):
+                text, prompt_tokens, completion_tokens = await self._attempts(call)
+                span.set_attributes(
+                    {
+                        "gen_ai.usage.input_tokens": prompt_tokens,
+                        "gen_ai.usage.output_tokens": completion_tokens,
+                    }
+                )
         except ModelError as error:
             outcome, error_code = error.outcome, error.code
             raise
         finally:
             latency_ms = (time.perf_counter() - started) * 1000
+            self._observe(operation, model, str(outcome), latency_ms / 1000, prompt_tokens,
+                          completion_tokens)  # fmt: skip
             record = RecordModelCall(
                 call_id=call_id,
                 agent_id=self.agent_id,
@@ -239,6 +259,28 @@ class ModelPort:
             except Exception as error:  # the answer stands; the record is best effort
                 log.warning("model_call.not_recorded", call_id=str(call_id), error=repr(error))
         return Reply(text, prompt_tokens, completion_tokens, latency_ms, call_id)
+
+    def _observe(
+        self,
+        operation: str,
+        model: str,
+        outcome: str,
+        seconds: float,
+        prompt_tokens: int,
+        completion_tokens: int,
+    ) -> None:
+        if self._metrics is None:
+            return
+        self._metrics.called(
+            operation,
+            model,
+            outcome,
+            seconds,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+        # Open only once calls are refused without trying; any answer means it closed again.
+        self._metrics.circuit(self._circuit, is_open=outcome == CallOutcome.CIRCUIT_OPEN)
 
     async def _attempts(
         self, call: Callable[[], Awaitable[tuple[str, int, int]]]

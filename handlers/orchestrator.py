@@ -39,11 +39,11 @@ import structlog
 from faststream.nats import NatsRouter
 from pydantic import BaseModel, JsonValue, ValidationError
 
-from commands.aggregates import AGENT, TASK
 from commands.bus import CommandBus, CommandContext
 from commands.guard import Forbidden, Guard
 from commands.loading import load_aggregate
 from domain.agent import Agent, AgentKind
+from domain.aggregates import AGENT, TASK
 from domain.errors import AggregateAlreadyExists, DomainError
 from domain.task import (
     AttachSubtask,

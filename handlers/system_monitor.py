@@ -20,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import asyncpg
@@ -30,9 +32,9 @@ from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from uuid_utils.compat import uuid7
 
-from commands.aggregates import ALERT
 from commands.bus import CommandBus, CommandContext
 from commands.loading import load_aggregate
+from domain.aggregates import ALERT
 from domain.alert import Alert, AlertSeverity, ClearAlert, RaiseAlert, alert_id_for
 from domain.model import Payload
 from eventstore.store import EventStore
@@ -113,6 +115,18 @@ class MonitorMetrics:
         self.alerts_active = Gauge(
             "sutazai_alerts_active", "Alerts this monitor knows as raised", registry=registry
         )
+        self.disk_free = Gauge(
+            "sutazai_disk_free_bytes",
+            "Free bytes on the disk that holds a place of the platform's data",
+            ["place"],
+            registry=registry,
+        )
+        self.disk_size = Gauge(
+            "sutazai_disk_size_bytes",
+            "Size in bytes of the disk that holds a place of the platform's data",
+            ["place"],
+            registry=registry,
+        )
         self.check_failures = Counter(
             "sutazai_monitor_check_failures",
             "Checks that could not run (their server down, say)",
@@ -133,6 +147,7 @@ class SystemMonitor:
         probes: Mapping[str, Probe],
         registry: CollectorRegistry,
         policy: MonitorPolicy | None = None,
+        disks: Mapping[str, Path] | None = None,
     ) -> None:
         self.bus = bus
         self.store = store
@@ -141,6 +156,8 @@ class SystemMonitor:
         self.probes = dict(probes)
         self.metrics = MonitorMetrics(registry)
         self.policy = policy or MonitorPolicy()
+        self.disks = dict(disks or {})
+        """Places whose disk is measured (`data`: the data directory, say), by label."""
         self._raised: dict[str, bool] = {}
         """Condition name -> whether its alert is raised, as last recorded (or read)."""
 
@@ -240,12 +257,24 @@ class SystemMonitor:
 
     # --- transitions ------------------------------------------------------------------------
 
+    async def check_disks(self) -> list[Condition]:
+        """Free and total bytes of each place's disk, for /metrics (alerting on them is
+        Prometheus's: the threshold belongs to whoever runs the disk)."""
+        for place, path in self.disks.items():
+            while not path.exists() and path != path.parent:
+                path = path.parent
+            usage = await asyncio.to_thread(shutil.disk_usage, path)
+            self.metrics.disk_free.labels(place).set(usage.free)
+            self.metrics.disk_size.labels(place).set(usage.total)
+        return []
+
     async def sweep(self) -> None:
         """One round: run every check, then record each condition that changed."""
         checks: dict[str, Callable[[], Awaitable[list[Condition]]]] = {
             "servers": self.check_servers,
             "consumers": self.check_consumers,
             "agents": self.check_agents,
+            "disks": self.check_disks,
         }
         conditions: list[Condition] = []
         for check, run in checks.items():

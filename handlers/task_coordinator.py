@@ -28,7 +28,13 @@ from pydantic import BaseModel
 
 from commands.bus import CommandBus, CommandContext
 from commands.guard import Forbidden, Guard
-from domain.errors import DomainError
+from domain.errors import (
+    AggregateNotFound,
+    DomainError,
+    IllegalTransition,
+    RetryLimitReached,
+    TaskNotRetryable,
+)
 from domain.task import AssignTask, RetryTask, TaskStatus, TimeOutTask
 from eventstore.store import EventStore
 from handlers.background import repeating
@@ -40,6 +46,9 @@ log = structlog.get_logger(__name__)
 
 CONSUMER = "task-coordinator"
 COORDINATOR = Actor(id="task-coordinator", kind="agent")
+
+MOVED_ON = (IllegalTransition, TaskNotRetryable, RetryLimitReached, AggregateNotFound)
+"""What a sweep's retry or time-out may meet when the log is ahead of the read model."""
 
 
 @dataclass(frozen=True)
@@ -152,15 +161,26 @@ class TaskCoordinator:
                 context = _sweep_context(row, "reassign")
                 await self._assign(row["task_id"], agent, context, _held_by(row["agent_id"]))
         for row in await self._retryable():
-            with contextlib.suppress(DomainError):
-                await self.bus.execute(
-                    RetryTask(task_id=row["task_id"]), _sweep_context(row, "retry")
-                )
+            await self._settle(RetryTask(task_id=row["task_id"]), _sweep_context(row, "retry"))
         for row in await self._overdue():
-            with contextlib.suppress(DomainError):
-                await self.bus.execute(
-                    TimeOutTask(task_id=row["task_id"]), _sweep_context(row, "time-out")
-                )
+            await self._settle(TimeOutTask(task_id=row["task_id"]), _sweep_context(row, "time-out"))
+
+    async def _settle(self, command: RetryTask | TimeOutTask, context: CommandContext) -> None:
+        """Retry or time out one task the read model listed; the log may have moved on since.
+
+        Only the refusals a stale read model explains are expected (the task was retried,
+        completed or cancelled meanwhile, or used its attempts): they are logged at info and
+        skipped. Any other domain refusal, `Forbidden` above all, is a fault and is logged at
+        error; the sweep then goes on with the next task, so one task refused every round
+        cannot starve the others. Errors of the store propagate and end the round.
+        """
+        fields = {"command": type(command).__name__, "task": str(command.task_id)}
+        try:
+            await self.bus.execute(command, context)
+        except MOVED_ON as error:
+            log.info("coordinator.not_settled", **fields, code=error.code, reason=str(error))
+        except DomainError as error:
+            log.error("coordinator.refused", **fields, code=error.code, reason=str(error))
 
     async def _pending(self, doable: list[str]) -> list[Any]:
         # Fair among owners: an owner's n-th pending task waits behind others' first ones.

@@ -14,10 +14,10 @@ from uuid import UUID
 import structlog
 from pydantic import BaseModel
 
-from commands.aggregates import TASK
 from commands.bus import CommandBus, CommandContext
 from commands.guard import Forbidden, Guard
 from commands.loading import load_aggregate
+from domain.aggregates import TASK
 from domain.errors import DomainError
 from domain.task import CompleteTask, FailTask, StartTask, Task, TaskError, TaskStatus
 from eventstore.store import EventStore

@@ -17,8 +17,8 @@ from uuid import UUID
 
 import asyncpg
 
-from commands.aggregates import DOCUMENT
 from commands.loading import load_aggregate
+from domain.aggregates import DOCUMENT
 from domain.document import Document, DocumentStatus
 from eventstore.blobs import BlobStore
 from eventstore.store import EventStore

@@ -16,8 +16,8 @@ from uuid import UUID
 import structlog
 from pydantic import BaseModel
 
-from commands.aggregates import AggregateKind
 from commands.loading import LoadedAggregate
+from domain.aggregates import AggregateKind
 from eventstore.store import EventStore
 from projections.bulk import (
     DomainFold,

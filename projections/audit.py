@@ -12,8 +12,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, JsonValue
 
-from commands.aggregates import AGGREGATES, AggregateKind
 from commands.loading import LoadedAggregate
+from domain.aggregates import AGGREGATES, AggregateKind
 from eventstore.store import EventStore
 from schemas.envelope import Actor
 

@@ -21,7 +21,7 @@ from uuid import UUID
 import msgspec
 from pydantic import BaseModel
 
-from commands.aggregates import AggregateKind
+from domain.aggregates import AggregateKind
 from eventstore.load import replay_batches
 from eventstore.store import EventStore
 from schemas.events import decode_event
@@ -33,7 +33,7 @@ SAMPLE_EVERY = 500
 
 
 class Envelope(msgspec.Struct, frozen=True):
-    """The parts of a stored envelope (ARCHITECTURE.md §3) that a fold reads.
+    """The parts of a stored envelope (docs/architecture.md §3) that a fold reads.
 
     Envelopes were validated in full when appended; here only these fields are decoded, and
     checked for their types, and the others (ids, actor, causation) are skipped.

@@ -1,4 +1,4 @@
-"""The Postgres read models of ARCHITECTURE.md §5, one per aggregate, plus the event log."""
+"""The Postgres read models of docs/architecture.md §5, one per aggregate, plus the event log."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from commands.aggregates import AGENT, AGENT_MESSAGE, CONVERSATION, DOCUMENT, TASK, USER
 from domain.agent import Agent
 from domain.agent_message import AgentMessage
+from domain.aggregates import AGENT, AGENT_MESSAGE, CONVERSATION, DOCUMENT, TASK, USER
 from domain.conversation import Conversation
 from domain.document import Document
 from domain.task import Task

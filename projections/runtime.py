@@ -10,17 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Literal, Protocol
 
 import asyncpg
 import nats.errors
 import redis.exceptions
 import structlog
+from opentelemetry.trace import NoOpTracer, SpanKind, StatusCode, Tracer
 
 from eventstore.dlq import park
 from eventstore.errors import StoreUnavailable
 from eventstore.store import EventStore
+from eventstore.trace_context import trace_context, traces
+from projections.metrics import ProjectionMetrics
 from projections.poison import ProjectorStopped
 from schemas.envelope import RecordedEvent
 
@@ -94,6 +97,40 @@ async def wait_for_sequence(
         delay = min(delay * 2, 0.1)
 
 
+@contextlib.contextmanager
+def traced_batch(tracer: Tracer, projector: str, events: Sequence[RecordedEvent]) -> Iterator[None]:
+    """A span per event that was appended under a trace, as a child of the append's span: one
+    trace follows a request into every read model. Ends with the batch's transaction."""
+    if not traces(tracer):
+        yield
+        return
+    spans = [
+        tracer.start_span(
+            f"project {projector}",
+            context=trace_context(event.traceparent),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "sutazai.projector": projector,
+                "sutazai.sequence": event.sequence,
+                "sutazai.event_type": event.envelope.event_type,
+                "messaging.batch.message_count": len(events),
+            },
+        )
+        for event in events
+        if event.traceparent
+    ]
+    try:
+        yield
+    except BaseException as error:
+        for span in spans:
+            span.record_exception(error)
+            span.set_status(StatusCode.ERROR, type(error).__name__)
+        raise
+    finally:
+        for span in spans:
+            span.end()
+
+
 class ProjectionRunner:
     """Feeds one projector from the event store, in batches, from its checkpoint on."""
 
@@ -108,6 +145,8 @@ class ProjectionRunner:
         poison_policy: PoisonPolicy = "stop",
         poison_attempts: int = 3,
         checkpoint_name: str | None = None,
+        metrics: ProjectionMetrics | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.store = store
         self.pool = pool
@@ -117,6 +156,8 @@ class ProjectionRunner:
         self.poison_policy = poison_policy
         self.poison_attempts = poison_attempts
         self.checkpoint_name = checkpoint_name or projector.name
+        self.metrics = metrics
+        self.tracer = tracer or NoOpTracer()
 
     async def apply_once(self, *, up_to: int | None = None) -> int:
         """Read and apply one batch; returns how many events it moved past (0: caught up).
@@ -126,6 +167,7 @@ class ProjectionRunner:
         and goes on.
         """
         while True:
+            started = time.perf_counter()
             start = await checkpoint_of(self.pool, self.checkpoint_name)
             batch = [
                 event
@@ -141,7 +183,12 @@ class ProjectionRunner:
                 return 0
             try:
                 try:
-                    return await self._apply(batch, start)
+                    with traced_batch(self.tracer, self.projector.name, batch):
+                        applied = await self._apply(batch, start)
+                    if self.metrics is not None:
+                        seconds = time.perf_counter() - started
+                        self.metrics.applied(self.projector.name, applied, seconds)
+                    return applied
                 except INFRASTRUCTURE_ERRORS:
                     raise
                 except _StaleBatch:
@@ -152,6 +199,9 @@ class ProjectionRunner:
                     for event in batch:
                         await self._apply_alone(event, previous)
                         previous = event.sequence
+                    if self.metrics is not None:
+                        seconds = time.perf_counter() - started
+                        self.metrics.applied(self.projector.name, len(batch), seconds)
                     return len(batch)
             except _StaleBatch:
                 continue  # another writer moved the checkpoint meanwhile: read again from it
@@ -196,6 +246,8 @@ class ProjectionRunner:
             except Exception as failure:
                 error = failure
         assert error is not None
+        if self.metrics is not None:
+            self.metrics.failed(self.projector.name, "poison")
         await park(self.store, self.projector.name, event, error)
         await self._record_poison(event, error)
         log.error(
@@ -237,7 +289,7 @@ class ProjectionRunner:
         """
         await keep_applying(
             self.apply_once, self.store, self.projector.subject_filter, self.projector.name, stop,
-            idle_poll=self.idle_poll, live=live,
+            idle_poll=self.idle_poll, live=live, metrics=self.metrics,
         )  # fmt: skip
 
 
@@ -250,6 +302,7 @@ async def keep_applying(
     *,
     idle_poll: float = 1.0,
     live: asyncio.Event | None = None,
+    metrics: ProjectionMetrics | None = None,
 ) -> None:
     """Call `apply_once` until `stop`: again at once while it finds work, on the next event (or
     after `idle_poll`) when it does not, with backoff while a server is down. A projector that
@@ -291,6 +344,8 @@ async def keep_applying(
                     continue
             except (*INFRASTRUCTURE_ERRORS, nats.errors.Error) as error:
                 log.warning("projection.retrying", projector=name, error=repr(error))
+                if metrics is not None:
+                    metrics.failed(name, "retry")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=backoff)
                 backoff = min(backoff * 2, 2.0)

@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from commands.aggregates import TASK
+from domain.aggregates import TASK
 from domain.task import EVENT_TYPES, Task
 from projections.bulk import Envelope
 from schemas.events import decode_event, schema_version

@@ -10,6 +10,9 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+from faststream.nats.opentelemetry import NatsTelemetryMiddleware
 
 from commands.bus import CommandBus
 from domain.agent import AgentKind
@@ -22,6 +25,7 @@ from handlers.document_assistant import CAPABILITIES as DOCUMENT_CAPABILITIES
 from handlers.document_assistant import DocumentAssistant
 from handlers.document_index import DocumentIndex
 from handlers.integrations.webhook import Webhooks
+from handlers.metrics import CountedDeliveries
 from handlers.orchestrator import CAPABILITIES as ORCHESTRATOR_CAPABILITIES
 from handlers.orchestrator import Orchestrator
 from handlers.presence import AgentCard, agents_bucket, heartbeats, register
@@ -74,6 +78,15 @@ def webhooks(settings: Settings) -> Webhooks:
     )
 
 
+def data_places(settings: Settings) -> dict[str, Path]:
+    """The places whose disks the system monitor measures: the data directory (JetStream,
+    the embedded servers) and PostgreSQL's, when it lives elsewhere."""
+    places = {"data": settings.resolved_data_dir}
+    if settings.postgres_data_dir is not None:
+        places["postgres"] = settings.postgres_data_dir.expanduser().resolve()
+    return places
+
+
 @contextlib.asynccontextmanager
 async def run_agents(platform: Platform, options: AgentOptions) -> AsyncIterator[list[AgentCard]]:
     """Run the chosen agents until the block ends; yields the cards of those registered."""
@@ -81,7 +94,15 @@ async def run_agents(platform: Platform, options: AgentOptions) -> AsyncIterator
     bus: CommandBus = platform.commands.bus
     replica = options.replica or socket.gethostname().split(".")[0]
     drain_timeout = settings.drain_timeout
-    broker = nats_broker(platform.stack.nats_url, drain_timeout=drain_timeout)
+    broker = nats_broker(
+        platform.stack.nats_url,
+        drain_timeout=drain_timeout,
+        middlewares=(
+            # Spans that continue each event's trace (its `traceparent` header), and counts.
+            NatsTelemetryMiddleware(tracer_provider=platform.tracing),
+            CountedDeliveries(platform.agent_metrics),
+        ),
+    )
     delivery = Delivery(attempts=settings.agent_attempts, ack_wait=settings.agent_ack_wait)
     cards: list[AgentCard] = []
     readiness = platform.readiness
@@ -174,6 +195,7 @@ async def run_agents(platform: Platform, options: AgentOptions) -> AsyncIterator
                 await agents_bucket(platform.store),
                 probes_of(platform.stack),
                 platform.metrics,
+                disks=data_places(settings),
             )
             await running.enter_async_context(monitor.watching())
         # On exit, consuming stops first (the message in hand finishes or is handed back), and

@@ -19,6 +19,7 @@ import structlog
 from argon2 import PasswordHasher
 from faststream.nats import NatsBroker
 from nats.aio.client import Client as NatsClient
+from opentelemetry.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 from purgatory import AsyncCircuitBreakerFactory
 from qdrant_client import AsyncQdrantClient
@@ -28,10 +29,12 @@ from commands.dispatch import CommandDispatcher
 from commands.preparation import CommandPreparation, Limits
 from domain.model_call import RecordModelCall
 from eventstore.blobs import BlobStore
+from eventstore.metrics import AppendMetrics
 from eventstore.store import EventStore
 from eventstore.streams import LEASES_BUCKET, StreamLayout
 from handlers.background import repeating, stop_task
 from handlers.command_endpoint import command_endpoint
+from handlers.metrics import AgentMetrics, ModelMetrics
 from handlers.model_port import ModelPolicy, ModelPort
 from handlers.presence import AgentCard
 from projections.graph.port import FalkorGraph, GraphPort, Neo4jGraph
@@ -45,6 +48,7 @@ from runtime.command_metrics import CommandMetrics
 from runtime.readiness import Readiness
 from runtime.settings import Settings
 from runtime.stack import Stack
+from runtime.tracing import shut_down, tracer_provider
 from schemas.envelope import Actor, EventEnvelope
 
 log = structlog.get_logger(__name__)
@@ -74,6 +78,11 @@ class Platform:
     """The process's Prometheus metrics (served by the gateway's /metrics)."""
     readiness: Readiness
     """Which parts of this process are live (what /readyz reports)."""
+    tracing: TracerProvider
+    """Where this process's spans go (a no-op provider unless tracing is configured)."""
+    agent_metrics: AgentMetrics
+    model_metrics: ModelMetrics
+    """The agents' and model calls' metrics, on `metrics` (one of each per process)."""
 
 
 def stream_layout(settings: Settings) -> StreamLayout:
@@ -104,10 +113,12 @@ def _dispatcher(
     store: EventStore,
     passwords: PasswordHasher,
     metrics: CollectorRegistry | None = None,
+    tracing: TracerProvider | None = None,
 ) -> CommandDispatcher:
     bus = CommandBus(
         store,
         observer=CommandMetrics(metrics) if metrics is not None else None,
+        tracer=tracing.get_tracer("sutazai.commands") if tracing is not None else None,
         policy=BusPolicy(
             max_attempts=settings.command_attempts,
             snapshot_every=settings.snapshot_every,
@@ -124,16 +135,32 @@ def _dispatcher(
 
 @contextlib.asynccontextmanager
 async def connect(
-    settings: Settings, stack: Stack, *, passwords: PasswordHasher | None = None
+    settings: Settings,
+    stack: Stack,
+    *,
+    passwords: PasswordHasher | None = None,
+    part: str = "platform",
+    tracing: TracerProvider | None = None,
 ) -> AsyncIterator[Platform]:
     """Connect to the servers of a started stack; close every client on exit.
 
-    `passwords` sets argon2's cost (the library's defaults unless given).
+    `passwords` sets argon2's cost (the library's defaults unless given). `part` names the
+    process in its traces; `tracing` replaces the provider the settings describe (and is then
+    the caller's to shut down).
     """
     passwords = passwords or PasswordHasher()
     deadline = settings.drain_timeout
     async with contextlib.AsyncExitStack() as resources:
-        store = await EventStore.connect(stack.nats_url, timeout=settings.store_timeout)
+        if tracing is None:
+            tracing = tracer_provider(settings, part)
+            resources.callback(shut_down, tracing)
+        metrics = CollectorRegistry()
+        store = await EventStore.connect(
+            stack.nats_url,
+            timeout=settings.store_timeout,
+            tracer=tracing.get_tracer("sutazai.eventstore"),
+            metrics=AppendMetrics(metrics),
+        )
         nats_client = store.client
         resources.push_async_callback(close_nats, nats_client, deadline)
         await store.setup(stream_layout(settings))
@@ -153,13 +180,12 @@ async def connect(
             graph = FalkorGraph(graph_client)
         vectors = _vectors(settings)
         resources.push_async_callback(bounded, "qdrant", vectors.close, deadline)
-        metrics = CollectorRegistry()
         yield Platform(
             settings=settings,
             stack=stack,
             nats=nats_client,
             store=store,
-            commands=_dispatcher(settings, store, passwords, metrics),
+            commands=_dispatcher(settings, store, passwords, metrics, tracing),
             postgres=postgres,
             redis=redis_client,
             graph=graph,
@@ -172,6 +198,9 @@ async def connect(
                 exclude=[(ollama.ResponseError, lambda error: error.status_code < 500)],
             ),
             readiness=Readiness(),
+            tracing=tracing,
+            agent_metrics=AgentMetrics(metrics),
+            model_metrics=ModelMetrics(metrics),
         )
 
 
@@ -211,6 +240,8 @@ def model_port(platform: Platform, card: AgentCard | None) -> ModelPort:
         embed_model=settings.embed_model,
         policy=policy,
         breakers=platform.breakers,
+        metrics=platform.model_metrics,
+        tracer=platform.tracing.get_tracer("sutazai.model"),
     )
 
 
@@ -246,6 +277,7 @@ async def run_projections(
     graph: GraphPort | None = None,
     readiness: Readiness | None = None,
     metrics: CollectorRegistry | None = None,
+    tracing: TracerProvider | None = None,
 ) -> AsyncIterator[list[ProjectionRunner]]:
     """Keep every projector (or those named) applying new events until the block ends.
 
@@ -254,6 +286,8 @@ async def run_projections(
     up to the drain deadline, and is then cancelled (its transaction rolls back).
     """
     stop = asyncio.Event()
+    counted = ProjectionMetrics(metrics) if metrics is not None else None
+    tracer = tracing.get_tracer("sutazai.projections") if tracing is not None else None
     runners = [
         ProjectionRunner(
             store,
@@ -261,6 +295,8 @@ async def run_projections(
             projector,
             batch_size=settings.projection_batch_size,
             poison_policy="skip" if settings.poison_policy == "skip" else "stop",
+            metrics=counted,
+            tracer=tracer,
         )
         for projector in PROJECTORS
         if not only or projector.name in only
@@ -269,7 +305,13 @@ async def run_projections(
         (runner.projector.name, runner.run) for runner in runners
     ]
     if graph is not None:
-        projection = GraphProjection(store, graph, batch_size=settings.projection_batch_size)
+        projection = GraphProjection(
+            store,
+            graph,
+            batch_size=settings.projection_batch_size,
+            metrics=counted,
+            tracer=tracer,
+        )
         workers.append(("graph", projection.run))
     # Each projector applies in one process at a time; the same projector elsewhere waits.
     bucket = await store.client.jetstream(timeout=store.timeout).key_value(LEASES_BUCKET)
@@ -288,12 +330,11 @@ async def run_projections(
         await _until_live(lives, running, timeout=settings.startup_timeout)
         if readiness is not None:
             readiness.ready(PROJECTIONS)
-        if metrics is None:
+        if counted is None:
             yield runners
         else:
-            gauges = ProjectionMetrics(metrics)
             names = [runner.projector.name for runner in runners]
-            refresh = functools.partial(gauges.refresh, store, postgres, names)
+            refresh = functools.partial(counted.refresh, store, postgres, names)
             async with repeating("projection.metrics", refresh, every=METRICS_EVERY):
                 yield runners
     finally:

@@ -237,6 +237,7 @@ async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
         gateway_limits(platform.settings),
         readiness_checks(platform),
         registry=platform.metrics,
+        tracing=platform.tracing,
     )
     settings = platform.settings
     async with serve_asgi(

@@ -160,6 +160,17 @@ class Settings(BaseSettings):
             " /healthz, /readyz and /metrics; unset: it serves none."
         ),
     )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description=(
+            "Where traces go, over OTLP/HTTP (an OpenTelemetry collector, Jaeger, Tempo:"
+            " http://collector:4318); unset: no trace is recorded or sent."
+        ),
+    )
+    service_name: str = Field(
+        default="sutazai",
+        description="The `service.name` of this process's traces (the CLI adds its part).",
+    )
     gateway_host: str = Field(
         default=LOOPBACK,
         description=(

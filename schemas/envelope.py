@@ -1,4 +1,4 @@
-"""The event envelope of ARCHITECTURE.md §3: one JSON body and the same headers on every event."""
+"""The event envelope (docs/architecture.md §3): one JSON body, the same headers on every event."""
 
 from __future__ import annotations
 
@@ -72,6 +72,8 @@ class RecordedEvent(BaseModel):
 
     sequence: int = Field(ge=1)
     envelope: EventEnvelope
+    traceparent: str | None = None
+    """The W3C trace context the event was appended under (a header, not part of the body)."""
 
 
 def event_subject(aggregate_type: str, aggregate_id: UUID | str, event_type: str) -> str:

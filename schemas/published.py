@@ -18,7 +18,7 @@ from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 from pydantic import BaseModel, EmailStr, Field, JsonValue, create_model
 
-from commands.aggregates import AGGREGATES, COMMANDS
+from domain.aggregates import AGGREGATES, COMMANDS
 from domain.user import Role
 from schemas.commands import CommandAccepted, CommandRefused, CommandRequest, command_subject
 from schemas.envelope import EVENT_SUBJECT_PREFIX, EventEnvelope

@@ -1,4 +1,4 @@
-"""Every Cypher statement of the graph projection (ARCHITECTURE.md §5), in one place.
+"""Every Cypher statement of the graph projection (docs/architecture.md §5), in one place.
 
 Only the subset FalkorDB and Neo4j both accept: MERGE keyed by ids, plain properties (times as
 epoch milliseconds, never temporal types), no `elementId()`, no `EXISTS {}` subqueries. Every

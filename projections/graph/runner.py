@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import time
+
+from opentelemetry.trace import NoOpTracer, Tracer
 
 from eventstore.store import EventStore
 from eventstore.streams import EVENTS_SUBJECTS
 from projections.graph.cypher import CHECKPOINT, READ_CHECKPOINT, Statement, statements
 from projections.graph.port import GraphPort
-from projections.runtime import keep_applying
+from projections.metrics import ProjectionMetrics
+from projections.runtime import keep_applying, traced_batch
 
 NAME = "graph"
 
@@ -16,10 +20,20 @@ NAME = "graph"
 class GraphProjection:
     """The graph read model. Its checkpoint lives in the graph, written in each batch."""
 
-    def __init__(self, store: EventStore, graph: GraphPort, *, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        graph: GraphPort,
+        *,
+        batch_size: int = 500,
+        metrics: ProjectionMetrics | None = None,
+        tracer: Tracer | None = None,
+    ) -> None:
         self.store = store
         self.graph = graph
         self.batch_size = batch_size
+        self.metrics = metrics
+        self.tracer = tracer or NoOpTracer()
 
     async def checkpoint(self) -> int:
         """The last stream sequence applied to the graph."""
@@ -28,6 +42,7 @@ class GraphProjection:
 
     async def apply_once(self) -> int:
         """Apply one batch; returns how many events it moved past (0: caught up)."""
+        started = time.perf_counter()
         start = await self.checkpoint()
         batch = [
             event
@@ -39,13 +54,19 @@ class GraphProjection:
             return 0
         writes: list[Statement] = [s for event in batch for s in statements(event)]
         writes.append((CHECKPOINT, {"name": NAME, "sequence": batch[-1].sequence}))
-        await self.graph.write(writes)
+        with traced_batch(self.tracer, NAME, batch):
+            await self.graph.write(writes)
+        if self.metrics is not None:
+            self.metrics.applied(NAME, len(batch), time.perf_counter() - started)
         return len(batch)
 
     async def run(self, stop: asyncio.Event, *, live: asyncio.Event | None = None) -> None:
         """Apply until `stop` is set, waking on new events (`live`: see `keep_applying`)."""
         await self.graph.ensure_schema()
-        await keep_applying(self.apply_once, self.store, EVENTS_SUBJECTS, NAME, stop, live=live)
+        await keep_applying(
+            self.apply_once, self.store, EVENTS_SUBJECTS, NAME, stop, live=live,
+            metrics=self.metrics,
+        )  # fmt: skip
 
     async def catch_up(self) -> int:
         """Apply until the log has nothing more; returns the checkpoint."""

@@ -45,7 +45,7 @@ def agents_run(
     async def main() -> None:
         stop = stop_signal()
         async with (
-            connected_platform(settings) as platform,
+            connected_platform(settings, part="agents") as platform,
             serve_probes(platform),
             run_agents(platform, options) as cards,
         ):

@@ -11,8 +11,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from commands.aggregates import AGGREGATES
 from commands.dispatch import CommandDispatcher
+from domain.aggregates import AGGREGATES
 from projections import audit
 from runtime.cli.base import (
     CliError,

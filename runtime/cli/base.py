@@ -321,7 +321,9 @@ _PLATFORM_SERVERS = ("nats", "postgres", "redis", "graph")
 
 
 @contextlib.asynccontextmanager
-async def connected_platform(settings: Settings) -> AsyncIterator[Platform]:
+async def connected_platform(
+    settings: Settings, *, part: str = "platform"
+) -> AsyncIterator[Platform]:
     """Every client a long-running part needs; a server that is down is named first."""
     stack = Stack(settings)
 
@@ -340,7 +342,7 @@ async def connected_platform(settings: Settings) -> AsyncIterator[Platform]:
         if not any(answered[: len(servers)]):
             raise not_answering(servers)
         answered = answered[len(servers) :]
-    async with connect(settings, stack) as platform:
+    async with connect(settings, stack, part=part) as platform:
         yield platform
 
 

@@ -12,9 +12,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from commands.aggregates import TASK
 from commands.dispatch import CommandDispatcher, aggregate_id_for
 from commands.loading import load_aggregate
+from domain.aggregates import TASK
 from runtime.cli.base import (
     CliError,
     console,

@@ -258,7 +258,7 @@ def projections_run(
     async def main() -> None:
         stop = stop_signal()
         async with (
-            connected_platform(settings) as platform,
+            connected_platform(settings, part="projections") as platform,
             serve_probes(platform),
             run_projections(
                 settings,
@@ -268,6 +268,7 @@ def projections_run(
                 graph=platform.graph if with_graph else None,
                 readiness=platform.readiness,
                 metrics=platform.metrics,
+                tracing=platform.tracing,
             ) as runners,
         ):
             names = [runner.projector.name for runner in runners] + ([GRAPH] if with_graph else [])

@@ -109,6 +109,7 @@ async def _run_platform(
                     graph=platform.graph,
                     readiness=readiness,
                     metrics=platform.metrics,
+                    tracing=platform.tracing,
                 ),
                 serve_commands(platform),
                 run_agents(platform, AgentOptions()) as agents,
@@ -153,7 +154,7 @@ async def _serve_gateway_only(settings: Settings) -> None:
     # A gateway replica is also a command endpoint: other programs' `sutazai.cmd.*` requests
     # are answered by every replica in one queue group, as GraphQL mutations are.
     async with (
-        connected_platform(settings) as platform,
+        connected_platform(settings, part="gateway") as platform,
         serve_commands(platform),
         serve_gateway(platform, settings.gateway_port) as gateway,
     ):

@@ -23,9 +23,9 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
-from commands.aggregates import DOCUMENT, TASK
 from commands.dispatch import CommandDispatcher, aggregate_id_for
 from commands.loading import load_aggregate
+from domain.aggregates import DOCUMENT, TASK
 from domain.document import Document, DocumentStatus
 from domain.task import Task, TaskStatus
 from eventstore.store import EventStore

@@ -1,1 +1,1 @@
-"""The embedded Ollama-compatible model server (ARCHITECTURE.md §9), run as a child process."""
+"""The embedded Ollama-compatible model server (docs/architecture.md §9), run as a child process."""

@@ -42,7 +42,7 @@ def graph_probe(url: str) -> Probe:
 
 
 class RedisServer(EmbeddedServer):
-    """Redis as a cache and token store: nothing persisted, as ARCHITECTURE.md §9 sets it."""
+    """Redis as a cache and token store: nothing persisted, as docs/architecture.md §9 sets it."""
 
     name = "redis"
 

@@ -11,9 +11,14 @@ from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
+from opentelemetry.trace import TracerProvider
 from pydantic import SecretStr
+from uuid_utils.compat import uuid4
 
+from eventstore.streams import EVENTS_STREAM
+from handlers.task_coordinator import CONSUMER as COORDINATOR_CONSUMER
 from projections.runtime import ProjectionLagging, wait_for_sequence
+from runtime.agents import AgentOptions, run_agents
 from runtime.bootstrap import Platform, connect, run_projections
 from runtime.gateway_wiring import ensure_admin, serve_gateway
 from runtime.settings import Settings
@@ -60,9 +65,10 @@ class Gateway:
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    settings: Settings, stack: Stack, **overrides: Any
+    settings: Settings, stack: Stack, *, tracing: TracerProvider | None = None, **overrides: Any
 ) -> AsyncIterator[Gateway]:
-    """The platform as `sutazai up` runs it: projectors and the gateway (cheap argon2)."""
+    """The platform as `sutazai up` runs it: projectors and the gateway (cheap argon2), traced
+    into `tracing` when given."""
     values: dict[str, Any] = {
         "admin_password": SecretStr(ADMIN_PASSWORD),
         "projection_wait_seconds": 10.0,
@@ -74,13 +80,15 @@ async def running_gateway(
     gateway_settings = settings.model_copy(update=values)
     passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     async with (
-        connect(gateway_settings, stack, passwords=passwords) as platform,
+        connect(gateway_settings, stack, passwords=passwords, tracing=tracing) as platform,
         run_projections(
             gateway_settings,
             platform.store,
             platform.postgres,
             graph=platform.graph,
             readiness=platform.readiness,
+            metrics=platform.metrics,
+            tracing=platform.tracing,
         ),
     ):
         await ensure_admin(platform)
@@ -99,3 +107,70 @@ async def gateway(settings: Settings, stack: Stack) -> AsyncIterator[Gateway]:
     """A running gateway with generous rate limits."""
     async with running_gateway(settings, stack) as running:
         yield running
+
+
+SUBMIT_TASK = """
+mutation ($type: TaskType!, $payload: JSON) {
+  submitTask(input: {taskType: $type, payload: $payload}) { aggregateId sequence }
+}
+"""
+TASK = "query ($id: ID!) { task(id: $id) { status result error attempts agentId } }"
+
+
+QUICK_AGENTS: dict[str, Any] = {
+    "heartbeat_seconds": 0.5,
+    "heartbeat_ttl": 3.0,
+    "coordinator_sweep_seconds": 0.5,
+}
+"""Settings under which agents are seen online, and swept, within a second."""
+
+
+@pytest.fixture
+async def platform_with_agents(settings: Settings, stack: Stack) -> AsyncIterator[Gateway]:
+    quick: dict[str, Any] = {
+        "heartbeat_seconds": 0.5,
+        "heartbeat_ttl": 3.0,
+        "coordinator_sweep_seconds": 0.5,
+    }
+    async with (
+        running_gateway(settings, stack, **quick) as gateway,
+        run_agents(gateway.platform, AgentOptions(replica=f"t{uuid4().hex[:8]}")),
+    ):
+        await coordinator_caught_up(gateway)
+        yield gateway
+
+
+async def coordinator_caught_up(gateway: Gateway, timeout: float = 120) -> None:
+    """Until the shared coordinator consumer has gone through what earlier tests appended: a
+    test that checks the event path (assignment caused by the submission) must not race a
+    backlog, which the sweep would win."""
+    js = gateway.platform.store.client.jetstream()
+    deadline = time.monotonic() + timeout
+    while True:
+        info = await js.consumer_info(EVENTS_STREAM, COORDINATOR_CONSUMER)
+        if info.num_pending == 0 and info.num_ack_pending == 0:
+            return
+        assert time.monotonic() < deadline, f"coordinator still {info.num_pending} behind"
+        await asyncio.sleep(0.1)
+
+
+async def until_done(
+    gateway: Gateway,
+    token: str,
+    task_id: str,
+    timeout: float,
+    ends: tuple[str, ...] = (
+        "COMPLETED",
+        "COMPLETED_WITH_FAILURES",
+        "FAILED",
+        "CANCELLED",
+        "TIMED_OUT",
+    ),
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        task: dict[str, Any] = (await gateway.client.data(TASK, {"id": task_id}, token))["task"]
+        if task and task["status"] in ends:
+            return task
+        assert time.monotonic() < deadline, task
+        await asyncio.sleep(0.2)

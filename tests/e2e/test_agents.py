@@ -12,15 +12,12 @@ from typing import Any
 from uuid import UUID
 
 import httpx
-import pytest
 from uuid_utils.compat import uuid4
 
 from domain.agent import AgentKind
-from eventstore.streams import EVENTS_STREAM
 from handlers.code_assistant import CAPABILITIES as CODE_CAPABILITIES
 from handlers.code_assistant import CodeAssistant
 from handlers.presence import agents_bucket, heartbeats, online_agents, register
-from handlers.task_coordinator import CONSUMER as COORDINATOR_CONSUMER
 from handlers.task_coordinator import CoordinatorPolicy, TaskCoordinator
 from handlers.task_work import TaskWorker
 from runtime.agents import AgentOptions, run_agents
@@ -29,62 +26,13 @@ from runtime.settings import Settings
 from runtime.stack import Stack
 from schemas.envelope import EventEnvelope
 from tests.conftest import ServerFaults
-from tests.e2e.conftest import Gateway, running_gateway
+from tests.e2e.conftest import (
+    SUBMIT_TASK,
+    Gateway,
+    running_gateway,
+    until_done,
+)
 from tests.servers import cli_environment, sutazai_process
-
-SUBMIT = """
-mutation ($type: TaskType!, $payload: JSON) {
-  submitTask(input: {taskType: $type, payload: $payload}) { aggregateId sequence }
-}
-"""
-TASK = "query ($id: ID!) { task(id: $id) { status result error attempts agentId } }"
-
-
-@pytest.fixture
-async def platform_with_agents(settings: Settings, stack: Stack) -> AsyncIterator[Gateway]:
-    quick = {"heartbeat_seconds": 0.5, "heartbeat_ttl": 3.0, "coordinator_sweep_seconds": 0.5}
-    async with (
-        running_gateway(settings, stack, **quick) as gateway,
-        run_agents(gateway.platform, AgentOptions(replica=f"t{uuid4().hex[:8]}")),
-    ):
-        await _coordinator_caught_up(gateway)
-        yield gateway
-
-
-async def _coordinator_caught_up(gateway: Gateway, timeout: float = 120) -> None:
-    """Until the shared coordinator consumer has gone through what earlier tests appended: a
-    test that checks the event path (assignment caused by the submission) must not race a
-    backlog, which the sweep would win."""
-    js = gateway.platform.store.client.jetstream()
-    deadline = time.monotonic() + timeout
-    while True:
-        info = await js.consumer_info(EVENTS_STREAM, COORDINATOR_CONSUMER)
-        if info.num_pending == 0 and info.num_ack_pending == 0:
-            return
-        assert time.monotonic() < deadline, f"coordinator still {info.num_pending} behind"
-        await asyncio.sleep(0.1)
-
-
-async def _until_done(
-    gateway: Gateway,
-    token: str,
-    task_id: str,
-    timeout: float,
-    ends: tuple[str, ...] = (
-        "COMPLETED",
-        "COMPLETED_WITH_FAILURES",
-        "FAILED",
-        "CANCELLED",
-        "TIMED_OUT",
-    ),
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        task: dict[str, Any] = (await gateway.client.data(TASK, {"id": task_id}, token))["task"]
-        if task and task["status"] in ends:
-            return task
-        assert time.monotonic() < deadline, task
-        await asyncio.sleep(0.2)
 
 
 async def test_a_code_task_is_assigned_run_and_completed_with_every_step_linked(
@@ -94,13 +42,13 @@ async def test_a_code_task_is_assigned_run_and_completed_with_every_step_linked(
     user = await gateway.client.sign_up()
     submitted = (
         await gateway.client.data(
-            SUBMIT,
+            SUBMIT_TASK,
             {"type": "code.generate", "payload": {"prompt": "a function that adds two numbers"}},
             user.access_token,
         )
     )["submitTask"]
     task_id = submitted["aggregateId"]
-    task = await _until_done(gateway, user.access_token, task_id, timeout=120)
+    task = await until_done(gateway, user.access_token, task_id, timeout=120)
 
     assert task["status"] == "COMPLETED", task
     assert task["result"]["text"].strip()
@@ -149,7 +97,7 @@ async def _events_of(gateway: Gateway, task_id: str) -> list[EventEnvelope]:
 async def test_a_killed_agent_loses_its_task_to_another_which_completes_it_once(
     settings: Settings, stack: Stack
 ) -> None:
-    fast = {"heartbeat_seconds": 0.5, "coordinator_sweep_seconds": 0.5}
+    fast: dict[str, Any] = {"heartbeat_seconds": 0.5, "coordinator_sweep_seconds": 0.5}
     async with (
         running_gateway(settings, stack, **fast) as gateway,
         run_agents(gateway.platform, AgentOptions(only=("task-coordinator",))),
@@ -167,7 +115,9 @@ async def test_a_killed_agent_loses_its_task_to_another_which_completes_it_once(
             await _until_online(gateway, f"code-assistant-{doomed_name}")
             prompt = "a long, fully commented module that implements a binary search tree"
             submitted = await gateway.client.data(
-                SUBMIT, {"type": "code.generate", "payload": {"prompt": prompt}}, user.access_token
+                SUBMIT_TASK,
+                {"type": "code.generate", "payload": {"prompt": prompt}},
+                user.access_token,
             )
             task_id = submitted["submitTask"]["aggregateId"]
             deadline = time.monotonic() + 60
@@ -183,7 +133,7 @@ async def test_a_killed_agent_loses_its_task_to_another_which_completes_it_once(
         async with run_agents(
             gateway.platform, AgentOptions(only=("code-assistant",), replica=f"s{uuid4().hex[:6]}")
         ):
-            task = await _until_done(gateway, user.access_token, task_id, timeout=120)
+            task = await until_done(gateway, user.access_token, task_id, timeout=120)
         events = await _events_of(gateway, task_id)
 
     assert task["status"] == "COMPLETED", task
@@ -225,10 +175,10 @@ async def test_the_same_event_delivered_twice_sends_one_set_of_commands(
     ):
         user = await gateway.client.sign_up()
         submitted = await gateway.client.data(
-            SUBMIT, {"type": "code.explain", "payload": {"code": "x = 1"}}, user.access_token
+            SUBMIT_TASK, {"type": "code.explain", "payload": {"code": "x = 1"}}, user.access_token
         )
         task_id = submitted["submitTask"]["aggregateId"]
-        await _until_done(gateway, user.access_token, task_id, timeout=120)
+        await until_done(gateway, user.access_token, task_id, timeout=120)
         before = await _events_of(gateway, task_id)
         log_before = await gateway.platform.store.last_sequence()
 
@@ -262,7 +212,7 @@ async def test_the_same_event_delivered_twice_sends_one_set_of_commands(
 async def test_with_the_model_server_down_tasks_fail_typed_and_recover_when_it_is_back(
     settings: Settings, stack: Stack, server_faults: ServerFaults
 ) -> None:
-    quick = {
+    quick: dict[str, Any] = {
         "coordinator_sweep_seconds": 0.5,
         "model_attempts": 2,
         "model_breaker_threshold": 2,
@@ -295,7 +245,7 @@ async def test_with_the_model_server_down_tasks_fail_typed_and_recover_when_it_i
 
         await server_faults.restart("model")
         # Failed retries (the circuit still open) are tried again until one completes.
-        task = await _until_done(
+        task = await until_done(
             gateway, user.access_token, task_id, timeout=180, ends=("COMPLETED",)
         )
         calls = [
@@ -317,7 +267,7 @@ async def _model_calls(gateway: Gateway) -> AsyncIterator[EventEnvelope]:
 async def test_a_task_past_its_deadline_is_timed_out_by_the_coordinator(
     settings: Settings, stack: Stack
 ) -> None:
-    quick = {"coordinator_sweep_seconds": 0.3}
+    quick: dict[str, Any] = {"coordinator_sweep_seconds": 0.3}
     async with (
         running_gateway(settings, stack, **quick) as gateway,
         run_agents(gateway.platform, AgentOptions(only=("task-coordinator",))),
@@ -340,7 +290,7 @@ async def test_a_task_past_its_deadline_is_timed_out_by_the_coordinator(
             task_id = (await gateway.client.data(submit, token=user.access_token))["submitTask"][
                 "aggregateId"
             ]
-            task = await _until_done(gateway, user.access_token, task_id, timeout=60)
+            task = await until_done(gateway, user.access_token, task_id, timeout=60)
             types = [e.event_type for e in await _events_of(gateway, task_id)]
 
     assert task["status"] == "TIMED_OUT", task

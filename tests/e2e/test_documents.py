@@ -55,7 +55,7 @@ query ($q: String!) { searchDocuments(query: $q, k: 3) { documentId chunkIndex s
 async def library(
     settings: Settings, stack: Stack
 ) -> AsyncIterator[tuple[Gateway, Session, dict[str, str]]]:
-    quick = {"heartbeat_seconds": 0.5, "coordinator_sweep_seconds": 0.5}
+    quick: dict[str, Any] = {"heartbeat_seconds": 0.5, "coordinator_sweep_seconds": 0.5}
     async with (
         running_gateway(settings, stack, **quick) as gateway,
         run_agents(gateway.platform, AgentOptions(replica=f"r{uuid4().hex[:6]}")),

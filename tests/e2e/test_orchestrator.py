@@ -16,10 +16,10 @@ import nats.js.errors
 import ollama
 from uuid_utils.compat import uuid4, uuid7
 
-from commands.aggregates import TASK
 from commands.bus import CommandBus, CommandContext
 from commands.loading import load_aggregate
 from domain.agent import AgentKind
+from domain.aggregates import TASK
 from domain.task import (
     AssignTask,
     CancelTask,
@@ -52,7 +52,7 @@ mutation ($payload: JSON) {
 """
 TASK_QUERY = "query ($id: ID!) { task(id: $id) { status result error attempts agentId } }"
 GOAL = "Write a Python function that reverses a string, then explain how it works."
-QUICK = {"heartbeat_seconds": 0.5, "coordinator_sweep_seconds": 0.5}
+QUICK: dict[str, Any] = {"heartbeat_seconds": 0.5, "coordinator_sweep_seconds": 0.5}
 WORKERS = ("task-coordinator", "code-assistant", "document-assistant")
 ENDS = ("COMPLETED", "COMPLETED_WITH_FAILURES", "FAILED", "CANCELLED", "TIMED_OUT")
 

@@ -156,7 +156,7 @@ async def _until_status(
 async def test_agents_stop_in_time_with_a_model_call_stalled_and_the_task_still_completes(
     settings: Settings, stack: Stack
 ) -> None:
-    quick = {
+    quick: dict[str, Any] = {
         "drain_timeout": DRAIN,
         "heartbeat_seconds": 0.5,
         "heartbeat_ttl": 3.0,

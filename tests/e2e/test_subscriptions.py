@@ -8,9 +8,9 @@ from uuid import UUID
 import pytest
 from uuid_utils.compat import uuid7
 
-from commands.aggregates import CONVERSATION
 from commands.bus import CommandContext
 from commands.loading import load_aggregate
+from domain.aggregates import CONVERSATION
 from domain.conversation import RecordAssistantReply
 from domain.task import SubmitTask
 from schemas.envelope import Actor

@@ -16,10 +16,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import CollectorRegistry
 from uuid_utils.compat import uuid4, uuid7
 
-from commands.aggregates import ALERT
 from commands.bus import CommandContext
 from commands.loading import load_aggregate
 from domain.agent import AgentKind, TakeAgentOffline
+from domain.aggregates import ALERT
 from domain.alert import Alert, alert_id_for
 from domain.task import CancelTask, SubmitTask
 from eventstore.streams import EVENTS_STREAM

@@ -9,10 +9,10 @@ from uuid import UUID
 
 from uuid_utils.compat import uuid4, uuid7
 
-from commands.aggregates import AGGREGATES, COMMANDS, TASK
 from commands.bus import CommandBus, CommandContext
 from commands.dispatch import CommandDispatcher
 from commands.loading import load_aggregate
+from domain.aggregates import AGGREGATES, COMMANDS, TASK
 from domain.conversation import Conversation
 from domain.document import Document, DocumentStatus
 from domain.task import AssignTask, SubmitTask, Task

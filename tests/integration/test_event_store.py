@@ -15,9 +15,9 @@ from nats.js.api import StorageType
 from nats.js.errors import KeyNotFoundError
 from uuid_utils.compat import uuid7
 
-from commands.aggregates import TASK
 from commands.bus import BusPolicy, CommandBus, CommandResult
 from commands.loading import fold, load_aggregate
+from domain.aggregates import TASK
 from domain.errors import AggregateAlreadyExists, IllegalTransition
 from domain.task import AssignTask, ReportTaskProgress, StartTask, Task, TaskStatus
 from eventstore.errors import (

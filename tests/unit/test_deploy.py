@@ -5,7 +5,8 @@ an unknown field fails), deploy/compose.yaml against the compose-spec schema (th
 check-jsonschema ships), the Dockerfile through hadolint and the BuildKit parser, the NATS
 configs through nats-server itself. Then the rules of docs/operations.md that no schema knows:
 every image pinned to a version, every container probed (the gateway on its own port, which it
-binds on every address), every SUTAZAI_* variable a setting, one projector lease for every
+binds on every address; the agents and the projectors on their metrics port, which Prometheus
+scrapes), every SUTAZAI_* variable a setting, one projector lease for every
 process, the graph in Neo4j, JetStream synced on every write and replicated on every server, and
 the names that tie the objects together (selectors, Secrets, ports) pointing at something that
 exists.
@@ -403,32 +404,65 @@ def test_what_reaches_the_gateway_reaches_its_port() -> None:
     assert targets == [f"gateway:{compose_port}"]
 
 
-def nats_ports(env: dict[str, str]) -> set[int]:
-    return {urlsplit(url).port or 4222 for url in env["SUTAZAI_NATS_URL"].split(",")}
+WORKERS = {"agents": ["agents", "run"], "projectors": ["projections", "run"]}
+"""The processes without the gateway, which serve their probes on SUTAZAI_METRICS_PORT."""
 
 
-def watched_port(command: list[str]) -> int:
-    """The port a connected-to-NATS probe looks for in /proc/net/tcp (hex, upper case)."""
-    [pattern] = [arg for arg in command if ":" in arg and " 01 " in arg]
-    match = re.search(r":([0-9A-F]{4}) 01 ", pattern)
-    assert match, pattern
-    return int(match.group(1), 16)
+def metrics_port(env: dict[str, str]) -> int:
+    port = env.get("SUTAZAI_METRICS_PORT")
+    assert port, "SUTAZAI_METRICS_PORT is not set: the process serves no probe"
+    return int(port)
 
 
-def test_probes_without_a_port_watch_the_connection_to_nats() -> None:
-    checked = 0
-    for container in k8s_containers():
-        for probe in (container[p] for p in ("livenessProbe", "readinessProbe")):
-            command = probe.get("exec", {}).get("command", [])
-            if "/proc/net/tcp" in command:
-                assert {watched_port(command)} == nats_ports(container_env(container))
-                checked += 1
-    for service in app_services().values():
-        test = service["healthcheck"]["test"]
-        if "/proc/net/tcp" in test:
-            assert {watched_port(test)} == nats_ports(service["environment"])
-            checked += 1
-    assert checked >= 6  # agents and projectors: two probes each in Kubernetes, one in compose
+@pytest.mark.parametrize("name", sorted(WORKERS))
+def test_agents_and_projectors_are_probed_and_scraped_on_their_metrics_port(name: str) -> None:
+    [workload] = [w for w, _ in pod_specs() if w["metadata"]["name"] == name]
+    template = workload["spec"]["template"]
+    [container] = template["spec"]["containers"]
+    assert container["args"] == WORKERS[name]
+    env = container_env(container)
+    port = metrics_port(env)
+    # Bound on every address of the pod, or the kubelet and Prometheus could not reach it.
+    assert env.get("SUTAZAI_GATEWAY_HOST") == EVERY_ADDRESS
+    assert [p["containerPort"] for p in container["ports"]] == [port]
+    expected = {
+        "startupProbe": "/healthz",
+        "livenessProbe": "/healthz",
+        "readinessProbe": "/readyz",
+    }
+    for probe, path in expected.items():
+        check = container[probe]
+        assert set(check) & {"exec", "tcpSocket", "grpc"} == set(), probe
+        asked = check["httpGet"]
+        assert (asked["path"], container_port(container, asked["port"])) == (path, port), probe
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == port
+    assert annotations["prometheus.io/path"] == "/metrics"
+    opened = {
+        container_port(container, p["port"])
+        for o in k8s_objects()
+        if o["kind"] == "NetworkPolicy"
+        and "Ingress" in o["spec"]["policyTypes"]
+        and selects(o["spec"]["podSelector"], template["metadata"]["labels"])
+        for rule in o["spec"].get("ingress", [])
+        for p in rule.get("ports", [])
+    }
+    assert opened == {port}
+
+    service = app_services()[name]
+    assert service["command"] == WORKERS[name]
+    compose_port = metrics_port(service["environment"])
+    assert service["environment"].get("SUTAZAI_GATEWAY_HOST") == EVERY_ADDRESS
+    test = service["healthcheck"]["test"]
+    assert test[:3] == ["CMD", "python", "-c"], test
+    assert "urllib" in test[3], test
+    url = urlsplit(test[-1])
+    assert (url.hostname, url.port, url.path) == ("127.0.0.1", compose_port, "/readyz")
+    scraped = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    [job] = [j for j in scraped["scrape_configs"] if j["job_name"] == f"sutazai-{name}"]
+    targets = [t for c in job["static_configs"] for t in c["targets"]]
+    assert targets == [f"{name}:{compose_port}"]
 
 
 # -- settings, secrets and the names between objects ---------------------------------------------

@@ -6,8 +6,8 @@ import json
 
 import graphql
 
-from commands.aggregates import COMMANDS
 from domain.agent import AgentKind, AgentStatus
+from domain.aggregates import COMMANDS
 from domain.conversation import MessageRole
 from domain.document import DocumentStatus
 from domain.task import TaskCompleted, TaskStatus

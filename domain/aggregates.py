@@ -1,4 +1,8 @@
-"""Each aggregate the bus can run: its name, state type, decide, evolve and commands."""
+"""Every aggregate: its name, state type, decide, evolve and commands.
+
+The command bus runs them and the published contract (`schemas/published.py`) lists them; both
+import this catalogue from the domain, so the contract does not depend on the write side.
+"""
 
 from __future__ import annotations
 
