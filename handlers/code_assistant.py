@@ -45,41 +45,19 @@ def _prompt(task: Task) -> str:
     return f"Write {language} code for this request:\n\n{text}"
 
 
-class CodeAssistant:
-    """One replica of the code assistant."""
+class CodeWork:
+    """The code assistant's work on one task: the prompt, the model's answer, the result.
 
-    def __init__(
-        self,
-        worker: TaskWorker,
-        model: ModelPort,
-        *,
-        max_tokens: int = 256,
-        delivery: Delivery | None = None,
-    ) -> None:
-        self.worker = worker
+    Apart from the agent around it so that `sutazai agents eval` can run it again on recorded
+    tasks, against another model, without a command.
+    """
+
+    def __init__(self, model: ModelPort, *, max_tokens: int = 256) -> None:
         self.model = model
         self.max_tokens = max_tokens
-        self.delivery = delivery or Delivery()
 
-    def router(self) -> NatsRouter:
-        """Its subscription: assignments, on a durable consumer of this replica."""
-        router = NatsRouter()
-        consume(
-            router,
-            self.worker.store,
-            consumer=f"worker-{self.worker.card.name}",
-            subject="sutazai.events.task.*.TaskAssigned",
-            handle=self.on_assigned,
-            delivery=self.delivery,
-            give_up=self.worker.give_up,
-        )
-        return router
-
-    async def on_assigned(self, event: EventEnvelope) -> None:
-        """Run a task assigned to this replica."""
-        await self.worker.on_assigned(event, self._work)
-
-    async def _work(self, task: Task, event: EventEnvelope) -> dict[str, Any]:
+    async def __call__(self, task: Task, event: EventEnvelope) -> dict[str, Any]:
+        """The task's result; raises a `ModelError` (`UnusableAnswer` among them)."""
         messages = [
             {"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": _prompt(task)},
@@ -105,3 +83,37 @@ class CodeAssistant:
             "completion_tokens": reply.completion_tokens,
             **answer,
         }
+
+
+class CodeAssistant:
+    """One replica of the code assistant."""
+
+    def __init__(
+        self,
+        worker: TaskWorker,
+        model: ModelPort,
+        *,
+        max_tokens: int = 256,
+        delivery: Delivery | None = None,
+    ) -> None:
+        self.worker = worker
+        self.work = CodeWork(model, max_tokens=max_tokens)
+        self.delivery = delivery or Delivery()
+
+    def router(self) -> NatsRouter:
+        """Its subscription: assignments, on a durable consumer of this replica."""
+        router = NatsRouter()
+        consume(
+            router,
+            self.worker.store,
+            consumer=f"worker-{self.worker.card.name}",
+            subject="sutazai.events.task.*.TaskAssigned",
+            handle=self.on_assigned,
+            delivery=self.delivery,
+            give_up=self.worker.give_up,
+        )
+        return router
+
+    async def on_assigned(self, event: EventEnvelope) -> None:
+        """Run a task assigned to this replica."""
+        await self.worker.on_assigned(event, self.work)

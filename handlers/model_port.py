@@ -99,6 +99,12 @@ TokenSink = Callable[[int, str], Awaitable[None]]
 """Receives each streamed token with its position."""
 
 
+def call_id_for(cause: UUID, purpose: str) -> UUID:
+    """The id of the model call an event caused for a purpose: the same on every redelivery,
+    so a call is recorded once, and a recorded run can be found from its triggering event."""
+    return uuid5(_CALL_IDS, f"{cause}.{purpose}")
+
+
 def _transient(error: BaseException) -> bool:
     if isinstance(error, ollama.ResponseError):
         return error.status_code >= 500
@@ -214,7 +220,7 @@ class ModelPort:
         options: Mapping[str, Any],
         call: Callable[[], Awaitable[tuple[str, int, int]]],
     ) -> Reply:
-        call_id = uuid5(_CALL_IDS, f"{cause.event_id}.{purpose}") if cause else uuid7()
+        call_id = call_id_for(cause.event_id, purpose) if cause else uuid7()
         started = time.perf_counter()
         outcome, error_code = CallOutcome.OK, None
         text, prompt_tokens, completion_tokens = "", 0, 0
