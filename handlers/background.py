@@ -71,6 +71,32 @@ async def repeating(
         await stop_task(running)
 
 
+class _HandedBack(logging.Filter):
+    """A handler cancelled at the drain deadline is not a failure: its event was handed back
+    (a NAK) and another replica, or this one after a restart, takes it. One line, no traceback:
+    a Ctrl-C must not look like a crash."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
+            record.exc_info = record.exc_text = None
+            record.msg = f"{record.getMessage()} (stopped at the drain deadline; handed back)"
+            record.args = ()
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+BROKER_LOGGER = "sutazai.broker"
+"""FastStream's logger for our brokers: through the process's structured logging."""
+
+
+def broker_logger() -> logging.Logger:
+    """The brokers' logger, with handed-back events said in one line."""
+    logger = logging.getLogger(BROKER_LOGGER)
+    if not any(isinstance(f, _HandedBack) for f in logger.filters):
+        logger.addFilter(_HandedBack())
+    return logger
+
+
 def nats_broker(
     url: str,
     *,
@@ -82,6 +108,7 @@ def nats_broker(
     Requests log at DEBUG (INFO for each would drown the log)."""
     return NatsBroker(
         server_urls(url),
+        logger=broker_logger(),
         log_level=logging.DEBUG,
         graceful_timeout=drain_timeout,
         drain_timeout=max(1, math.ceil(drain_timeout)),
