@@ -15,13 +15,14 @@ from strawberry.types import Info
 
 from commands.guard import Forbidden, Guard
 from gateway.auth import Principal, Role
+from gateway.context import GatewayContext
 from gateway.errors import forbidden
 
 
 class _Roles(BasePermission):
     roles: ClassVar[frozenset[Role]]
 
-    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+    def has_permission(self, source: Any, info: Info[GatewayContext, None], **kwargs: Any) -> bool:
         principal = info.context.signed_in()
         if principal.role not in self.roles:
             raise forbidden(f"the role {principal.role!r} may not do this")

@@ -28,11 +28,6 @@ from schemas.envelope import EVENT_SUBJECT_PREFIX, RecordedEvent
 from schemas.live import ReplyToken, live_conversation_subject
 
 
-def _context(info: Info) -> GatewayContext:
-    context: GatewayContext = info.context
-    return context
-
-
 def event_of(recorded: RecordedEvent) -> Event:
     """A stored event as the GraphQL `Event` type."""
     e = recorded.envelope
@@ -72,7 +67,9 @@ async def _task_owner(context: GatewayContext, recorded: RecordedEvent) -> UUID 
     """Who submitted a task: from its first event, which names the owner."""
     first = recorded
     if recorded.envelope.event_type != "TaskSubmitted":
-        async for earliest in context.services.store.load("task", recorded.envelope.aggregate_id):
+        async for earliest in context.services.store.aggregate_events(
+            "task", recorded.envelope.aggregate_id
+        ):
             first = earliest
             break
     owner = first.envelope.data.get("owner_id")
@@ -135,7 +132,7 @@ async def _chunks(
 
 
 async def _conversation_owner(context: GatewayContext, conversation_id: UUID) -> UUID | None:
-    async for first in context.services.store.load("conversation", conversation_id):
+    async for first in context.services.store.aggregate_events("conversation", conversation_id):
         owner = first.envelope.data.get("owner_id")
         return UUID(str(owner)) if owner else None
     return None
@@ -150,9 +147,12 @@ class Subscription:
         description="Events as they are appended, after a sequence (admins, auditors).",
     )
     async def events(
-        self, info: Info, filter: EventFilter | None = None, after_sequence: int | None = None
+        self,
+        info: Info[GatewayContext, None],
+        filter: EventFilter | None = None,
+        after_sequence: int | None = None,
     ) -> AsyncGenerator[Event, None]:
-        context = _context(info)
+        context = info.context
         wanted = filter or EventFilter()
         aggregate_id = parse_id(wanted.aggregate_id, "aggregateId") if wanted.aggregate_id else None
         subject = _subject(wanted.aggregate_type, aggregate_id, wanted.event_type)
@@ -177,9 +177,9 @@ class Subscription:
         description="A task's every change after a sequence (0: its whole history).",
     )
     async def task_updated(
-        self, info: Info, id: strawberry.ID, after_sequence: int = 0
+        self, info: Info[GatewayContext, None], id: strawberry.ID, after_sequence: int = 0
     ) -> AsyncGenerator[TaskUpdate, None]:
-        context = _context(info)
+        context = info.context
         task_id = parse_id(id)
         principal = context.signed_in()
         if after_sequence < 0:
@@ -206,9 +206,12 @@ class Subscription:
         description="Events of tasks after a sequence; a user gets only their own tasks'.",
     )
     async def tasks(
-        self, info: Info, owner_id: strawberry.ID | None = None, after_sequence: int | None = None
+        self,
+        info: Info[GatewayContext, None],
+        owner_id: strawberry.ID | None = None,
+        after_sequence: int | None = None,
     ) -> AsyncGenerator[Event, None]:
-        context = _context(info)
+        context = info.context
         principal = context.signed_in()
         owner = parse_id(owner_id, "ownerId") if owner_id else None
         if principal.role == "user":
@@ -235,9 +238,9 @@ class Subscription:
         description="Assistant replies of a conversation: tokens live, then each final message.",
     )
     async def conversation_reply(
-        self, info: Info, id: strawberry.ID
+        self, info: Info[GatewayContext, None], id: strawberry.ID
     ) -> AsyncGenerator[ReplyChunk, None]:
-        context = _context(info)
+        context = info.context
         conversation_id = parse_id(id)
         principal = context.signed_in()
         owner = await _conversation_owner(context, conversation_id)

@@ -22,6 +22,7 @@ from domain.document import DocumentStatus as DocumentStatus
 from domain.task import Priority, SubmitTask
 from domain.task import TaskStatus as TaskStatus
 from domain.user import Role as Role
+from gateway.context import GatewayContext
 from gateway.errors import ErrorCode, GatewayError
 from gateway.views import Cursor
 
@@ -157,8 +158,8 @@ def decode_cursor(cursor: str | None) -> Cursor | None:
         ) from None
 
 
-@strawberry.type(description="A person or program that signs in.")
-class User:
+@strawberry.type(name="User", description="A person or program that signs in.")
+class UserObject:
     id: strawberry.ID
     email: str
     username: str
@@ -168,7 +169,7 @@ class User:
     version: int
 
     @classmethod
-    def from_row(cls, row: Any) -> User:
+    def from_row(cls, row: Any) -> UserObject:
         """From a `users` row."""
         return cls(
             id=strawberry.ID(str(row["user_id"])),
@@ -181,8 +182,8 @@ class User:
         )
 
 
-@strawberry.type(description="An AI agent and what it can do.")
-class Agent:
+@strawberry.type(name="Agent", description="An AI agent and what it can do.")
+class AgentObject:
     id: strawberry.ID
     name: str
     kind: AgentKind
@@ -196,7 +197,7 @@ class Agent:
     version: int
 
     @classmethod
-    def from_row(cls, row: Any) -> Agent:
+    def from_row(cls, row: Any) -> AgentObject:
         """From an `agents` row."""
         return cls(
             id=strawberry.ID(str(row["agent_id"])),
@@ -211,8 +212,8 @@ class Agent:
         )
 
 
-@strawberry.type(description="A message between agents about a task.")
-class AgentMessage:
+@strawberry.type(name="AgentMessage", description="A message between agents about a task.")
+class AgentMessageObject:
     id: strawberry.ID
     source_agent_id: strawberry.ID
     target_agent_id: strawberry.ID
@@ -222,7 +223,7 @@ class AgentMessage:
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: Any) -> AgentMessage:
+    def from_row(cls, row: Any) -> AgentMessageObject:
         """From an `agent_messages` row."""
         return cls(
             id=strawberry.ID(str(row["message_id"])),
@@ -235,8 +236,8 @@ class AgentMessage:
         )
 
 
-@strawberry.type(description="A unit of work, as the read model holds it.")
-class Task:
+@strawberry.type(name="Task", description="A unit of work, as the read model holds it.")
+class TaskObject:
     id: strawberry.ID
     owner_id: strawberry.ID
     task_type: TaskType
@@ -270,17 +271,17 @@ class Task:
         return cast(JSON, json_value(self.raw_error))
 
     @strawberry.field(description="Child tasks, oldest first.")
-    async def subtasks(self, info: Info) -> list[Task]:
+    async def subtasks(self, info: Info[GatewayContext, None]) -> list[TaskObject]:
         rows = await info.context.loaders.subtasks.load(UUID(self.id))
-        return [Task.from_row(row) for row in rows]
+        return [TaskObject.from_row(row) for row in rows]
 
     @strawberry.field(description="Messages agents sent each other about this task.")
-    async def messages(self, info: Info) -> list[AgentMessage]:
+    async def messages(self, info: Info[GatewayContext, None]) -> list[AgentMessageObject]:
         rows = await info.context.loaders.task_messages.load(UUID(self.id))
-        return [AgentMessage.from_row(row) for row in rows]
+        return [AgentMessageObject.from_row(row) for row in rows]
 
     @classmethod
-    def from_row(cls, row: Any) -> Task:
+    def from_row(cls, row: Any) -> TaskObject:
         """From a `tasks` row."""
         return cls(
             id=strawberry.ID(str(row["task_id"])),
@@ -306,12 +307,12 @@ class Task:
 
 @strawberry.type(description="One page of tasks and the cursor of the next.")
 class TaskPage:
-    items: list[Task]
+    items: list[TaskObject]
     next_cursor: str | None
 
 
-@strawberry.type(description="A document the assistants can search and cite.")
-class Document:
+@strawberry.type(name="Document", description="A document the assistants can search and cite.")
+class DocumentObject:
     id: strawberry.ID
     owner_id: strawberry.ID
     title: str
@@ -327,7 +328,7 @@ class Document:
     version: int
 
     @classmethod
-    def from_row(cls, row: Any) -> Document:
+    def from_row(cls, row: Any) -> DocumentObject:
         """From a `documents` row."""
         return cls(
             id=strawberry.ID(str(row["document_id"])),
@@ -348,7 +349,7 @@ class Document:
 
 @strawberry.type(description="One page of documents.")
 class DocumentPage:
-    items: list[Document]
+    items: list[DocumentObject]
     next_cursor: str | None
 
 
@@ -376,8 +377,8 @@ class ConversationMessage:
         )
 
 
-@strawberry.type(description="A chat with the assistant.")
-class Conversation:
+@strawberry.type(name="Conversation", description="A chat with the assistant.")
+class ConversationObject:
     id: strawberry.ID
     owner_id: strawberry.ID
     title: str
@@ -389,12 +390,12 @@ class Conversation:
     version: int
 
     @strawberry.field(description="Its messages in order.")
-    async def messages(self, info: Info) -> list[ConversationMessage]:
+    async def messages(self, info: Info[GatewayContext, None]) -> list[ConversationMessage]:
         rows = await info.context.loaders.conversation_messages.load(UUID(self.id))
         return [ConversationMessage.from_row(row) for row in rows]
 
     @classmethod
-    def from_row(cls, row: Any) -> Conversation:
+    def from_row(cls, row: Any) -> ConversationObject:
         """From a `conversations` row."""
         return cls(
             id=strawberry.ID(str(row["conversation_id"])),
@@ -411,13 +412,13 @@ class Conversation:
 
 @strawberry.type(description="One page of conversations.")
 class ConversationPage:
-    items: list[Conversation]
+    items: list[ConversationObject]
     next_cursor: str | None
 
 
 @strawberry.type(description="One page of users.")
 class UserPage:
-    items: list[User]
+    items: list[UserObject]
     next_cursor: str | None
 
 
@@ -443,7 +444,7 @@ class AuthPayload:
     access_token: str
     refresh_token: str
     expires_in: int = strawberry.field(description="Seconds the access token is valid.")
-    user: User
+    user: UserObject
 
 
 @strawberry.type(description="Who worked on what, from the graph.")

@@ -23,7 +23,7 @@ from gateway.schema import build_schema
 from gateway.types import (
     PRIORITY_RANGE,
     TASK_TYPE_SCALAR,
-    Task,
+    TaskObject,
     TaskType,
     check_priority,
     parse_task_type,
@@ -113,8 +113,8 @@ async def test_a_read_model_row_answers_enum_names_and_its_task_type() -> None:
     @strawberry.type
     class Query:
         @strawberry.field
-        def task(self) -> Task:
-            return Task.from_row(row)
+        def task(self) -> TaskObject:
+            return TaskObject.from_row(row)
 
     schema = strawberry.Schema(
         query=Query, config=StrawberryConfig(scalar_map={TaskType: TASK_TYPE_SCALAR})
