@@ -12,6 +12,7 @@ import re
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
+import asyncpg
 import strawberry
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import JsonValue, ValidationError
@@ -174,7 +175,7 @@ class StartConversationInput:
     model: str = "smollm2:135m"
 
 
-def _signed_in_payload(user_row: Any, pair: TokenPair) -> AuthPayload:
+def _signed_in_payload(user_row: asyncpg.Record, pair: TokenPair) -> AuthPayload:
     return AuthPayload(
         access_token=pair.access_token,
         refresh_token=pair.refresh_token,
@@ -183,7 +184,7 @@ def _signed_in_payload(user_row: Any, pair: TokenPair) -> AuthPayload:
     )
 
 
-def _principal(row: Any) -> Principal:
+def _principal(row: asyncpg.Record) -> Principal:
     return Principal(user_id=row["user_id"], username=row["username"], role=row["role"])
 
 

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
+import asyncpg
 import strawberry
 from pydantic import BaseModel
 from strawberry.scalars import JSON
@@ -49,7 +50,7 @@ def _first(first: int) -> int:
     return first
 
 
-def _next(rows: list[Any], first: int, id_column: str) -> str | None:
+def _next(rows: list[asyncpg.Record], first: int, id_column: str) -> str | None:
     return (
         encode_cursor(rows[-1]["created_at"], rows[-1][id_column]) if len(rows) == first else None
     )
@@ -84,7 +85,7 @@ class EventFilter:
     until: datetime | None = None
 
 
-def event_from_row(row: Any) -> Event:
+def event_from_row(row: asyncpg.Record) -> Event:
     """An `event_log` row as a GraphQL event."""
     return Event(
         sequence=row["sequence"],

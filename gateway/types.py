@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any, NewType, cast, get_args
 from uuid import UUID
 
+import asyncpg
 import strawberry
 from graphql import GraphQLError
 from pydantic import TypeAdapter, ValidationError
@@ -169,7 +170,7 @@ class UserObject:
     version: int
 
     @classmethod
-    def from_row(cls, row: Any) -> UserObject:
+    def from_row(cls, row: asyncpg.Record) -> UserObject:
         """From a `users` row."""
         return cls(
             id=strawberry.ID(str(row["user_id"])),
@@ -197,7 +198,7 @@ class AgentObject:
     version: int
 
     @classmethod
-    def from_row(cls, row: Any) -> AgentObject:
+    def from_row(cls, row: asyncpg.Record) -> AgentObject:
         """From an `agents` row."""
         return cls(
             id=strawberry.ID(str(row["agent_id"])),
@@ -223,7 +224,7 @@ class AgentMessageObject:
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: Any) -> AgentMessageObject:
+    def from_row(cls, row: asyncpg.Record) -> AgentMessageObject:
         """From an `agent_messages` row."""
         return cls(
             id=strawberry.ID(str(row["message_id"])),
@@ -281,7 +282,7 @@ class TaskObject:
         return [AgentMessageObject.from_row(row) for row in rows]
 
     @classmethod
-    def from_row(cls, row: Any) -> TaskObject:
+    def from_row(cls, row: asyncpg.Record) -> TaskObject:
         """From a `tasks` row."""
         return cls(
             id=strawberry.ID(str(row["task_id"])),
@@ -328,7 +329,7 @@ class DocumentObject:
     version: int
 
     @classmethod
-    def from_row(cls, row: Any) -> DocumentObject:
+    def from_row(cls, row: asyncpg.Record) -> DocumentObject:
         """From a `documents` row."""
         return cls(
             id=strawberry.ID(str(row["document_id"])),
@@ -364,7 +365,7 @@ class ConversationMessage:
     citations: JSON
 
     @classmethod
-    def from_row(cls, row: Any) -> ConversationMessage:
+    def from_row(cls, row: asyncpg.Record) -> ConversationMessage:
         """From a `conversation_messages` row."""
         return cls(
             id=strawberry.ID(str(row["message_id"])),
@@ -395,7 +396,7 @@ class ConversationObject:
         return [ConversationMessage.from_row(row) for row in rows]
 
     @classmethod
-    def from_row(cls, row: Any) -> ConversationObject:
+    def from_row(cls, row: asyncpg.Record) -> ConversationObject:
         """From a `conversations` row."""
         return cls(
             id=strawberry.ID(str(row["conversation_id"])),

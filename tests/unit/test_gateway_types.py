@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
 import pytest
 import strawberry
 from graphql import GraphQLError
@@ -114,7 +115,8 @@ async def test_a_read_model_row_answers_enum_names_and_its_task_type() -> None:
     class Query:
         @strawberry.field
         def task(self) -> TaskObject:
-            return TaskObject.from_row(row)
+            # A dict reads like the asyncpg row it stands in for.
+            return TaskObject.from_row(cast(asyncpg.Record, row))
 
     schema = strawberry.Schema(
         query=Query, config=StrawberryConfig(scalar_map={TaskType: TASK_TYPE_SCALAR})
