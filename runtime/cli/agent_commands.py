@@ -16,7 +16,7 @@ from runtime.cli.base import (
     connected_platform,
     connected_read_side,
     console,
-    load_settings,
+    read_settings,
     run,
     stop_signal,
     without_vectors,
@@ -36,7 +36,7 @@ def agents_run(
     if unknown:
         raise CliError(f"No agent named {', '.join(unknown)}; known: {', '.join(AGENT_KINDS)}")
     options = AgentOptions(only=only or (), replica=replica)
-    settings = load_settings(foreground=True)
+    settings = read_settings(foreground=True)
     if not options.runs("document-assistant"):
         # Only the document assistant keeps vectors; without it this process runs beside
         # `sutazai up`, whose local-mode storage is its own.
