@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
+from collections.abc import Mapping
 from uuid import NAMESPACE_URL, uuid5
 
 import asyncpg
@@ -37,6 +37,7 @@ from gateway.types import (
     TaskType,
     UserObject,
     check_priority,
+    json_input,
     parse_id,
 )
 from schemas.commands import CommandAccepted, CommandRequest
@@ -72,7 +73,7 @@ def _command_id(scope: str, client_mutation_id: str | None) -> str:
 async def run_command(
     info: Info[GatewayContext, None],
     name: str,
-    payload: dict[str, Any],
+    payload: Mapping[str, JsonValue],
     *,
     actor: Actor,
     command_id: str,
@@ -84,7 +85,9 @@ async def run_command(
     """Dispatch one command; a refusal becomes a typed GraphQL error."""
     context = info.context
     try:
-        request = CommandRequest(command_id=command_id, actor=actor, reason=reason, payload=payload)
+        request = CommandRequest(
+            command_id=command_id, actor=actor, reason=reason, payload=dict(payload)
+        )
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
@@ -112,7 +115,7 @@ async def run_command(
 async def _as(
     info: Info[GatewayContext, None],
     name: str,
-    payload: dict[str, Any],
+    payload: Mapping[str, JsonValue],
     client_mutation_id: str | None,
     reason: str | None,
     wait: bool,
@@ -188,8 +191,14 @@ def _principal(row: asyncpg.Record) -> Principal:
     return Principal(user_id=row["user_id"], username=row["username"], role=row["role"])
 
 
-def _on_id(command: str, id_field: str, role: type[BasePermission], description: str) -> Any:
-    """A mutation that sends `command` to the aggregate named by its `id` argument."""
+def _on_id(
+    command: str, id_field: str, role: type[BasePermission], description: str
+) -> CommandOutcome:
+    """A mutation that sends `command` to the aggregate named by its `id` argument.
+
+    Typed as Strawberry types `strawberry.mutation(resolver=...)`: as the value the field
+    resolves to, so the class attribute reads as one.
+    """
 
     async def resolve(
         info: Info[GatewayContext, None],
@@ -288,11 +297,11 @@ class Mutation:
         if input.parent_id is not None:
             parent = parse_id(input.parent_id, "parentId")
             check_read(principal, await views.owner_of(context.services.postgres, "task", parent))
-        payload: dict[str, Any] = {
+        payload: dict[str, JsonValue] = {
             "owner_id": str(principal.user_id),
             "task_type": input.task_type,
             "priority": check_priority(input.priority),
-            "payload": input.payload if input.payload is not None else {},
+            "payload": json_input(input.payload),
             "max_attempts": input.max_attempts,
             "parent_id": str(input.parent_id) if input.parent_id else None,
             "document_ids": [str(d) for d in input.document_ids],
@@ -316,10 +325,11 @@ class Mutation:
         reason: str | None = None,
         wait_for_projection: bool = False,
     ) -> CommandOutcome:
-        payload = {
+        capabilities: list[JsonValue] = list(input.capabilities)
+        payload: dict[str, JsonValue] = {
             "name": input.name,
             "kind": input.kind.value,
-            "capabilities": list(input.capabilities),
+            "capabilities": capabilities,
             "model": input.model,
         }
         return await _as(
@@ -336,11 +346,11 @@ class Mutation:
         wait_for_projection: bool = False,
     ) -> CommandOutcome:
         principal = info.context.signed_in()
-        payload: dict[str, Any] = {
+        payload: dict[str, JsonValue] = {
             "owner_id": str(principal.user_id),
             "title": input.title,
             "content": input.content,
-            "metadata": input.metadata if input.metadata is not None else {},
+            "metadata": json_input(input.metadata),
         }
         return await _as(
             info, "AddDocument", payload, client_mutation_id, reason, wait_for_projection

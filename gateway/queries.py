@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
 from uuid import UUID
 
 import asyncpg
 import strawberry
-from pydantic import BaseModel
+from pydantic import BaseModel, JsonValue
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
@@ -101,7 +100,7 @@ def event_from_row(row: asyncpg.Record) -> Event:
         correlation_id=row["correlation_id"],
         causation_id=row["causation_id"],
         reason=row["reason"],
-        data=public(json_value(row["data"])),
+        data=JSON(public(json_value(row["data"]))),
     )
 
 
@@ -327,7 +326,7 @@ class Query:
                 command_id=c.command_id,
                 correlation_id=c.correlation_id,
                 causation_id=c.causation_id,
-                data=cast(JSON, public(c.data)),
+                data=JSON(public(c.data)),
             )
             for c in changes
         ]
@@ -358,7 +357,7 @@ class Query:
             aggregate_id=strawberry.ID(str(aggregate_id)),
             version=found.version,
             occurred_at=found.occurred_at,
-            state=cast(JSON, _public_state(state)) if isinstance(state, BaseModel) else None,
+            state=JSON(_public_state(state)) if isinstance(state, BaseModel) else None,
         )
 
     @strawberry.field(
@@ -414,7 +413,7 @@ class Query:
         )
 
 
-def _public_state(state: BaseModel) -> dict[str, Any]:
+def _public_state(state: BaseModel) -> dict[str, JsonValue]:
     """A state for clients: never a password hash."""
-    data: dict[str, Any] = public(state.model_dump(mode="json"))
-    return data
+    dumped: dict[str, JsonValue] = state.model_dump(mode="json")
+    return public(dumped)

@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Iterator
-from typing import Any, cast
+from typing import cast
 from uuid import UUID
 
 import strawberry
+from nats.aio.msg import Msg
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from commands.loading import LoadedAggregate
 from domain.aggregates import TASK
+from domain.task import Task
 from gateway.context import GatewayContext
 from gateway.errors import ErrorCode, GatewayError
 from gateway.log_types import ActorRef, Event
@@ -45,7 +47,7 @@ def event_of(recorded: RecordedEvent) -> Event:
         correlation_id=e.correlation_id,
         causation_id=e.causation_id,
         reason=e.reason,
-        data=cast(JSON, public(dict(e.data))),
+        data=JSON(public(dict(e.data))),
     )
 
 
@@ -188,7 +190,7 @@ class Subscription:
         subject = _subject("task", task_id, None)
         async for recorded in context.services.store.read(subject_filter=subject, follow=True):
             folded.apply(recorded)
-            state: Any = folded.state
+            state = cast(Task, folded.state)  # the task kind folds into task states
             if folded.version == 1:
                 check_read(principal, state.owner_id)
             if recorded.sequence <= after_sequence:
@@ -198,7 +200,7 @@ class Subscription:
                 event_type=recorded.envelope.event_type,
                 version=folded.version,
                 status=TaskStatus(state.status),
-                task=state.model_dump(mode="json"),
+                task=JSON(state.model_dump(mode="json")),
             )
 
     @strawberry.subscription(
@@ -251,7 +253,7 @@ class Subscription:
         check_read(principal, owner)
         chunks: asyncio.Queue[ReplyChunk] = asyncio.Queue()
 
-        async def on_token(message: Any) -> None:
+        async def on_token(message: Msg) -> None:
             token = ReplyToken.model_validate_json(message.data)
             await chunks.put(
                 ReplyChunk(
@@ -277,7 +279,7 @@ class Subscription:
                         token=None,
                         final=True,
                         content=str(data["content"]),
-                        citations=cast(JSON, data.get("citations", [])),
+                        citations=JSON(data.get("citations", [])),
                         sequence=recorded.sequence,
                     )
                 )

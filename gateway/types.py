@@ -5,14 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, NewType, cast, get_args
+from typing import Annotated, NewType, TypeVar, cast, get_args, overload
 from uuid import UUID
 
 import asyncpg
 import strawberry
 from graphql import GraphQLError
-from pydantic import TypeAdapter, ValidationError
+from pydantic import JsonValue, TypeAdapter, ValidationError
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
@@ -39,9 +40,15 @@ strawberry.enum(DocumentStatus, description="Where a document is in its life.")
 strawberry.enum(MessageRole, description="Who said a message of a conversation.")
 
 
-def _constraint(metadata: list[Any], name: str) -> Any:
+T = TypeVar("T")
+
+
+def _constraint(metadata: Sequence[object], name: str, kind: type[T]) -> T:
     """One constraint (`ge`, `max_length`, `pattern`…) of a domain field's metadata."""
-    return next(getattr(item, name) for item in metadata if hasattr(item, name))
+    value = next(getattr(item, name) for item in metadata if hasattr(item, name))
+    if not isinstance(value, kind):
+        raise TypeError(f"the constraint {name} is {value!r}, not a {kind.__name__}")
+    return value
 
 
 # --- task types: an open set, so a scalar that says its pattern ------------------------------
@@ -52,9 +59,9 @@ TaskType = NewType("TaskType", str)
 _TASK_TYPE_FIELD = SubmitTask.model_fields["task_type"]
 _TASK_TYPES: TypeAdapter[str] = TypeAdapter(Annotated[str, _TASK_TYPE_FIELD])
 TASK_TYPE_RULE = (
-    f"{_constraint(_TASK_TYPE_FIELD.metadata, 'min_length')} to "
-    f"{_constraint(_TASK_TYPE_FIELD.metadata, 'max_length')} characters matching "
-    f"`{_constraint(_TASK_TYPE_FIELD.metadata, 'pattern')}`"
+    f"{_constraint(_TASK_TYPE_FIELD.metadata, 'min_length', int)} to "
+    f"{_constraint(_TASK_TYPE_FIELD.metadata, 'max_length', int)} characters matching "
+    f"`{_constraint(_TASK_TYPE_FIELD.metadata, 'pattern', str)}`"
 )
 """What a task type looks like, from the domain's own field (`SubmitTask.task_type`)."""
 
@@ -85,8 +92,8 @@ TASK_TYPE_SCALAR = strawberry.scalar(
 # --- priority: an Int with its range -----------------------------------------------------------
 
 PRIORITY_RANGE: tuple[int, int] = (
-    _constraint(get_args(Priority)[1].metadata, "ge"),
-    _constraint(get_args(Priority)[1].metadata, "le"),
+    _constraint(get_args(Priority)[1].metadata, "ge", int),
+    _constraint(get_args(Priority)[1].metadata, "le", int),
 )
 """Lowest and highest priority number, from the domain's `Priority`; the lowest number is the
 most urgent.
@@ -121,16 +128,28 @@ SECRET_FIELDS = frozenset({"password_hash"})
 """Fields of event data and states that never leave the gateway."""
 
 
-def public(data: Any) -> Any:
+@overload
+def public(data: dict[str, JsonValue]) -> dict[str, JsonValue]: ...
+@overload
+def public(data: JsonValue) -> JsonValue: ...
+def public(data: JsonValue) -> JsonValue:
     """Event data or a state without its secrets (a password hash, even hashed, stays inside)."""
     if isinstance(data, dict):
         return {k: v for k, v in data.items() if k not in SECRET_FIELDS}
     return data
 
 
-def json_value(value: Any) -> Any:
+def json_input(value: JSON | None) -> JsonValue:
+    """A JSON argument as a JSON value, `{}` when absent (the scalar holds parsed JSON only)."""
+    return {} if value is None else cast(JsonValue, value)
+
+
+def json_value(value: JsonValue) -> JsonValue:
     """A jsonb column's value (asyncpg hands jsonb over as text)."""
-    return json.loads(value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        decoded: JsonValue = json.loads(value)
+        return decoded
+    return value
 
 
 def parse_id(value: str | strawberry.ID, field: str = "id") -> UUID:
@@ -231,7 +250,7 @@ class AgentMessageObject:
             source_agent_id=strawberry.ID(str(row["source_agent_id"])),
             target_agent_id=strawberry.ID(str(row["target_agent_id"])),
             message_type=row["message_type"],
-            payload=json_value(row["payload"]),
+            payload=JSON(json_value(row["payload"])),
             acknowledged=row["acknowledged"],
             created_at=row["created_at"],
         )
@@ -255,21 +274,21 @@ class TaskObject:
     version: int
     sequence: int
     # jsonb as asyncpg hands it over; decoded only when a query asks for it.
-    raw_payload: strawberry.Private[Any]
-    raw_result: strawberry.Private[Any]
-    raw_error: strawberry.Private[Any]
+    raw_payload: strawberry.Private[JsonValue]
+    raw_result: strawberry.Private[JsonValue]
+    raw_error: strawberry.Private[JsonValue]
 
     @strawberry.field(description="What the task was asked to do.")
     def payload(self) -> JSON:
-        return cast(JSON, json_value(self.raw_payload))
+        return JSON(json_value(self.raw_payload))
 
     @strawberry.field(description="What it produced, once completed.")
     def result(self) -> JSON | None:
-        return cast(JSON, json_value(self.raw_result))
+        return JSON(json_value(self.raw_result))
 
     @strawberry.field(description="Why it failed: a stable code, a message, retryable.")
     def error(self) -> JSON | None:
-        return cast(JSON, json_value(self.raw_error))
+        return JSON(json_value(self.raw_error))
 
     @strawberry.field(description="Child tasks, oldest first.")
     async def subtasks(self, info: Info[GatewayContext, None]) -> list[TaskObject]:
@@ -337,11 +356,11 @@ class DocumentObject:
             title=row["title"],
             content_hash=row["content_hash"],
             content_size=row["content_size"],
-            metadata=json_value(row["metadata"]),
+            metadata=JSON(json_value(row["metadata"])),
             status=DocumentStatus(row["status"]),
             chunk_count=row["chunk_count"],
             embedding_model=row["embedding_model"],
-            error=json_value(row["error"]),
+            error=JSON(json_value(row["error"])),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             version=row["version"],
@@ -374,7 +393,7 @@ class ConversationMessage:
             content=row["content"],
             model=row["model"],
             in_reply_to=_id(row["in_reply_to"]),
-            citations=json_value(row["citations"]),
+            citations=JSON(json_value(row["citations"])),
         )
 
 
