@@ -265,11 +265,16 @@ async def _steps(
     """Milliseconds of each step of one task (from its events' clocks), and the request hash
     its `ModelCalled` event recorded."""
     store = bus.store
-    events = {r.envelope.event_type: r.envelope async for r in store.load("task", task_id)}
+    events = {
+        r.envelope.event_type: r.envelope async for r in store.aggregate_events("task", task_id)
+    }
     submit, assign = events["TaskSubmitted"], events["TaskAssigned"]
     start, complete = events["TaskStarted"], events["TaskCompleted"]
     result: Any = complete.data["result"]
-    (call,) = [r.envelope async for r in store.load("model_call", UUID(result["model_call_id"]))]
+    (call,) = [
+        r.envelope
+        async for r in store.aggregate_events("model_call", UUID(result["model_call_id"]))
+    ]
     recorded: Any = call.data
     call_ms = float(recorded["latency_ms"])
     call_ended = _at(call)

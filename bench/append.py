@@ -1,4 +1,4 @@
-"""Appends and loads against a bare nats-py baseline, measured side by side on one nats-server.
+"""Appends and aggregate reads against a bare nats-py baseline, side by side on one nats-server.
 
 Prints one line per figure: `name  ours  baseline  ratio` (ratio = ours / baseline throughput,
 higher is better), once with `sync_interval: always` (the platform's default: every write on
@@ -35,8 +35,8 @@ from schemas.envelope import Actor, EventEnvelope, aggregate_subjects
 ROUNDS = 2_000
 IN_FLIGHT = 64
 BATCH = 10
-LOADS = 300
-EVENTS_PER_LOADED_TASK = 20
+SMALL_ROUNDS = 300
+EVENTS_PER_READ_TASK = 20
 ACTOR = Actor(id="bench", kind="system")
 
 
@@ -168,13 +168,13 @@ async def commands(client: NatsClient, store: EventStore) -> None:
     _line("command, submit task (new)", mine, base, "commands/s")
 
     agent = uuid7()
-    for task_id in task_ids[:LOADS]:
+    for task_id in task_ids[:SMALL_ROUNDS]:
         for command in (AssignTask(task_id=task_id, agent_id=agent), StartTask(task_id=task_id)):
             await bus.execute(command, CommandContext(command_id=str(uuid7()), actor=ACTOR))
 
     def progress(on: CommandBus) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
-            for task_id in task_ids[:LOADS]:
+            for task_id in task_ids[:SMALL_ROUNDS]:
                 await on.execute(
                     ReportTaskProgress(task_id=task_id, percent=50),
                     CommandContext(command_id=str(uuid7()), actor=ACTOR),
@@ -182,31 +182,29 @@ async def commands(client: NatsClient, store: EventStore) -> None:
 
         return run
 
-    base = await _rate(LOADS, lambda: baseline(LOADS))
-    mine = await _rate(LOADS, progress(bus))
+    base = await _rate(SMALL_ROUNDS, lambda: baseline(SMALL_ROUNDS))
+    mine = await _rate(SMALL_ROUNDS, progress(bus))
     _line("command, cached 3-event task", mine, base, "commands/s")
     # A bus that has not seen the tasks loads each one first (snapshot lookup + direct get).
     cold = CommandBus(store, policy=BusPolicy(snapshot_every=0))
-    base = await _rate(LOADS, lambda: baseline(LOADS))
-    mine = await _rate(LOADS, progress(cold))
+    base = await _rate(SMALL_ROUNDS, lambda: baseline(SMALL_ROUNDS))
+    mine = await _rate(SMALL_ROUNDS, progress(cold))
     _line("command, uncached 4-event task", mine, base, "commands/s")
 
 
-async def loads(client: NatsClient, store: EventStore) -> None:
-    """Loading a 20-event aggregate: batch direct get vs an ordered consumer per load."""
+async def aggregate_reads(client: NatsClient, store: EventStore) -> None:
+    """Reading a 20-event aggregate's events: batch direct get vs an ordered consumer per read."""
     js = client.jetstream()
-    task_ids = [uuid7() for _ in range(LOADS)]
+    task_ids = [uuid7() for _ in range(SMALL_ROUNDS)]
     for task_id in task_ids:
         command_id = f"l-{uuid7()}"
-        envelopes = [
-            _envelope(task_id, v, command_id) for v in range(1, EVENTS_PER_LOADED_TASK + 1)
-        ]
+        envelopes = [_envelope(task_id, v, command_id) for v in range(1, EVENTS_PER_READ_TASK + 1)]
         await store.append(envelopes, expected_sequence=0)
 
     async def ours() -> None:
         for task_id in task_ids:
-            events = [e async for e in store.load("task", task_id)]
-            assert len(events) == EVENTS_PER_LOADED_TASK
+            events = [e async for e in store.aggregate_events("task", task_id)]
+            assert len(events) == EVENTS_PER_READ_TASK
 
     async def by_consumer() -> None:
         for task_id in task_ids:
@@ -217,14 +215,14 @@ async def loads(client: NatsClient, store: EventStore) -> None:
                 config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
             )
             events: list[object] = []
-            while len(events) < EVENTS_PER_LOADED_TASK:
+            while len(events) < EVENTS_PER_READ_TASK:
                 message = await subscription.next_msg(timeout=5)
                 events.append(message)
             await subscription.unsubscribe()
 
-    base = await _rate(LOADS, by_consumer)
-    mine = await _rate(LOADS, ours)
-    _line(f"load, {EVENTS_PER_LOADED_TASK}-event aggregate", mine, base, "loads/s, vs consumer")
+    base = await _rate(SMALL_ROUNDS, by_consumer)
+    mine = await _rate(SMALL_ROUNDS, ours)
+    _line(f"read, {EVENTS_PER_READ_TASK}-event aggregate", mine, base, "reads/s, vs consumer")
 
 
 SYNC_SETTINGS = ("always", "2m")
@@ -251,7 +249,7 @@ async def run(sync: str) -> None:
         await pipelined_appends(client, store)
         await batched_appends(client, store)
         await commands(client, store)
-        await loads(client, store)
+        await aggregate_reads(client, store)
         await client.close()
     finally:
         await server.stop()

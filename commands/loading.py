@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import BaseModel
 
 from domain.aggregates import AggregateKind
-from eventstore.snapshots import CommandOutcome, Snapshot
+from eventstore.snapshots import RememberedOutcome, Snapshot
 from eventstore.store import EventStore
 from schemas.envelope import EventEnvelope, RecordedEvent
 from schemas.events import decode_event, event_data
@@ -24,7 +24,7 @@ class LoadedAggregate:
     state: BaseModel | None = None
     version: int = 0
     sequence: int = 0
-    commands: dict[str, CommandOutcome] = field(default_factory=dict)
+    commands: dict[str, RememberedOutcome] = field(default_factory=dict)
     events_since_snapshot: int = 0
     remember_commands: bool = True
     """Read models fold without the command memory only the write side needs."""
@@ -54,7 +54,7 @@ class LoadedAggregate:
             return
         earlier = self.commands.get(envelope.command_id)
         types = (*earlier.event_types, envelope.event_type) if earlier else (envelope.event_type,)
-        self.commands[envelope.command_id] = CommandOutcome(
+        self.commands[envelope.command_id] = RememberedOutcome(
             version=self.version, sequence=self.sequence, event_types=types
         )
 
@@ -94,7 +94,9 @@ async def load_aggregate(
         loaded.version = snapshot.version
         loaded.sequence = snapshot.sequence
         loaded.commands = dict(snapshot.commands)
-    async for recorded in store.load(kind.name, aggregate_id, after_sequence=loaded.sequence):
+    async for recorded in store.aggregate_events(
+        kind.name, aggregate_id, after_sequence=loaded.sequence
+    ):
         loaded.apply(recorded)
     return loaded
 

@@ -133,7 +133,7 @@ class Reservations:
             return False
         aggregate_type, _, aggregate_id = str(holder.get("owner", "")).partition(":")
         try:
-            async for _ in self._store.load(aggregate_type, UUID(aggregate_id)):
+            async for _ in self._store.aggregate_events(aggregate_type, UUID(aggregate_id)):
                 return False
         except ValueError:
             return True

@@ -1,1 +1,2 @@
-"""The JetStream event store: streams, append with optimistic concurrency, load, read, snapshots."""
+"""The JetStream event store: streams, append with optimistic concurrency, reading
+(one aggregate's events or the log), snapshots."""

@@ -79,7 +79,7 @@ _SERVER_HEADERS = {
 }
 _NOT_REPLAYED = ("Nats-Expected-", "Nats-Batch-", "Nats-Rollup")
 
-Progress = Callable[[str, int, int], None]
+BackupProgress = Callable[[str, int, int], None]
 """Called with (what, done, total) as a backup or restore goes."""
 
 
@@ -224,7 +224,7 @@ async def read_stream(
     client: NatsClient, stream: str, *, up_to: int, timeout: float, watch: ConnectionWatch
 ) -> AsyncIterator[list[Record]]:
     """Every message of `stream` up to sequence `up_to`, with its headers, a batch at a time:
-    batched direct gets, as `eventstore.load` reads (which drops the headers)."""
+    batched direct gets, as `eventstore.direct` reads (which drops the headers)."""
     replies = _Replies()
     inbox = client.new_inbox()
     subscription = await client.subscribe(inbox, cb=replies.collect)
@@ -280,7 +280,7 @@ async def back_up(
     *,
     timeout: float,
     watch: ConnectionWatch,
-    progress: Progress | None = None,
+    progress: BackupProgress | None = None,
 ) -> Manifest:
     """Write a backup into `target` (a new or empty directory).
 
@@ -320,7 +320,7 @@ async def _back_up_into(
     directory: Path,
     timeout: float,
     watch: ConnectionWatch,
-    progress: Progress | None,
+    progress: BackupProgress | None,
 ) -> Manifest:
     manifest = Manifest(FORMAT, platform_version(), datetime.now(UTC).isoformat())
     first, last, count = await _stream_state(client, EVENTS_STREAM, timeout)
@@ -475,7 +475,7 @@ async def _publish_events(
     records: list[Record],
     *,
     timeout: float,
-    progress: Progress | None,
+    progress: BackupProgress | None,
 ) -> None:
     """Append `records` in order, in atomic batches, each checked to land at its own sequences.
 
@@ -535,7 +535,7 @@ async def restore(
     contents: dict[str, list[Record]],
     *,
     timeout: float,
-    progress: Progress | None = None,
+    progress: BackupProgress | None = None,
 ) -> None:
     """Write a checked backup (`check`) into a target whose streams are empty.
 

@@ -8,7 +8,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from eventstore.connection import ConnectionWatch
-from eventstore.load import direct_get
+from eventstore.direct import direct_get
 from eventstore.streams import EVENTS_STREAM, EVENTS_SUBJECTS
 from eventstore.trace_context import TRACEPARENT
 from schemas.envelope import EventEnvelope, RecordedEvent

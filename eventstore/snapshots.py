@@ -15,7 +15,7 @@ from eventstore.errors import StoreUnavailable
 from eventstore.streams import SNAPSHOTS_BUCKET
 
 
-class CommandOutcome(BaseModel):
+class RememberedOutcome(BaseModel):
     """What a command did to its aggregate: returned again when the same command comes back."""
 
     model_config = ConfigDict(frozen=True)
@@ -36,7 +36,7 @@ class Snapshot(BaseModel):
     version: int
     sequence: int
     state: dict[str, JsonValue]
-    commands: dict[str, CommandOutcome]
+    commands: dict[str, RememberedOutcome]
 
 
 class SnapshotStore:

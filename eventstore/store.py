@@ -1,4 +1,4 @@
-"""The event store: one object over a NATS connection for appending, loading and reading events."""
+"""The event store: one object over a NATS connection for appending and reading events."""
 
 from __future__ import annotations
 
@@ -13,13 +13,13 @@ from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
 
 from eventstore.append import AppendResult, append_events
 from eventstore.connection import ConnectionWatch, connect_watched
+from eventstore.direct import direct_get, replay_bodies
 from eventstore.errors import (
     AppendRejected,
     ConcurrencyConflict,
     EventTooLarge,
     StoreUnavailable,
 )
-from eventstore.load import direct_get, replay_bodies
 from eventstore.metrics import AppendMetrics
 from eventstore.read import read_log
 from eventstore.snapshots import SnapshotStore
@@ -118,7 +118,7 @@ class EventStore:
                 span.set_attribute("sutazai.last_sequence", result.last_sequence)
             return result
 
-    def load(
+    def aggregate_events(
         self, aggregate_type: str, aggregate_id: UUID, *, after_sequence: int = 0
     ) -> AsyncIterator[RecordedEvent]:
         """One aggregate's events after `after_sequence`, in order."""
@@ -152,7 +152,7 @@ class EventStore:
     def replay_bodies(
         self, *, from_sequence: int, up_to_sequence: int
     ) -> AsyncIterator[tuple[int, bytes]]:
-        """Raw event bodies with their sequences, for whole-log replays (see load.replay_bodies)."""
+        """Raw event bodies with their sequences, for whole-log replays (`direct.replay_bodies`)."""
         return replay_bodies(
             self.client,
             from_sequence=from_sequence,

@@ -7,7 +7,6 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 import structlog
@@ -191,7 +190,9 @@ class _GraphQL(GraphQL[GatewayContext, None]):
             response.status_code = sub_response.status_code
         return response
 
-    async def get_context(self, request: Request | WebSocket, response: Any) -> GatewayContext:
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> GatewayContext:
         principal = request.scope.get("state", {}).get("principal")
         return GatewayContext(
             services=self._services,
@@ -257,10 +258,12 @@ def response_media_type(accept: str) -> str:
     return "application/json"
 
 
-def _request_error(body: Mapping[str, Any]) -> bool:
+def _request_error(body: Mapping[str, object]) -> bool:
     """No data, and no error belongs to a field: the request failed before execution."""
-    errors = body.get("errors") or []
-    return body.get("data") is None and bool(errors) and not any("path" in e for e in errors)
+    errors = body.get("errors")
+    if body.get("data") is not None or not isinstance(errors, list) or not errors:
+        return False
+    return not any(isinstance(e, dict) and "path" in e for e in errors)
 
 
 def _plain_subscription(request_data: GraphQLRequestData) -> bool:

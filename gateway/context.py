@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 from uuid import UUID
 
 import asyncpg
 from argon2 import PasswordHasher
+from pydantic import BaseModel, JsonValue
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
 
@@ -20,12 +22,49 @@ from gateway import views
 from gateway.auth import Principal, Tokens
 from gateway.errors import unauthenticated
 from gateway.metrics import GatewayMetrics
+from schemas.envelope import Actor
+
+
+class AuditedChange(Protocol):
+    """One event of an aggregate's history, as the audit reads it from the log."""
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def actor(self) -> Actor: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def command_id(self) -> str: ...
+    @property
+    def correlation_id(self) -> str: ...
+    @property
+    def causation_id(self) -> str | None: ...
+    @property
+    def data(self) -> dict[str, JsonValue]: ...
+
+
+class AuditedState(Protocol):
+    """An aggregate folded up to a point, as the audit reads it from the log."""
+
+    @property
+    def state(self) -> BaseModel | None: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def occurred_at(self) -> datetime | None: ...
 
 
 class AuditLog(Protocol):
     """Audit answers folded from the log itself (the projections' audit functions)."""
 
-    async def history(self, aggregate_type: str, aggregate_id: UUID) -> list[Any]:
+    async def history(self, aggregate_type: str, aggregate_id: UUID) -> Sequence[AuditedChange]:
         """Every change of an aggregate, oldest first."""
 
     async def state_at(
@@ -35,7 +74,7 @@ class AuditLog(Protocol):
         *,
         version: int | None = None,
         at: datetime | None = None,
-    ) -> Any:
+    ) -> AuditedState:
         """The aggregate as it was at a version or a time."""
 
 
@@ -49,11 +88,26 @@ class GraphReader(Protocol):
         """Tasks that reference a document."""
 
 
+class FoundChunk(Protocol):
+    """A chunk of a document that a search found."""
+
+    @property
+    def document_id(self) -> UUID: ...
+    @property
+    def chunk_index(self) -> int: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def score(self) -> float: ...
+
+
 class DocumentSearch(Protocol):
     """Nearest document chunks to a text (Qdrant); raises ConnectionError when it cannot."""
 
-    async def search(self, query: str, *, k: int, owner_id: UUID | None) -> list[Any]:
-        """Chunks with `document_id, chunk_index, title, text, score`, best first."""
+    async def search(self, query: str, *, k: int, owner_id: UUID | None) -> Sequence[FoundChunk]:
+        """The chunks nearest to `query`, best first."""
 
 
 WaitForProjection = Callable[[str, int], Awaitable[bool]]
@@ -81,9 +135,13 @@ class Loaders:
     """Per-request dataloaders, so nested lists cost one query per level, not one per item."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self.subtasks = DataLoader(lambda ids: views.subtasks_of(pool, ids))
-        self.task_messages = DataLoader(lambda ids: views.messages_of_tasks(pool, ids))
-        self.conversation_messages = DataLoader(
+        self.subtasks: DataLoader[UUID, list[asyncpg.Record]] = DataLoader(
+            lambda ids: views.subtasks_of(pool, ids)
+        )
+        self.task_messages: DataLoader[UUID, list[asyncpg.Record]] = DataLoader(
+            lambda ids: views.messages_of_tasks(pool, ids)
+        )
+        self.conversation_messages: DataLoader[UUID, list[asyncpg.Record]] = DataLoader(
             lambda ids: views.messages_of_conversations(pool, ids)
         )
 
@@ -96,9 +154,9 @@ class GatewayContext:
     request: Request | WebSocket
     principal: Principal | None
     loaders: Loaders
-    connection_params: dict[str, Any] | None = None
-    response: Any = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    connection_params: dict[str, JsonValue] | None = None
+    """What a websocket client sent with `connection_init` (Strawberry sets it)."""
+    response: Response | WebSocket | None = None
     metrics: GatewayMetrics | None = None
 
     def signed_in(self) -> Principal:

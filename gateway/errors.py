@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Any
 
 import asyncpg
 import redis.exceptions
 import structlog
 from graphql.error import GraphQLError
+from pydantic import JsonValue
 from strawberry.extensions import MaskErrors
 
 from schemas.commands import CommandError
@@ -55,10 +55,10 @@ COMMAND_CODES: dict[str, ErrorCode] = {
 class GatewayError(Exception):
     """An error a client may see: a code from the table, a message, optional details."""
 
-    def __init__(self, code: ErrorCode, message: str, **details: Any) -> None:
+    def __init__(self, code: ErrorCode, message: str, **details: JsonValue) -> None:
         super().__init__(message)
         self.code = code
-        self.extensions: dict[str, Any] = {"code": code.value, **details}
+        self.extensions: dict[str, JsonValue] = {"code": code.value, **details}
 
 
 def unauthenticated(message: str = "sign in first") -> GatewayError:
@@ -74,11 +74,11 @@ def forbidden(message: str = "your role does not allow this") -> GatewayError:
 def refused(error: CommandError) -> GatewayError:
     """A command the platform refused, with the command layer's own code as `reason`."""
     code = COMMAND_CODES.get(error.code, ErrorCode.CONFLICT)
-    fields = [{"field": f.field, "message": f.message} for f in error.fields]
+    fields: list[JsonValue] = [{"field": f.field, "message": f.message} for f in error.fields]
     return GatewayError(code, error.message, reason=error.code, fields=fields)
 
 
-def error_body(code: ErrorCode, message: str) -> dict[str, Any]:
+def error_body(code: ErrorCode, message: str) -> dict[str, JsonValue]:
     """A GraphQL response of one error, for answers given before GraphQL runs (429, 413)."""
     return {"data": None, "errors": [{"message": message, "extensions": {"code": code.value}}]}
 

@@ -39,8 +39,10 @@ class EventPage:
     next_after_sequence: int | None
 
 
-@strawberry.type(description="One change in an aggregate's history: who, when, why, how.")
-class Change:
+@strawberry.type(
+    name="Change", description="One change in an aggregate's history: who, when, why, how."
+)
+class ChangeObject:
     version: int
     sequence: int
     event_type: str
@@ -53,8 +55,8 @@ class Change:
     data: JSON
 
 
-@strawberry.type(description="An aggregate as it was at a version or a time.")
-class StateAt:
+@strawberry.type(name="StateAt", description="An aggregate as it was at a version or a time.")
+class StateAtObject:
     aggregate_type: str
     aggregate_id: strawberry.ID
     version: int

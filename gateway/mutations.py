@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
+from collections.abc import Mapping
 from uuid import NAMESPACE_URL, uuid5
 
+import asyncpg
 import strawberry
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import JsonValue, ValidationError
@@ -34,8 +35,9 @@ from gateway.types import (
     CommandOutcome,
     Role,
     TaskType,
-    User,
+    UserObject,
     check_priority,
+    json_input,
     parse_id,
 )
 from schemas.commands import CommandAccepted, CommandRequest
@@ -55,11 +57,6 @@ _CLIENT_MUTATION_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,120}$")
 _MESSAGE_IDS = uuid5(NAMESPACE_URL, "https://sutazai.dev/message-id")
 
 
-def _context(info: Info) -> GatewayContext:
-    context: GatewayContext = info.context
-    return context
-
-
 def _command_id(scope: str, client_mutation_id: str | None) -> str:
     """The command id: the client's key within the caller's scope, or a fresh one."""
     if client_mutation_id is None:
@@ -74,9 +71,9 @@ def _command_id(scope: str, client_mutation_id: str | None) -> str:
 
 
 async def run_command(
-    info: Info,
+    info: Info[GatewayContext, None],
     name: str,
-    payload: dict[str, Any],
+    payload: Mapping[str, JsonValue],
     *,
     actor: Actor,
     command_id: str,
@@ -86,9 +83,11 @@ async def run_command(
     guard: Guard = allow_all,
 ) -> CommandOutcome:
     """Dispatch one command; a refusal becomes a typed GraphQL error."""
-    context = _context(info)
+    context = info.context
     try:
-        request = CommandRequest(command_id=command_id, actor=actor, reason=reason, payload=payload)
+        request = CommandRequest(
+            command_id=command_id, actor=actor, reason=reason, payload=dict(payload)
+        )
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"])
@@ -114,16 +113,16 @@ async def run_command(
 
 
 async def _as(
-    info: Info,
+    info: Info[GatewayContext, None],
     name: str,
-    payload: dict[str, Any],
+    payload: Mapping[str, JsonValue],
     client_mutation_id: str | None,
     reason: str | None,
     wait: bool,
     guard: Guard | None = None,
 ) -> CommandOutcome:
     """Run a command as the signed-in principal (the owner guard unless another is given)."""
-    principal = _context(info).signed_in()
+    principal = info.context.signed_in()
     return await run_command(
         info,
         name,
@@ -179,24 +178,30 @@ class StartConversationInput:
     model: str = "smollm2:135m"
 
 
-def _signed_in_payload(user_row: Any, pair: TokenPair) -> AuthPayload:
+def _signed_in_payload(user_row: asyncpg.Record, pair: TokenPair) -> AuthPayload:
     return AuthPayload(
         access_token=pair.access_token,
         refresh_token=pair.refresh_token,
         expires_in=pair.expires_in,
-        user=User.from_row(user_row),
+        user=UserObject.from_row(user_row),
     )
 
 
-def _principal(row: Any) -> Principal:
+def _principal(row: asyncpg.Record) -> Principal:
     return Principal(user_id=row["user_id"], username=row["username"], role=row["role"])
 
 
-def _on_id(command: str, id_field: str, role: type[BasePermission], description: str) -> Any:
-    """A mutation that sends `command` to the aggregate named by its `id` argument."""
+def _on_id(
+    command: str, id_field: str, role: type[BasePermission], description: str
+) -> CommandOutcome:
+    """A mutation that sends `command` to the aggregate named by its `id` argument.
+
+    Typed as Strawberry types `strawberry.mutation(resolver=...)`: as the value the field
+    resolves to, so the class attribute reads as one.
+    """
 
     async def resolve(
-        info: Info,
+        info: Info[GatewayContext, None],
         id: strawberry.ID,
         client_mutation_id: str | None = None,
         reason: str | None = None,
@@ -215,7 +220,7 @@ class Mutation:
     @strawberry.mutation(description="Create an account (role user); waits until it can sign in.")
     async def register(
         self,
-        info: Info,
+        info: Info[GatewayContext, None],
         input: RegisterInput,
         client_mutation_id: str | None = None,
         wait_for_projection: bool = True,
@@ -241,8 +246,10 @@ class Mutation:
         )
 
     @strawberry.mutation(description="Sign in with email or username and password.")
-    async def login(self, info: Info, login: str, password: str) -> AuthPayload:
-        context = _context(info)
+    async def login(
+        self, info: Info[GatewayContext, None], login: str, password: str
+    ) -> AuthPayload:
+        context = info.context
         services = context.services
         row = await views.credentials(services.postgres, login)
         # A login that names nobody is checked against a real hash too, so both take as long.
@@ -259,8 +266,8 @@ class Mutation:
         return _signed_in_payload(row, pair)
 
     @strawberry.mutation(description="Trade a refresh token for new tokens (it is used up).")
-    async def refresh(self, info: Info, refresh_token: str) -> AuthPayload:
-        context = _context(info)
+    async def refresh(self, info: Info[GatewayContext, None], refresh_token: str) -> AuthPayload:
+        context = info.context
         services = context.services
         user_id, family = await services.tokens.spend(refresh_token)
         row = await views.user_by_id(services.postgres, user_id)
@@ -272,29 +279,29 @@ class Mutation:
     @strawberry.mutation(
         permission_classes=[SignedIn], description="Sign out: the refresh token stops working."
     )
-    async def logout(self, info: Info, refresh_token: str) -> bool:
-        context = _context(info)
+    async def logout(self, info: Info[GatewayContext, None], refresh_token: str) -> bool:
+        context = info.context
         return await context.services.tokens.revoke(refresh_token, context.signed_in().user_id)
 
     @strawberry.mutation(permission_classes=[Writer], description="Submit a task of your own.")
     async def submit_task(
         self,
-        info: Info,
+        info: Info[GatewayContext, None],
         input: SubmitTaskInput,
         client_mutation_id: str | None = None,
         reason: str | None = None,
         wait_for_projection: bool = False,
     ) -> CommandOutcome:
-        context = _context(info)
+        context = info.context
         principal = context.signed_in()
         if input.parent_id is not None:
             parent = parse_id(input.parent_id, "parentId")
             check_read(principal, await views.owner_of(context.services.postgres, "task", parent))
-        payload: dict[str, Any] = {
+        payload: dict[str, JsonValue] = {
             "owner_id": str(principal.user_id),
             "task_type": input.task_type,
             "priority": check_priority(input.priority),
-            "payload": input.payload if input.payload is not None else {},
+            "payload": json_input(input.payload),
             "max_attempts": input.max_attempts,
             "parent_id": str(input.parent_id) if input.parent_id else None,
             "document_ids": [str(d) for d in input.document_ids],
@@ -312,16 +319,17 @@ class Mutation:
     @strawberry.mutation(permission_classes=[Admin], description="Register an agent (admins).")
     async def register_agent(
         self,
-        info: Info,
+        info: Info[GatewayContext, None],
         input: RegisterAgentInput,
         client_mutation_id: str | None = None,
         reason: str | None = None,
         wait_for_projection: bool = False,
     ) -> CommandOutcome:
-        payload = {
+        capabilities: list[JsonValue] = list(input.capabilities)
+        payload: dict[str, JsonValue] = {
             "name": input.name,
             "kind": input.kind.value,
-            "capabilities": list(input.capabilities),
+            "capabilities": capabilities,
             "model": input.model,
         }
         return await _as(
@@ -331,18 +339,18 @@ class Mutation:
     @strawberry.mutation(permission_classes=[Writer], description="Add a document of your own.")
     async def add_document(
         self,
-        info: Info,
+        info: Info[GatewayContext, None],
         input: AddDocumentInput,
         client_mutation_id: str | None = None,
         reason: str | None = None,
         wait_for_projection: bool = False,
     ) -> CommandOutcome:
-        principal = _context(info).signed_in()
-        payload: dict[str, Any] = {
+        principal = info.context.signed_in()
+        payload: dict[str, JsonValue] = {
             "owner_id": str(principal.user_id),
             "title": input.title,
             "content": input.content,
-            "metadata": input.metadata if input.metadata is not None else {},
+            "metadata": json_input(input.metadata),
         }
         return await _as(
             info, "AddDocument", payload, client_mutation_id, reason, wait_for_projection
@@ -351,13 +359,13 @@ class Mutation:
     @strawberry.mutation(permission_classes=[Writer], description="Start a conversation.")
     async def start_conversation(
         self,
-        info: Info,
+        info: Info[GatewayContext, None],
         input: StartConversationInput,
         client_mutation_id: str | None = None,
         reason: str | None = None,
         wait_for_projection: bool = False,
     ) -> CommandOutcome:
-        principal = _context(info).signed_in()
+        principal = info.context.signed_in()
         payload = {"owner_id": str(principal.user_id), "title": input.title, "model": input.model}
         return await _as(
             info, "StartConversation", payload, client_mutation_id, reason, wait_for_projection
@@ -368,14 +376,14 @@ class Mutation:
     )
     async def post_message(
         self,
-        info: Info,
+        info: Info[GatewayContext, None],
         conversation_id: strawberry.ID,
         content: str,
         client_mutation_id: str | None = None,
         reason: str | None = None,
         wait_for_projection: bool = False,
     ) -> CommandOutcome:
-        principal = _context(info).signed_in()
+        principal = info.context.signed_in()
         command_id = _command_id(str(principal.user_id), client_mutation_id)
         payload = {
             "conversation_id": str(parse_id(conversation_id, "conversationId")),
@@ -398,7 +406,7 @@ class Mutation:
     @strawberry.mutation(permission_classes=[Admin], description="Give a user another role.")
     async def change_role(
         self,
-        info: Info,
+        info: Info[GatewayContext, None],
         user_id: strawberry.ID,
         role: Role,
         client_mutation_id: str | None = None,
@@ -413,7 +421,7 @@ class Mutation:
     @strawberry.mutation(permission_classes=[Admin], description="Stop a user signing in.")
     async def deactivate_user(
         self,
-        info: Info,
+        info: Info[GatewayContext, None],
         user_id: strawberry.ID,
         client_mutation_id: str | None = None,
         reason: str | None = None,

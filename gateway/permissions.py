@@ -6,7 +6,7 @@ and writes only what they own; an agent reads the work and may submit tasks of i
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -15,13 +15,16 @@ from strawberry.types import Info
 
 from commands.guard import Forbidden, Guard
 from gateway.auth import Principal, Role
+from gateway.context import GatewayContext
 from gateway.errors import forbidden
 
 
 class _Roles(BasePermission):
     roles: ClassVar[frozenset[Role]]
 
-    def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
+    def has_permission(
+        self, source: object, info: Info[GatewayContext, None], **kwargs: object
+    ) -> bool:
         principal = info.context.signed_in()
         if principal.role not in self.roles:
             raise forbidden(f"the role {principal.role!r} may not do this")

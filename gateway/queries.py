@@ -3,33 +3,33 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
 from uuid import UUID
 
+import asyncpg
 import strawberry
-from pydantic import BaseModel
+from pydantic import BaseModel, JsonValue
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from gateway import views
 from gateway.context import GatewayContext
 from gateway.errors import ErrorCode, GatewayError
-from gateway.log_types import ActorRef, Change, Event, EventPage, StateAt
+from gateway.log_types import ActorRef, ChangeObject, Event, EventPage, StateAtObject
 from gateway.permissions import Reader, SignedIn, check_read
 from gateway.types import (
     PRIORITY_DESCRIPTION,
-    Agent,
+    AgentObject,
     AgentStatus,
-    Conversation,
+    ConversationObject,
     ConversationPage,
-    Document,
     DocumentHit,
+    DocumentObject,
     DocumentPage,
     Neighbourhood,
-    Task,
+    TaskObject,
     TaskPage,
     TaskStatus,
-    User,
+    UserObject,
     UserPage,
     check_priority,
     decode_cursor,
@@ -43,18 +43,13 @@ MAX_PAGE = 200
 AUDITABLE = ("user", "agent", "task", "agent_message", "document", "conversation", "model_call")
 
 
-def _context(info: Info) -> GatewayContext:
-    context: GatewayContext = info.context
-    return context
-
-
 def _first(first: int) -> int:
     if not 1 <= first <= MAX_PAGE:
         raise GatewayError(ErrorCode.VALIDATION, f"first must be 1 to {MAX_PAGE}", field="first")
     return first
 
 
-def _next(rows: list[Any], first: int, id_column: str) -> str | None:
+def _next(rows: list[asyncpg.Record], first: int, id_column: str) -> str | None:
     return (
         encode_cursor(rows[-1]["created_at"], rows[-1][id_column]) if len(rows) == first else None
     )
@@ -89,7 +84,7 @@ class EventFilter:
     until: datetime | None = None
 
 
-def event_from_row(row: Any) -> Event:
+def event_from_row(row: asyncpg.Record) -> Event:
     """An `event_log` row as a GraphQL event."""
     return Event(
         sequence=row["sequence"],
@@ -105,7 +100,7 @@ def event_from_row(row: Any) -> Event:
         correlation_id=row["correlation_id"],
         causation_id=row["causation_id"],
         reason=row["reason"],
-        data=public(json_value(row["data"])),
+        data=JSON(public(json_value(row["data"]))),
     )
 
 
@@ -146,56 +141,62 @@ class Query:
     """What the gateway answers."""
 
     @strawberry.field(permission_classes=[SignedIn], description="The signed-in user.")
-    async def me(self, info: Info) -> User | None:
-        context = _context(info)
+    async def me(self, info: Info[GatewayContext, None]) -> UserObject | None:
+        context = info.context
         row = await views.user_by_id(context.services.postgres, context.signed_in().user_id)
-        return User.from_row(row) if row else None
+        return UserObject.from_row(row) if row else None
 
     @strawberry.field(permission_classes=[Reader], description="Every user (admins, auditors).")
-    async def users(self, info: Info, first: int = 50, after: str | None = None) -> UserPage:
+    async def users(
+        self, info: Info[GatewayContext, None], first: int = 50, after: str | None = None
+    ) -> UserPage:
         rows = await views.users_page(
-            _context(info).services.postgres, after=decode_cursor(after), first=_first(first)
+            info.context.services.postgres, after=decode_cursor(after), first=_first(first)
         )
         return UserPage(
-            items=[User.from_row(r) for r in rows], next_cursor=_next(rows, first, "user_id")
+            items=[UserObject.from_row(r) for r in rows], next_cursor=_next(rows, first, "user_id")
         )
 
     @strawberry.field(permission_classes=[SignedIn], description="Agents, by name.")
-    async def agents(self, info: Info, status: AgentStatus | None = None) -> list[Agent]:
+    async def agents(
+        self, info: Info[GatewayContext, None], status: AgentStatus | None = None
+    ) -> list[AgentObject]:
         rows = await views.agents_list(
-            _context(info).services.postgres, status=status.value if status else None
+            info.context.services.postgres, status=status.value if status else None
         )
-        return [Agent.from_row(r) for r in rows]
+        return [AgentObject.from_row(r) for r in rows]
 
     @strawberry.field(permission_classes=[SignedIn], description="One agent.")
-    async def agent(self, info: Info, id: strawberry.ID) -> Agent | None:
-        row = await views.agent_by_id(_context(info).services.postgres, parse_id(id))
-        return Agent.from_row(row) if row else None
+    async def agent(
+        self, info: Info[GatewayContext, None], id: strawberry.ID
+    ) -> AgentObject | None:
+        row = await views.agent_by_id(info.context.services.postgres, parse_id(id))
+        return AgentObject.from_row(row) if row else None
 
     @strawberry.field(permission_classes=[SignedIn], description="One task, if yours to see.")
     async def task(
-        self, info: Info, id: strawberry.ID, min_sequence: int | None = None
-    ) -> Task | None:
-        context = _context(info)
+        self, info: Info[GatewayContext, None], id: strawberry.ID, min_sequence: int | None = None
+    ) -> TaskObject | None:
+        context = info.context
         await _caught_up(context, "tasks", min_sequence)
         row = await views.task_by_id(context.services.postgres, parse_id(id))
         if row is None:
             return None
         check_read(context.signed_in(), row["owner_id"])
-        return Task.from_row(row)
+        return TaskObject.from_row(row)
 
     @strawberry.field(
         permission_classes=[SignedIn], description="Tasks newest first; a user sees their own."
     )
     async def tasks(
         self,
-        info: Info,
+        info: Info[GatewayContext, None],
         filter: TaskFilter | None = None,
         first: int = 20,
         after: str | None = None,
         min_sequence: int | None = None,
     ) -> TaskPage:
-        context = _context(info)
+        context = info.context
         await _caught_up(context, "tasks", min_sequence)
         wanted = filter or TaskFilter()
         rows = await views.tasks_page(
@@ -208,18 +209,18 @@ class Query:
             first=_first(first),
         )
         return TaskPage(
-            items=[Task.from_row(r) for r in rows], next_cursor=_next(rows, first, "task_id")
+            items=[TaskObject.from_row(r) for r in rows], next_cursor=_next(rows, first, "task_id")
         )
 
     @strawberry.field(permission_classes=[SignedIn], description="Documents; a user's own.")
     async def documents(
         self,
-        info: Info,
+        info: Info[GatewayContext, None],
         first: int = 20,
         after: str | None = None,
         min_sequence: int | None = None,
     ) -> DocumentPage:
-        context = _context(info)
+        context = info.context
         await _caught_up(context, "documents", min_sequence)
         rows = await views.documents_page(
             context.services.postgres,
@@ -228,31 +229,31 @@ class Query:
             first=_first(first),
         )
         return DocumentPage(
-            items=[Document.from_row(r) for r in rows],
+            items=[DocumentObject.from_row(r) for r in rows],
             next_cursor=_next(rows, first, "document_id"),
         )
 
     @strawberry.field(permission_classes=[SignedIn], description="One document, if yours.")
     async def document(
-        self, info: Info, id: strawberry.ID, min_sequence: int | None = None
-    ) -> Document | None:
-        context = _context(info)
+        self, info: Info[GatewayContext, None], id: strawberry.ID, min_sequence: int | None = None
+    ) -> DocumentObject | None:
+        context = info.context
         await _caught_up(context, "documents", min_sequence)
         row = await views.document_by_id(context.services.postgres, parse_id(id))
         if row is None:
             return None
         check_read(context.signed_in(), row["owner_id"])
-        return Document.from_row(row)
+        return DocumentObject.from_row(row)
 
     @strawberry.field(permission_classes=[SignedIn], description="Conversations; a user's own.")
     async def conversations(
         self,
-        info: Info,
+        info: Info[GatewayContext, None],
         first: int = 20,
         after: str | None = None,
         min_sequence: int | None = None,
     ) -> ConversationPage:
-        context = _context(info)
+        context = info.context
         await _caught_up(context, "conversations", min_sequence)
         rows = await views.conversations_page(
             context.services.postgres,
@@ -261,28 +262,30 @@ class Query:
             first=_first(first),
         )
         return ConversationPage(
-            items=[Conversation.from_row(r) for r in rows],
+            items=[ConversationObject.from_row(r) for r in rows],
             next_cursor=_next(rows, first, "conversation_id"),
         )
 
     @strawberry.field(permission_classes=[SignedIn], description="One conversation, if yours.")
     async def conversation(
-        self, info: Info, id: strawberry.ID, min_sequence: int | None = None
-    ) -> Conversation | None:
-        context = _context(info)
+        self, info: Info[GatewayContext, None], id: strawberry.ID, min_sequence: int | None = None
+    ) -> ConversationObject | None:
+        context = info.context
         await _caught_up(context, "conversations", min_sequence)
         row = await views.conversation_by_id(context.services.postgres, parse_id(id))
         if row is None:
             return None
         check_read(context.signed_in(), row["owner_id"])
-        return Conversation.from_row(row)
+        return ConversationObject.from_row(row)
 
     @strawberry.field(
         permission_classes=[SignedIn],
         description="Document chunks nearest in meaning to `query`; a user searches their own.",
     )
-    async def search_documents(self, info: Info, query: str, k: int = 5) -> list[DocumentHit]:
-        context = _context(info)
+    async def search_documents(
+        self, info: Info[GatewayContext, None], query: str, k: int = 5
+    ) -> list[DocumentHit]:
+        context = info.context
         if not 1 <= k <= 50:
             raise GatewayError(ErrorCode.VALIDATION, "k must be 1 to 50", field="k")
         if not query.strip() or len(query) > 2_000:
@@ -305,13 +308,15 @@ class Query:
         permission_classes=[SignedIn],
         description="Every change of an aggregate, from the log: who, when, why, command.",
     )
-    async def history(self, info: Info, aggregate_type: str, id: strawberry.ID) -> list[Change]:
-        context = _context(info)
+    async def history(
+        self, info: Info[GatewayContext, None], aggregate_type: str, id: strawberry.ID
+    ) -> list[ChangeObject]:
+        context = info.context
         aggregate_id = parse_id(id)
         await _check_audit_access(context, aggregate_type, aggregate_id)
         changes = await context.services.audit.history(aggregate_type, aggregate_id)
         return [
-            Change(
+            ChangeObject(
                 version=c.version,
                 sequence=c.sequence,
                 event_type=c.event_type,
@@ -321,7 +326,7 @@ class Query:
                 command_id=c.command_id,
                 correlation_id=c.correlation_id,
                 causation_id=c.causation_id,
-                data=cast(JSON, public(c.data)),
+                data=JSON(public(c.data)),
             )
             for c in changes
         ]
@@ -332,13 +337,13 @@ class Query:
     )
     async def state_at(
         self,
-        info: Info,
+        info: Info[GatewayContext, None],
         aggregate_type: str,
         id: strawberry.ID,
         version: int | None = None,
         time: datetime | None = None,
-    ) -> StateAt:
-        context = _context(info)
+    ) -> StateAtObject:
+        context = info.context
         aggregate_id = parse_id(id)
         await _check_audit_access(context, aggregate_type, aggregate_id)
         if time is not None and time.tzinfo is None:
@@ -347,12 +352,12 @@ class Query:
             aggregate_type, aggregate_id, version=version, at=time
         )
         state = found.state
-        return StateAt(
+        return StateAtObject(
             aggregate_type=aggregate_type,
             aggregate_id=strawberry.ID(str(aggregate_id)),
             version=found.version,
             occurred_at=found.occurred_at,
-            state=cast(JSON, _public_state(state)) if isinstance(state, BaseModel) else None,
+            state=JSON(_public_state(state)) if isinstance(state, BaseModel) else None,
         )
 
     @strawberry.field(
@@ -360,14 +365,14 @@ class Query:
     )
     async def events(
         self,
-        info: Info,
+        info: Info[GatewayContext, None],
         filter: EventFilter | None = None,
         first: int = 50,
         after_sequence: int = 0,
     ) -> EventPage:
         wanted = filter or EventFilter()
         rows = await views.events_page(
-            _context(info).services.postgres,
+            info.context.services.postgres,
             event_type=wanted.event_type,
             actor_id=wanted.actor_id,
             correlation_id=wanted.correlation_id,
@@ -391,11 +396,11 @@ class Query:
     )
     async def graph(
         self,
-        info: Info,
+        info: Info[GatewayContext, None],
         task_id: strawberry.ID | None = None,
         document_id: strawberry.ID | None = None,
     ) -> Neighbourhood:
-        graph = _context(info).services.graph
+        graph = info.context.services.graph
         agents = await graph.agents_of_task_tree(parse_id(task_id, "taskId")) if task_id else []
         tasks = (
             await graph.tasks_referencing_document(parse_id(document_id, "documentId"))
@@ -408,7 +413,7 @@ class Query:
         )
 
 
-def _public_state(state: BaseModel) -> dict[str, Any]:
+def _public_state(state: BaseModel) -> dict[str, JsonValue]:
     """A state for clients: never a password hash."""
-    data: dict[str, Any] = public(state.model_dump(mode="json"))
-    return data
+    dumped: dict[str, JsonValue] = state.model_dump(mode="json")
+    return public(dumped)

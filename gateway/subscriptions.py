@@ -9,15 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Iterator
-from typing import Any, cast
+from typing import cast
 from uuid import UUID
 
 import strawberry
+from nats.aio.msg import Msg
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from commands.loading import LoadedAggregate
 from domain.aggregates import TASK
+from domain.task import Task
 from gateway.context import GatewayContext
 from gateway.errors import ErrorCode, GatewayError
 from gateway.log_types import ActorRef, Event
@@ -26,11 +28,6 @@ from gateway.queries import EventFilter
 from gateway.types import TaskStatus, parse_id, public
 from schemas.envelope import EVENT_SUBJECT_PREFIX, RecordedEvent
 from schemas.live import ReplyToken, live_conversation_subject
-
-
-def _context(info: Info) -> GatewayContext:
-    context: GatewayContext = info.context
-    return context
 
 
 def event_of(recorded: RecordedEvent) -> Event:
@@ -50,7 +47,7 @@ def event_of(recorded: RecordedEvent) -> Event:
         correlation_id=e.correlation_id,
         causation_id=e.causation_id,
         reason=e.reason,
-        data=cast(JSON, public(dict(e.data))),
+        data=JSON(public(dict(e.data))),
     )
 
 
@@ -72,7 +69,9 @@ async def _task_owner(context: GatewayContext, recorded: RecordedEvent) -> UUID 
     """Who submitted a task: from its first event, which names the owner."""
     first = recorded
     if recorded.envelope.event_type != "TaskSubmitted":
-        async for earliest in context.services.store.load("task", recorded.envelope.aggregate_id):
+        async for earliest in context.services.store.aggregate_events(
+            "task", recorded.envelope.aggregate_id
+        ):
             first = earliest
             break
     owner = first.envelope.data.get("owner_id")
@@ -135,7 +134,7 @@ async def _chunks(
 
 
 async def _conversation_owner(context: GatewayContext, conversation_id: UUID) -> UUID | None:
-    async for first in context.services.store.load("conversation", conversation_id):
+    async for first in context.services.store.aggregate_events("conversation", conversation_id):
         owner = first.envelope.data.get("owner_id")
         return UUID(str(owner)) if owner else None
     return None
@@ -150,9 +149,12 @@ class Subscription:
         description="Events as they are appended, after a sequence (admins, auditors).",
     )
     async def events(
-        self, info: Info, filter: EventFilter | None = None, after_sequence: int | None = None
+        self,
+        info: Info[GatewayContext, None],
+        filter: EventFilter | None = None,
+        after_sequence: int | None = None,
     ) -> AsyncGenerator[Event, None]:
-        context = _context(info)
+        context = info.context
         wanted = filter or EventFilter()
         aggregate_id = parse_id(wanted.aggregate_id, "aggregateId") if wanted.aggregate_id else None
         subject = _subject(wanted.aggregate_type, aggregate_id, wanted.event_type)
@@ -177,9 +179,9 @@ class Subscription:
         description="A task's every change after a sequence (0: its whole history).",
     )
     async def task_updated(
-        self, info: Info, id: strawberry.ID, after_sequence: int = 0
+        self, info: Info[GatewayContext, None], id: strawberry.ID, after_sequence: int = 0
     ) -> AsyncGenerator[TaskUpdate, None]:
-        context = _context(info)
+        context = info.context
         task_id = parse_id(id)
         principal = context.signed_in()
         if after_sequence < 0:
@@ -188,7 +190,7 @@ class Subscription:
         subject = _subject("task", task_id, None)
         async for recorded in context.services.store.read(subject_filter=subject, follow=True):
             folded.apply(recorded)
-            state: Any = folded.state
+            state = cast(Task, folded.state)  # the task kind folds into task states
             if folded.version == 1:
                 check_read(principal, state.owner_id)
             if recorded.sequence <= after_sequence:
@@ -198,7 +200,7 @@ class Subscription:
                 event_type=recorded.envelope.event_type,
                 version=folded.version,
                 status=TaskStatus(state.status),
-                task=state.model_dump(mode="json"),
+                task=JSON(state.model_dump(mode="json")),
             )
 
     @strawberry.subscription(
@@ -206,9 +208,12 @@ class Subscription:
         description="Events of tasks after a sequence; a user gets only their own tasks'.",
     )
     async def tasks(
-        self, info: Info, owner_id: strawberry.ID | None = None, after_sequence: int | None = None
+        self,
+        info: Info[GatewayContext, None],
+        owner_id: strawberry.ID | None = None,
+        after_sequence: int | None = None,
     ) -> AsyncGenerator[Event, None]:
-        context = _context(info)
+        context = info.context
         principal = context.signed_in()
         owner = parse_id(owner_id, "ownerId") if owner_id else None
         if principal.role == "user":
@@ -235,9 +240,9 @@ class Subscription:
         description="Assistant replies of a conversation: tokens live, then each final message.",
     )
     async def conversation_reply(
-        self, info: Info, id: strawberry.ID
+        self, info: Info[GatewayContext, None], id: strawberry.ID
     ) -> AsyncGenerator[ReplyChunk, None]:
-        context = _context(info)
+        context = info.context
         conversation_id = parse_id(id)
         principal = context.signed_in()
         owner = await _conversation_owner(context, conversation_id)
@@ -248,7 +253,7 @@ class Subscription:
         check_read(principal, owner)
         chunks: asyncio.Queue[ReplyChunk] = asyncio.Queue()
 
-        async def on_token(message: Any) -> None:
+        async def on_token(message: Msg) -> None:
             token = ReplyToken.model_validate_json(message.data)
             await chunks.put(
                 ReplyChunk(
@@ -274,7 +279,7 @@ class Subscription:
                         token=None,
                         final=True,
                         content=str(data["content"]),
-                        citations=cast(JSON, data.get("citations", [])),
+                        citations=JSON(data.get("citations", [])),
                         sequence=recorded.sequence,
                     )
                 )

@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, NewType, cast, get_args
+from typing import Annotated, NewType, TypeVar, cast, get_args, overload
 from uuid import UUID
 
+import asyncpg
 import strawberry
 from graphql import GraphQLError
-from pydantic import TypeAdapter, ValidationError
+from pydantic import JsonValue, TypeAdapter, ValidationError
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
@@ -22,6 +24,7 @@ from domain.document import DocumentStatus as DocumentStatus
 from domain.task import Priority, SubmitTask
 from domain.task import TaskStatus as TaskStatus
 from domain.user import Role as Role
+from gateway.context import GatewayContext
 from gateway.errors import ErrorCode, GatewayError
 from gateway.views import Cursor
 
@@ -37,9 +40,15 @@ strawberry.enum(DocumentStatus, description="Where a document is in its life.")
 strawberry.enum(MessageRole, description="Who said a message of a conversation.")
 
 
-def _constraint(metadata: list[Any], name: str) -> Any:
+T = TypeVar("T")
+
+
+def _constraint(metadata: Sequence[object], name: str, kind: type[T]) -> T:
     """One constraint (`ge`, `max_length`, `pattern`…) of a domain field's metadata."""
-    return next(getattr(item, name) for item in metadata if hasattr(item, name))
+    value = next(getattr(item, name) for item in metadata if hasattr(item, name))
+    if not isinstance(value, kind):
+        raise TypeError(f"the constraint {name} is {value!r}, not a {kind.__name__}")
+    return value
 
 
 # --- task types: an open set, so a scalar that says its pattern ------------------------------
@@ -50,9 +59,9 @@ TaskType = NewType("TaskType", str)
 _TASK_TYPE_FIELD = SubmitTask.model_fields["task_type"]
 _TASK_TYPES: TypeAdapter[str] = TypeAdapter(Annotated[str, _TASK_TYPE_FIELD])
 TASK_TYPE_RULE = (
-    f"{_constraint(_TASK_TYPE_FIELD.metadata, 'min_length')} to "
-    f"{_constraint(_TASK_TYPE_FIELD.metadata, 'max_length')} characters matching "
-    f"`{_constraint(_TASK_TYPE_FIELD.metadata, 'pattern')}`"
+    f"{_constraint(_TASK_TYPE_FIELD.metadata, 'min_length', int)} to "
+    f"{_constraint(_TASK_TYPE_FIELD.metadata, 'max_length', int)} characters matching "
+    f"`{_constraint(_TASK_TYPE_FIELD.metadata, 'pattern', str)}`"
 )
 """What a task type looks like, from the domain's own field (`SubmitTask.task_type`)."""
 
@@ -83,8 +92,8 @@ TASK_TYPE_SCALAR = strawberry.scalar(
 # --- priority: an Int with its range -----------------------------------------------------------
 
 PRIORITY_RANGE: tuple[int, int] = (
-    _constraint(get_args(Priority)[1].metadata, "ge"),
-    _constraint(get_args(Priority)[1].metadata, "le"),
+    _constraint(get_args(Priority)[1].metadata, "ge", int),
+    _constraint(get_args(Priority)[1].metadata, "le", int),
 )
 """Lowest and highest priority number, from the domain's `Priority`; the lowest number is the
 most urgent.
@@ -119,16 +128,28 @@ SECRET_FIELDS = frozenset({"password_hash"})
 """Fields of event data and states that never leave the gateway."""
 
 
-def public(data: Any) -> Any:
+@overload
+def public(data: dict[str, JsonValue]) -> dict[str, JsonValue]: ...
+@overload
+def public(data: JsonValue) -> JsonValue: ...
+def public(data: JsonValue) -> JsonValue:
     """Event data or a state without its secrets (a password hash, even hashed, stays inside)."""
     if isinstance(data, dict):
         return {k: v for k, v in data.items() if k not in SECRET_FIELDS}
     return data
 
 
-def json_value(value: Any) -> Any:
+def json_input(value: JSON | None) -> JsonValue:
+    """A JSON argument as a JSON value, `{}` when absent (the scalar holds parsed JSON only)."""
+    return {} if value is None else cast(JsonValue, value)
+
+
+def json_value(value: JsonValue) -> JsonValue:
     """A jsonb column's value (asyncpg hands jsonb over as text)."""
-    return json.loads(value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        decoded: JsonValue = json.loads(value)
+        return decoded
+    return value
 
 
 def parse_id(value: str | strawberry.ID, field: str = "id") -> UUID:
@@ -157,8 +178,8 @@ def decode_cursor(cursor: str | None) -> Cursor | None:
         ) from None
 
 
-@strawberry.type(description="A person or program that signs in.")
-class User:
+@strawberry.type(name="User", description="A person or program that signs in.")
+class UserObject:
     id: strawberry.ID
     email: str
     username: str
@@ -168,7 +189,7 @@ class User:
     version: int
 
     @classmethod
-    def from_row(cls, row: Any) -> User:
+    def from_row(cls, row: asyncpg.Record) -> UserObject:
         """From a `users` row."""
         return cls(
             id=strawberry.ID(str(row["user_id"])),
@@ -181,8 +202,8 @@ class User:
         )
 
 
-@strawberry.type(description="An AI agent and what it can do.")
-class Agent:
+@strawberry.type(name="Agent", description="An AI agent and what it can do.")
+class AgentObject:
     id: strawberry.ID
     name: str
     kind: AgentKind
@@ -196,7 +217,7 @@ class Agent:
     version: int
 
     @classmethod
-    def from_row(cls, row: Any) -> Agent:
+    def from_row(cls, row: asyncpg.Record) -> AgentObject:
         """From an `agents` row."""
         return cls(
             id=strawberry.ID(str(row["agent_id"])),
@@ -211,8 +232,8 @@ class Agent:
         )
 
 
-@strawberry.type(description="A message between agents about a task.")
-class AgentMessage:
+@strawberry.type(name="AgentMessage", description="A message between agents about a task.")
+class AgentMessageObject:
     id: strawberry.ID
     source_agent_id: strawberry.ID
     target_agent_id: strawberry.ID
@@ -222,21 +243,21 @@ class AgentMessage:
     created_at: datetime
 
     @classmethod
-    def from_row(cls, row: Any) -> AgentMessage:
+    def from_row(cls, row: asyncpg.Record) -> AgentMessageObject:
         """From an `agent_messages` row."""
         return cls(
             id=strawberry.ID(str(row["message_id"])),
             source_agent_id=strawberry.ID(str(row["source_agent_id"])),
             target_agent_id=strawberry.ID(str(row["target_agent_id"])),
             message_type=row["message_type"],
-            payload=json_value(row["payload"]),
+            payload=JSON(json_value(row["payload"])),
             acknowledged=row["acknowledged"],
             created_at=row["created_at"],
         )
 
 
-@strawberry.type(description="A unit of work, as the read model holds it.")
-class Task:
+@strawberry.type(name="Task", description="A unit of work, as the read model holds it.")
+class TaskObject:
     id: strawberry.ID
     owner_id: strawberry.ID
     task_type: TaskType
@@ -253,34 +274,34 @@ class Task:
     version: int
     sequence: int
     # jsonb as asyncpg hands it over; decoded only when a query asks for it.
-    raw_payload: strawberry.Private[Any]
-    raw_result: strawberry.Private[Any]
-    raw_error: strawberry.Private[Any]
+    raw_payload: strawberry.Private[JsonValue]
+    raw_result: strawberry.Private[JsonValue]
+    raw_error: strawberry.Private[JsonValue]
 
     @strawberry.field(description="What the task was asked to do.")
     def payload(self) -> JSON:
-        return cast(JSON, json_value(self.raw_payload))
+        return JSON(json_value(self.raw_payload))
 
     @strawberry.field(description="What it produced, once completed.")
     def result(self) -> JSON | None:
-        return cast(JSON, json_value(self.raw_result))
+        return JSON(json_value(self.raw_result))
 
     @strawberry.field(description="Why it failed: a stable code, a message, retryable.")
     def error(self) -> JSON | None:
-        return cast(JSON, json_value(self.raw_error))
+        return JSON(json_value(self.raw_error))
 
     @strawberry.field(description="Child tasks, oldest first.")
-    async def subtasks(self, info: Info) -> list[Task]:
+    async def subtasks(self, info: Info[GatewayContext, None]) -> list[TaskObject]:
         rows = await info.context.loaders.subtasks.load(UUID(self.id))
-        return [Task.from_row(row) for row in rows]
+        return [TaskObject.from_row(row) for row in rows]
 
     @strawberry.field(description="Messages agents sent each other about this task.")
-    async def messages(self, info: Info) -> list[AgentMessage]:
+    async def messages(self, info: Info[GatewayContext, None]) -> list[AgentMessageObject]:
         rows = await info.context.loaders.task_messages.load(UUID(self.id))
-        return [AgentMessage.from_row(row) for row in rows]
+        return [AgentMessageObject.from_row(row) for row in rows]
 
     @classmethod
-    def from_row(cls, row: Any) -> Task:
+    def from_row(cls, row: asyncpg.Record) -> TaskObject:
         """From a `tasks` row."""
         return cls(
             id=strawberry.ID(str(row["task_id"])),
@@ -306,12 +327,12 @@ class Task:
 
 @strawberry.type(description="One page of tasks and the cursor of the next.")
 class TaskPage:
-    items: list[Task]
+    items: list[TaskObject]
     next_cursor: str | None
 
 
-@strawberry.type(description="A document the assistants can search and cite.")
-class Document:
+@strawberry.type(name="Document", description="A document the assistants can search and cite.")
+class DocumentObject:
     id: strawberry.ID
     owner_id: strawberry.ID
     title: str
@@ -327,7 +348,7 @@ class Document:
     version: int
 
     @classmethod
-    def from_row(cls, row: Any) -> Document:
+    def from_row(cls, row: asyncpg.Record) -> DocumentObject:
         """From a `documents` row."""
         return cls(
             id=strawberry.ID(str(row["document_id"])),
@@ -335,11 +356,11 @@ class Document:
             title=row["title"],
             content_hash=row["content_hash"],
             content_size=row["content_size"],
-            metadata=json_value(row["metadata"]),
+            metadata=JSON(json_value(row["metadata"])),
             status=DocumentStatus(row["status"]),
             chunk_count=row["chunk_count"],
             embedding_model=row["embedding_model"],
-            error=json_value(row["error"]),
+            error=JSON(json_value(row["error"])),
             created_at=row["created_at"],
             updated_at=row["updated_at"],
             version=row["version"],
@@ -348,7 +369,7 @@ class Document:
 
 @strawberry.type(description="One page of documents.")
 class DocumentPage:
-    items: list[Document]
+    items: list[DocumentObject]
     next_cursor: str | None
 
 
@@ -363,7 +384,7 @@ class ConversationMessage:
     citations: JSON
 
     @classmethod
-    def from_row(cls, row: Any) -> ConversationMessage:
+    def from_row(cls, row: asyncpg.Record) -> ConversationMessage:
         """From a `conversation_messages` row."""
         return cls(
             id=strawberry.ID(str(row["message_id"])),
@@ -372,12 +393,12 @@ class ConversationMessage:
             content=row["content"],
             model=row["model"],
             in_reply_to=_id(row["in_reply_to"]),
-            citations=json_value(row["citations"]),
+            citations=JSON(json_value(row["citations"])),
         )
 
 
-@strawberry.type(description="A chat with the assistant.")
-class Conversation:
+@strawberry.type(name="Conversation", description="A chat with the assistant.")
+class ConversationObject:
     id: strawberry.ID
     owner_id: strawberry.ID
     title: str
@@ -389,12 +410,12 @@ class Conversation:
     version: int
 
     @strawberry.field(description="Its messages in order.")
-    async def messages(self, info: Info) -> list[ConversationMessage]:
+    async def messages(self, info: Info[GatewayContext, None]) -> list[ConversationMessage]:
         rows = await info.context.loaders.conversation_messages.load(UUID(self.id))
         return [ConversationMessage.from_row(row) for row in rows]
 
     @classmethod
-    def from_row(cls, row: Any) -> Conversation:
+    def from_row(cls, row: asyncpg.Record) -> ConversationObject:
         """From a `conversations` row."""
         return cls(
             id=strawberry.ID(str(row["conversation_id"])),
@@ -411,13 +432,13 @@ class Conversation:
 
 @strawberry.type(description="One page of conversations.")
 class ConversationPage:
-    items: list[Conversation]
+    items: list[ConversationObject]
     next_cursor: str | None
 
 
 @strawberry.type(description="One page of users.")
 class UserPage:
-    items: list[User]
+    items: list[UserObject]
     next_cursor: str | None
 
 
@@ -443,7 +464,7 @@ class AuthPayload:
     access_token: str
     refresh_token: str
     expires_in: int = strawberry.field(description="Seconds the access token is valid.")
-    user: User
+    user: UserObject
 
 
 @strawberry.type(description="Who worked on what, from the graph.")

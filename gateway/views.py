@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -64,7 +63,9 @@ async def any_admin(pool: asyncpg.Pool) -> bool:
     return bool(await pool.fetchval("SELECT EXISTS (SELECT 1 FROM users WHERE role = 'admin')"))
 
 
-async def users_page(pool: asyncpg.Pool, *, after: Cursor | None, first: int) -> list[Any]:
+async def users_page(
+    pool: asyncpg.Pool, *, after: Cursor | None, first: int
+) -> list[asyncpg.Record]:
     """Users, newest first."""
     return await pool.fetch(
         f"SELECT {_USER_COLUMNS} FROM users"
@@ -75,7 +76,7 @@ async def users_page(pool: asyncpg.Pool, *, after: Cursor | None, first: int) ->
     )
 
 
-async def agents_list(pool: asyncpg.Pool, *, status: str | None) -> list[Any]:
+async def agents_list(pool: asyncpg.Pool, *, status: str | None) -> list[asyncpg.Record]:
     """Every agent, by name."""
     return await pool.fetch(
         f"SELECT {_AGENT_COLUMNS} FROM agents WHERE ($1::text IS NULL OR status = $1)"
@@ -120,7 +121,7 @@ async def tasks_page(
     )
 
 
-async def subtasks_of(pool: asyncpg.Pool, parent_ids: Sequence[UUID]) -> list[list[Any]]:
+async def subtasks_of(pool: asyncpg.Pool, parent_ids: Sequence[UUID]) -> list[list[asyncpg.Record]]:
     """The subtasks of each parent, oldest first (a dataloader batch)."""
     rows = await pool.fetch(
         f"SELECT {_TASK_COLUMNS} FROM tasks WHERE parent_id = ANY($1::uuid[])"
@@ -130,7 +131,9 @@ async def subtasks_of(pool: asyncpg.Pool, parent_ids: Sequence[UUID]) -> list[li
     return _grouped(rows, "parent_id", parent_ids)
 
 
-async def messages_of_tasks(pool: asyncpg.Pool, task_ids: Sequence[UUID]) -> list[list[Any]]:
+async def messages_of_tasks(
+    pool: asyncpg.Pool, task_ids: Sequence[UUID]
+) -> list[list[asyncpg.Record]]:
     """The agent messages about each task, oldest first (a dataloader batch)."""
     rows = await pool.fetch(
         "SELECT message_id, source_agent_id, target_agent_id, task_id, message_type, payload,"
@@ -143,7 +146,7 @@ async def messages_of_tasks(pool: asyncpg.Pool, task_ids: Sequence[UUID]) -> lis
 
 async def documents_page(
     pool: asyncpg.Pool, *, owner_id: UUID | None, after: Cursor | None, first: int
-) -> list[Any]:
+) -> list[asyncpg.Record]:
     """Documents newest first (removed ones included: their status says so)."""
     return await pool.fetch(
         f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE ($1::uuid IS NULL OR owner_id = $1)"
@@ -164,7 +167,7 @@ async def document_by_id(pool: asyncpg.Pool, document_id: UUID) -> asyncpg.Recor
 
 async def conversations_page(
     pool: asyncpg.Pool, *, owner_id: UUID | None, after: Cursor | None, first: int
-) -> list[Any]:
+) -> list[asyncpg.Record]:
     """Conversations newest first."""
     return await pool.fetch(
         f"SELECT {_CONVERSATION_COLUMNS} FROM conversations"
@@ -187,7 +190,7 @@ async def conversation_by_id(pool: asyncpg.Pool, conversation_id: UUID) -> async
 
 async def messages_of_conversations(
     pool: asyncpg.Pool, conversation_ids: Sequence[UUID]
-) -> list[list[Any]]:
+) -> list[list[asyncpg.Record]]:
     """Each conversation's messages in order (a dataloader batch)."""
     rows = await pool.fetch(
         "SELECT conversation_id, position, message_id, role, content, model, in_reply_to,"
@@ -227,7 +230,7 @@ async def events_page(
     until: datetime | None,
     after_sequence: int,
     first: int,
-) -> list[Any]:
+) -> list[asyncpg.Record]:
     """The event log searched, in stream order from after a sequence."""
     return await pool.fetch(
         f"SELECT {_EVENT_COLUMNS} FROM event_log WHERE sequence > $1"
@@ -250,8 +253,10 @@ async def events_page(
     )
 
 
-def _grouped(rows: Sequence[Any], key: str, ids: Sequence[UUID]) -> list[list[Any]]:
-    groups: dict[UUID, list[Any]] = {i: [] for i in ids}
+def _grouped(
+    rows: Sequence[asyncpg.Record], key: str, ids: Sequence[UUID]
+) -> list[list[asyncpg.Record]]:
+    groups: dict[UUID, list[asyncpg.Record]] = {i: [] for i in ids}
     for row in rows:
         groups[row[key]].append(row)
     return [groups[i] for i in ids]

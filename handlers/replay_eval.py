@@ -121,7 +121,9 @@ async def recorded_run(store: EventStore, assigned: RecordedEvent, task: Task) -
     """How the run this assignment caused ended, from the log; None if it never ended."""
     cause = str(assigned.envelope.event_id)
     ending: EventEnvelope | None = None
-    async for event in store.load("task", task.task_id, after_sequence=assigned.sequence):
+    async for event in store.aggregate_events(
+        "task", task.task_id, after_sequence=assigned.sequence
+    ):
         envelope = event.envelope
         if envelope.causation_id == cause and envelope.event_type in (
             "TaskCompleted",
@@ -133,7 +135,7 @@ async def recorded_run(store: EventStore, assigned: RecordedEvent, task: Task) -
         return None
     calls = [
         event.envelope.data
-        async for event in store.load(
+        async for event in store.aggregate_events(
             "model_call", call_id_for(assigned.envelope.event_id, task.task_type)
         )
     ]

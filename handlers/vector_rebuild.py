@@ -28,7 +28,7 @@ from schemas.envelope import EVENT_SUBJECT_PREFIX
 CHECKPOINT = "vectors"
 _KEPT = (DocumentStatus.ADDED, DocumentStatus.INDEXED)
 
-Progress = Callable[[int, int], None]
+DocumentProgress = Callable[[int, int], None]
 """Called with (documents done, documents in all) as the rebuild goes."""
 
 
@@ -73,7 +73,7 @@ async def rebuild_vectors(
     pool: asyncpg.Pool,
     *,
     fresh: bool = True,
-    progress: Progress | None = None,
+    progress: DocumentProgress | None = None,
 ) -> VectorsRebuilt:
     """Re-embed every document still in the log; `fresh` drops every vector first."""
     started = time.perf_counter()

@@ -139,7 +139,7 @@ class AggregateTableProjector:
         if spec.after_write is not None:
             await spec.after_write(connection, states, self.targets)
 
-    async def bulk_load(
+    async def bulk_insert(
         self,
         store: EventStore,
         connection: Connection,

@@ -71,7 +71,7 @@ async def history(store: EventStore, aggregate_type: str, aggregate_id: UUID) ->
             causation_id=e.envelope.causation_id,
             data=dict(e.envelope.data),
         )
-        async for e in store.load(aggregate_type, aggregate_id)
+        async for e in store.aggregate_events(aggregate_type, aggregate_id)
     ]
 
 
@@ -91,7 +91,7 @@ async def state_at(
         kind=_kind(aggregate_type), aggregate_id=aggregate_id, remember_commands=False
     )
     occurred_at: datetime | None = None
-    async for recorded in store.load(aggregate_type, aggregate_id):
+    async for recorded in store.aggregate_events(aggregate_type, aggregate_id):
         envelope = recorded.envelope
         if version is not None and envelope.aggregate_version > version:
             break

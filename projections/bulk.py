@@ -1,6 +1,6 @@
 """Fold one aggregate kind's events from the whole log in memory, for rebuilds from sequence 1.
 
-The log is read a batch at a time (`eventstore.load.replay_batches`), each envelope is decoded
+The log is read a batch at a time (`eventstore.direct.replay_batches`), each envelope is decoded
 into the few fields a fold needs (the rest is skipped by the parser, not built), and every
 aggregate's state is kept with the bookkeeping its row carries. How a state is folded and
 turned into columns is a `RowFold`: `DomainFold` goes through the domain's models and
@@ -22,11 +22,12 @@ import msgspec
 from pydantic import BaseModel
 
 from domain.aggregates import AggregateKind
-from eventstore.load import replay_batches
+from eventstore.direct import replay_batches
 from eventstore.store import EventStore
 from schemas.events import decode_event
 
-Progress = Callable[[int, int], None]
+BuildProgress = Callable[[int, int], None]
+"""Called with (sequence reached, sequence aimed at) as a build goes."""
 
 SAMPLE_EVERY = 500
 """Of the aggregates a fast fold builds, every this many-th (the first included) is checked."""
@@ -131,7 +132,7 @@ async def fold_log(
     fold: RowFold,
     *,
     up_to: int,
-    progress: Progress | None = None,
+    progress: BuildProgress | None = None,
     sample: bool = False,
 ) -> Folded:
     """Fold every event of aggregate type `kind` from sequence 1 to `up_to` with `fold`."""

@@ -9,7 +9,7 @@ the rebuild got. The old tables are dropped after.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from uuid import uuid4
 
@@ -17,12 +17,10 @@ import asyncpg
 import structlog
 
 from eventstore.store import EventStore
+from projections.bulk import BuildProgress
 from projections.runtime import Connection, ProjectionRunner, Projector, checkpoint_of
 
 log = structlog.get_logger(__name__)
-
-Progress = Callable[[int, int], None]
-"""Called with (sequence reached, sequence aimed at) as a build goes."""
 
 
 @dataclass(frozen=True)
@@ -65,7 +63,7 @@ async def build_into(
     checkpoint_name: str,
     *,
     up_to: int | None = None,
-    progress: Progress | None = None,
+    progress: BuildProgress | None = None,
     batch_size: int = 5_000,
 ) -> int:
     """Apply the log from sequence 1 to `up_to` (default: its end now) with `projector`.
@@ -74,8 +72,8 @@ async def build_into(
     fixed when the build starts (the live projector carries on from wherever a rebuild stops).
     """
     await pool.execute("DELETE FROM projection_checkpoints WHERE name = $1", checkpoint_name)
-    bulk_load = getattr(projector, "bulk_load", None)
-    if bulk_load is None:
+    bulk_insert = getattr(projector, "bulk_insert", None)
+    if bulk_insert is None:
         return await _continue(
             store,
             pool,
@@ -88,7 +86,7 @@ async def build_into(
     # Empty tables from sequence 1: fold everything in memory and COPY once, with the checkpoint.
     target = up_to if up_to is not None else await store.last_sequence()
     async with pool.acquire() as connection, connection.transaction():
-        events = int(await bulk_load(store, connection, up_to=target, progress=progress))
+        events = int(await bulk_insert(store, connection, up_to=target, progress=progress))
         await connection.execute(
             "INSERT INTO projection_checkpoints (name, version, sequence) VALUES ($1, $2, $3)",
             checkpoint_name,
@@ -107,7 +105,7 @@ async def _continue(
     checkpoint_name: str,
     *,
     up_to: int | None,
-    progress: Progress | None,
+    progress: BuildProgress | None,
     batch_size: int,
 ) -> int:
     runner = ProjectionRunner(
@@ -126,7 +124,11 @@ async def _continue(
 
 
 async def rebuild(
-    store: EventStore, pool: asyncpg.Pool, projector: Projector, *, progress: Progress | None = None
+    store: EventStore,
+    pool: asyncpg.Pool,
+    projector: Projector,
+    *,
+    progress: BuildProgress | None = None,
 ) -> RebuildReport:
     """Build the next version beside the live tables, then switch to it atomically."""
     started = time.monotonic()
@@ -182,7 +184,11 @@ async def _checksums(
 
 
 async def verify(
-    store: EventStore, pool: asyncpg.Pool, projector: Projector, *, progress: Progress | None = None
+    store: EventStore,
+    pool: asyncpg.Pool,
+    projector: Projector,
+    *,
+    progress: BuildProgress | None = None,
 ) -> list[TableCheck]:
     """Rebuild into a scratch schema up to the live checkpoint and compare every table."""
     schema = f"verify_{uuid4().hex[:12]}"

@@ -7,7 +7,7 @@ events were validated by those same models when they were appended; anything thi
 not written for (an event type it lacks, an older schema version) goes through the domain.
 
 Two guards keep it honest: `task_row_fold()` offers nothing once `Task`'s fields or the task
-events' versions differ from the ones below, and the bulk loader compares a sample of rows
+events' versions differ from the ones below, and the bulk insert compares a sample of rows
 with the domain's own and rebuilds through the domain if any differs.
 """
 

@@ -73,6 +73,6 @@ async def completed_task(bus: CommandBus, result: dict[str, object]) -> Recorded
         CompleteTask(task_id=task_id, result=result),
     ):
         await bus.execute(command, CommandContext(command_id=str(uuid7()), actor=actor))
-    events = [recorded async for recorded in bus.store.load("task", task_id)]
+    events = [recorded async for recorded in bus.store.aggregate_events("task", task_id)]
     assert events[-1].envelope.event_type == "TaskCompleted"
     return events[-1]

@@ -34,8 +34,8 @@ from runtime.cli.base import (
     connected_platform,
     connected_read_side,
     console,
-    load_settings,
     reaching,
+    read_settings,
     run,
     stop_signal,
     without_vectors,
@@ -56,7 +56,7 @@ def agents_run(
     if unknown:
         raise CliError(f"No agent named {', '.join(unknown)}; known: {', '.join(AGENT_KINDS)}")
     options = AgentOptions(only=only or (), replica=replica)
-    settings = load_settings(foreground=True)
+    settings = read_settings(foreground=True)
     if not options.runs("document-assistant"):
         # Only the document assistant keeps vectors; without it this process runs beside
         # `sutazai up`, whose local-mode storage is its own.
@@ -177,7 +177,7 @@ def agents_eval(
     if agent not in EVALUATED:
         raise CliError(f"No replay evaluation for {agent!r}; known: {', '.join(EVALUATED)}")
     from_sequence, from_time = _since(since)
-    settings = load_settings()
+    settings = read_settings()
     stack = Stack(settings)
     chat_model = model or settings.chat_model
 

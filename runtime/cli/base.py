@@ -72,7 +72,7 @@ errors = Console(stderr=True)
 T = TypeVar("T")
 
 _settings: Settings | None = None
-"""The settings of the command running (`load_settings`)."""
+"""The settings of the command running (`read_settings`)."""
 _debug = False
 """Whether an unexpected error shows its traceback (SUTAZAI_LOG_LEVEL=debug)."""
 
@@ -260,7 +260,7 @@ def _held_by_another_process(error: RuntimeError) -> bool:
     return type(error.__context__).__module__.startswith("portalocker")
 
 
-def load_settings(*, foreground: bool = False) -> Settings:
+def read_settings(*, foreground: bool = False) -> Settings:
     """The settings, read once per command, and logging set up.
 
     A command that prints its result logs warnings only (its output says what happened) unless
@@ -289,7 +289,7 @@ def refusal(reply: CommandRefused) -> str:
 @contextlib.asynccontextmanager
 async def connected_commands() -> AsyncIterator[CommandDispatcher]:
     """The event store and the command bus: NATS only."""
-    settings = load_settings()
+    settings = read_settings()
     stack = Stack(settings)
     async with contextlib.AsyncExitStack() as opened:
         with reaching(stack, "nats"):
@@ -300,7 +300,7 @@ async def connected_commands() -> AsyncIterator[CommandDispatcher]:
 @contextlib.asynccontextmanager
 async def connected_read_side() -> AsyncIterator[tuple[CommandDispatcher, asyncpg.Pool]]:
     """The event store and the read side's database: NATS and PostgreSQL, nothing else."""
-    settings = load_settings()
+    settings = read_settings()
     stack = Stack(settings)
     async with contextlib.AsyncExitStack() as opened:
         with reaching(stack, "nats"):

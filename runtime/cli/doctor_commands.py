@@ -6,7 +6,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from runtime.bootstrap import stream_layout
-from runtime.cli.base import CliError, Unavailable, app, console, load_settings, run
+from runtime.cli.base import CliError, Unavailable, app, console, read_settings, run
 from runtime.doctor import OK, PROBLEM, Diagnosis, diagnose
 
 _STYLE = {OK: "green", PROBLEM: "red"}
@@ -29,7 +29,7 @@ def _table(diagnosis: Diagnosis) -> Table:
 @app.command()
 def doctor() -> None:
     """Check every server and its version, the streams, consumers, DLQ, disk and clocks."""
-    settings = load_settings()
+    settings = read_settings()
     diagnosis = run(diagnose(settings, stream_layout(settings)))
     console.print(_table(diagnosis))
     if not diagnosis.answering:  # every check but the disk's needs a server

@@ -34,8 +34,8 @@ from runtime.cli.base import (
     connected_platform,
     connected_read_side,
     console,
-    load_settings,
     projections_app,
+    read_settings,
     run,
     stop_signal,
     without_vectors,
@@ -164,7 +164,7 @@ def _with_read_side(
 
 def _rebuild_vectors(*, fresh: bool) -> None:
     """Re-embed every document from the log (handlers/vector_rebuild.py)."""
-    settings = load_settings()
+    settings = read_settings()
 
     async def main() -> VectorsRebuilt:
         async with connected_platform(settings) as platform:
@@ -252,7 +252,7 @@ def projections_run(
     for name in only or ():
         if name != GRAPH:
             _projector(name)
-    settings = without_vectors(load_settings(foreground=True))  # projectors keep no vectors
+    settings = without_vectors(read_settings(foreground=True))  # projectors keep no vectors
     with_graph = not only or GRAPH in only
 
     async def main() -> None:

@@ -25,7 +25,7 @@ from runtime.cli.base import (
     app,
     connected_platform,
     console,
-    load_settings,
+    read_settings,
     run,
     stop_signal,
     what_to_do,
@@ -176,7 +176,7 @@ def _port_is_free(port: int) -> bool:
 @app.command()
 def gateway() -> None:
     """Serve the GraphQL gateway and NATS command endpoint against a platform already up."""
-    settings = load_settings(foreground=True)
+    settings = read_settings(foreground=True)
     if not _port_is_free(settings.gateway_port):
         raise CliError(
             f"Port {settings.gateway_port} is taken (a gateway?); set SUTAZAI_GATEWAY_PORT."
@@ -194,7 +194,7 @@ def up(
     ] = None,
 ) -> None:
     """Start every server and part of the platform; Ctrl-C stops all of it."""
-    settings = load_settings(foreground=True)
+    settings = read_settings(foreground=True)
     if cluster is not None:
         if settings.nats_url:
             raise CliError("--cluster starts embedded NATS nodes; unset SUTAZAI_NATS_URL first.")
@@ -212,7 +212,7 @@ def up(
 @app.command()
 def status() -> None:
     """Show each server, its address and whether it answers."""
-    settings = load_settings()
+    settings = read_settings()
     stack = Stack(settings)
     statuses = run(stack.status())
     console.print(_status_table(statuses))

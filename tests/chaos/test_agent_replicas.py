@@ -48,7 +48,10 @@ async def _until_assigned(platform: Platform, task_ids: list[UUID]) -> None:
     waiting = set(task_ids)
     while waiting:
         for task_id in list(waiting):
-            events = [r.envelope.event_type async for r in platform.store.load("task", task_id)]
+            events = [
+                r.envelope.event_type
+                async for r in platform.store.aggregate_events("task", task_id)
+            ]
             if "TaskAssigned" in events:
                 waiting.discard(task_id)
         assert time.monotonic() < deadline, f"{len(waiting)} tasks never assigned"

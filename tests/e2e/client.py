@@ -86,7 +86,7 @@ class GraphQLClient:
         )
 
 
-class Subscription:
+class OpenSubscription:
     """One subscription over a websocket, spoken by Python's `gql` (graphql-transport-ws).
 
     Messages are read from the moment it opens (gql sends `subscribe` only when first asked for
@@ -141,7 +141,7 @@ def _closed_under(error: BaseException) -> BaseException:
 @contextlib.asynccontextmanager
 async def subscribe(
     url: str, query: str, variables: dict[str, Any] | None = None, token: str | None = None
-) -> AsyncIterator[Subscription]:
+) -> AsyncIterator[OpenSubscription]:
     """Open a websocket with `gql`, init (with the token), subscribe; close on exit."""
     transport = WebsocketsTransport(
         url=url.replace("http://", "ws://") + "/graphql",
@@ -151,7 +151,7 @@ async def subscribe(
     async with Client(transport=transport) as session:
         assert isinstance(session, AsyncClientSession)
         request = GraphQLRequest(query, variable_values=variables or {})
-        subscription = Subscription(session.subscribe(request))
+        subscription = OpenSubscription(session.subscribe(request))
         try:
             yield subscription
         finally:

@@ -53,7 +53,9 @@ async def test_a_code_task_is_assigned_run_and_completed_with_every_step_linked(
     assert task["status"] == "COMPLETED", task
     assert task["result"]["text"].strip()
     assert task["result"]["completion_tokens"] > 0
-    history = [change async for change in gateway.platform.store.load("task", UUID(task_id))]
+    history = [
+        change async for change in gateway.platform.store.aggregate_events("task", UUID(task_id))
+    ]
     types = [c.envelope.event_type for c in history]
     assert types == ["TaskSubmitted", "TaskAssigned", "TaskStarted", "TaskCompleted"]
     # Each step was caused by the one before it, and all share the submission's correlation.
@@ -68,7 +70,10 @@ async def test_a_code_task_is_assigned_run_and_completed_with_every_step_linked(
     assert started.actor.kind == "agent"
     # The model call is an event of its own, caused by the assignment.
     call_id = task["result"]["model_call_id"]
-    calls = [c.envelope async for c in gateway.platform.store.load("model_call", UUID(call_id))]
+    calls = [
+        c.envelope
+        async for c in gateway.platform.store.aggregate_events("model_call", UUID(call_id))
+    ]
     assert [c.event_type for c in calls] == ["ModelCalled"]
     assert calls[0].causation_id == str(assigned.event_id)
     assert calls[0].data["outcome"] == "ok"
@@ -91,7 +96,9 @@ async def test_a_code_task_is_assigned_run_and_completed_with_every_step_linked(
 
 
 async def _events_of(gateway: Gateway, task_id: str) -> list[EventEnvelope]:
-    return [r.envelope async for r in gateway.platform.store.load("task", UUID(task_id))]
+    return [
+        r.envelope async for r in gateway.platform.store.aggregate_events("task", UUID(task_id))
+    ]
 
 
 async def test_a_killed_agent_loses_its_task_to_another_which_completes_it_once(

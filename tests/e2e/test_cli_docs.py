@@ -295,7 +295,7 @@ def _workdir() -> Iterator[Path]:
 
 
 @dataclass
-class Platform:
+class UpOutcomes:
     """Every documented command's outcome against a running `sutazai up`, and up's own."""
 
     outcomes: dict[Words, Outcome]
@@ -316,7 +316,7 @@ class _Drain(threading.Thread):
 
 
 @pytest.fixture(scope="module")
-async def against_up() -> AsyncIterator[Platform]:
+async def against_up() -> AsyncIterator[UpOutcomes]:
     """`sutazai up` started as a user starts it, every command run against it, then Ctrl-C."""
     root = scratch_dir()
     env = {**cli_environment(isolated_settings(root)), "COLUMNS": str(WIDTH)}
@@ -334,7 +334,7 @@ async def against_up() -> AsyncIterator[Platform]:
         code = await asyncio.to_thread(up.wait, 60)
         await asyncio.to_thread(drain.join, 10)
         printed = "".join(lines + drain.lines)
-        yield Platform(outcomes, Outcome("sutazai up", code, printed, ""))
+        yield UpOutcomes(outcomes, Outcome("sutazai up", code, printed, ""))
     finally:
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGKILL)
@@ -390,7 +390,7 @@ def _check(outcome: Outcome, words: Words) -> None:
 
 @pytest.mark.parametrize("words", RUN, ids=[DOCUMENTED[w].line for w in RUN])
 def test_documented_command_against_the_running_platform(
-    words: Words, against_up: Platform
+    words: Words, against_up: UpOutcomes
 ) -> None:
     outcome = against_up.outcomes[words]
     _check(outcome, words)
@@ -412,7 +412,7 @@ def test_documented_command_with_nothing_running(
         assert "not answer" in outcome.stderr, outcome.report()
 
 
-def test_sutazai_up_says_when_it_is_up_and_stops_on_ctrl_c(against_up: Platform) -> None:
+def test_sutazai_up_says_when_it_is_up_and_stops_on_ctrl_c(against_up: UpOutcomes) -> None:
     up = against_up.up
     assert up.code == 0, up.report()
     assert "Traceback" not in up.stdout, up.report()

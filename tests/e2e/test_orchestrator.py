@@ -68,7 +68,7 @@ async def _until_done(gateway: Gateway, token: str, task_id: str, timeout: float
 
 
 async def _events_of(store: EventStore, task_id: UUID) -> list[EventEnvelope]:
-    return [r.envelope async for r in store.load("task", task_id)]
+    return [r.envelope async for r in store.aggregate_events("task", task_id)]
 
 
 async def _children_submitted(store: EventStore, parent_id: UUID) -> Counter[UUID]:

@@ -242,7 +242,7 @@ async def test_the_command_endpoint_stops_in_time_with_nats_stalled_and_keeps_wh
         accepted = [cid for cid, answer in answers.items() if answer and answer["ok"]]
         assert accepted
         for command_id in accepted:
-            conversation = event_store.load("conversation", UUID(command_id))
+            conversation = event_store.aggregate_events("conversation", UUID(command_id))
             events = [e.envelope.event_type async for e in conversation]
             assert events == ["ConversationStarted"], command_id
 

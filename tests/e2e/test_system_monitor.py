@@ -57,7 +57,10 @@ async def monitor(platform: Platform, stack: Stack) -> AsyncIterator[SystemMonit
 
 
 async def _alert_events(platform: Platform, name: str) -> list[str]:
-    return [r.envelope.event_type async for r in platform.store.load("alert", alert_id_for(name))]
+    return [
+        r.envelope.event_type
+        async for r in platform.store.aggregate_events("alert", alert_id_for(name))
+    ]
 
 
 async def _until_alert(platform: Platform, name: str, *, active: bool, timeout: float = 60) -> None:
@@ -103,7 +106,9 @@ async def test_a_killed_server_raises_one_alert_naming_it_and_its_restart_clears
     await _until_alert(platform, name, active=False)
     assert _gauge(monitor, "sutazai_server_up", {"server": "redis"}) == 1
     assert (await _alert_events(platform, name))[len(before) :] == ["AlertRaised", "AlertCleared"]
-    history = [r.envelope async for r in platform.store.load("alert", alert_id_for(name))]
+    history = [
+        r.envelope async for r in platform.store.aggregate_events("alert", alert_id_for(name))
+    ]
     assert history[-1].actor.id == "system-monitor"
 
 

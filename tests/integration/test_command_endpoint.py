@@ -59,7 +59,7 @@ async def test_a_command_over_nats_gets_the_same_typed_result_as_in_process(
 
     again = await _request(nats_client, "SubmitTask", _submission(command_id))
     assert again == {**over_nats, "duplicate": True}
-    stored = [e async for e in event_store.load("task", accepted.aggregate_id)]
+    stored = [e async for e in event_store.aggregate_events("task", accepted.aggregate_id)]
     assert len(stored) == 1
     assert stored[0].envelope.reason == "integration test"
     assert stored[0].envelope.actor == ALICE
@@ -111,6 +111,6 @@ async def test_a_user_registers_over_nats_and_the_password_is_never_stored(
         },
     )
     assert reply["ok"] is True, reply
-    stored = [e async for e in event_store.load("user", UUID(reply["aggregate_id"]))]
+    stored = [e async for e in event_store.aggregate_events("user", UUID(reply["aggregate_id"]))]
     assert str(stored[0].envelope.data["password_hash"]).startswith("$argon2")
     assert "s3cret-pass" not in stored[0].envelope.model_dump_json()

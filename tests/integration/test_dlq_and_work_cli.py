@@ -117,7 +117,7 @@ async def test_a_parked_event_is_listed_then_replayed_through_its_agent_and_leav
         assert await _parked_of(event_store, consumer) == []
         # The log was not written to re-deliver the event: it is there once, as it was.
         assert await event_store.last_sequence() == log_before
-        history = [r async for r in event_store.load("task", reply.aggregate_id)]
+        history = [r async for r in event_store.aggregate_events("task", reply.aggregate_id)]
         assert [r.envelope.event_type for r in history] == ["TaskSubmitted"]
 
         code, out, _ = await sutazai(env, "dlq", "list", "--consumer", consumer)

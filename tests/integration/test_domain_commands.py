@@ -66,7 +66,7 @@ async def test_a_user_registers_with_a_hashed_password_changes_role_and_is_deact
         actor=ADMIN,
         reason="onboarding",
     )
-    stored = [e async for e in event_store.load("user", registered.aggregate_id)]
+    stored = [e async for e in event_store.aggregate_events("user", registered.aggregate_id)]
     assert "correct horse" not in stored[0].envelope.model_dump_json()
     assert stored[0].envelope.reason == "onboarding"
     await _ok(
@@ -107,7 +107,7 @@ async def test_two_registrations_racing_for_one_email_make_exactly_one_user(
     assert refused[0].error.type == "ValueTaken"
     loser = refused[0].command_id
     assert loser is not None
-    assert [e async for e in event_store.load("user", UUID(loser))] == []
+    assert [e async for e in event_store.aggregate_events("user", UUID(loser))] == []
     # The same email in another case is the same email.
     again = await _send(
         dispatcher,
@@ -213,7 +213,7 @@ async def test_tasks_reference_documents_and_parents_record_their_subtasks(
     assert isinstance(task, Task)
     assert task.subtask_ids == (child.aggregate_id,)
     assert task.document_ids == (UUID(document_id),)
-    stored = [e async for e in event_store.load("task", child.aggregate_id)]
+    stored = [e async for e in event_store.aggregate_events("task", child.aggregate_id)]
     envelope = stored[0].envelope
     assert (envelope.causation_id, envelope.correlation_id) == ("planner-event-1", "workflow-1")
     assert envelope.actor == AGENT_ACTOR
@@ -437,7 +437,7 @@ async def test_a_command_caused_by_an_event_carries_its_correlation_and_is_sent_
     first = await bus.execute(
         submission, CommandContext(command_id=str(uuid7()), actor=ALICE, correlation_id="c-42")
     )
-    stored = [e async for e in event_store.load("task", submission.task_id)]
+    stored = [e async for e in event_store.aggregate_events("task", submission.task_id)]
     trigger = stored[0].envelope
     assert stored[0].sequence == first.sequence
 
@@ -450,7 +450,7 @@ async def test_a_command_caused_by_an_event_carries_its_correlation_and_is_sent_
 
     assert redelivered.duplicate
     assert redelivered.sequence == once.sequence
-    events = [e async for e in event_store.load("task", submission.task_id)]
+    events = [e async for e in event_store.aggregate_events("task", submission.task_id)]
     assert len(events) == 2
     assert events[1].envelope.correlation_id == "c-42"
     assert events[1].envelope.causation_id == str(trigger.event_id)

@@ -44,7 +44,7 @@ from tests.tasks import ALICE, context, new_submission
 
 
 async def _events_of(store: EventStore, task_id: UUID) -> list[RecordedEvent]:
-    return [event async for event in store.load("task", task_id)]
+    return [event async for event in store.aggregate_events("task", task_id)]
 
 
 async def _running_task(bus: CommandBus) -> UUID:

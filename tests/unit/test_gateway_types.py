@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
 import pytest
 import strawberry
 from graphql import GraphQLError
@@ -23,7 +24,7 @@ from gateway.schema import build_schema
 from gateway.types import (
     PRIORITY_RANGE,
     TASK_TYPE_SCALAR,
-    Task,
+    TaskObject,
     TaskType,
     check_priority,
     parse_task_type,
@@ -113,8 +114,9 @@ async def test_a_read_model_row_answers_enum_names_and_its_task_type() -> None:
     @strawberry.type
     class Query:
         @strawberry.field
-        def task(self) -> Task:
-            return Task.from_row(row)
+        def task(self) -> TaskObject:
+            # A dict reads like the asyncpg row it stands in for.
+            return TaskObject.from_row(cast(asyncpg.Record, row))
 
     schema = strawberry.Schema(
         query=Query, config=StrawberryConfig(scalar_map={TaskType: TASK_TYPE_SCALAR})
