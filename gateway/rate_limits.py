@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 
-# KEYS: the buckets; ARGV: rate and burst of each bucket in turn, then now (s, float).
+# KEYS: the buckets; ARGV: rate and burst of each bucket in turn.
 # A request takes one token from every bucket or from none; each bucket stores its tokens and
-# when it last refilled, and expires once it would be full again.
+# when it last refilled, and expires once it would be full again. "Now" is Redis's own clock,
+# read inside the script: a time taken by each caller would reach Redis out of order under
+# concurrency, move a bucket's `at` backwards, and count the same refill twice (an overdraw).
 _TAKE = """
-local now = tonumber(ARGV[#ARGV])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
 local tokens, wait = {}, 0
 for i, key in ipairs(KEYS) do
   local rate, burst = tonumber(ARGV[2 * i - 1]), tonumber(ARGV[2 * i])
@@ -53,7 +55,5 @@ class RateLimiter:
         args: list[float] = []
         for _, limit in buckets:
             args += [limit.rate, limit.burst]
-        wait = await self._take(
-            keys=[f"sutazai:rate:{name}" for name, _ in buckets], args=[*args, time.time()]
-        )
+        wait = await self._take(keys=[f"sutazai:rate:{name}" for name, _ in buckets], args=args)
         return float(wait)
