@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.conversation import AssistantReplied
+from domain.task import TRANSITIONS
 from schemas.envelope import EventEnvelope, RecordedEvent
 from schemas.events import decode_event
 
@@ -106,13 +107,12 @@ def _agent_status(e: EventEnvelope, key: Params) -> list[Statement]:
 
 # --- task -----------------------------------------------------------------------------------
 
-_STATUS = {
-    "TaskCompleted": "completed",
-    "TaskFailed": "failed",
-    "TaskRetried": "pending",
-    "TaskCancelled": "cancelled",
-    "TaskTimedOut": "timed_out",
-}
+
+def _task_status_after(e: EventEnvelope) -> str:
+    """The status the domain gives a task after this event (its transitions are data)."""
+    status = TRANSITIONS[e.event_type].status_after(e.data)
+    assert status is not None  # only called for events that move the status
+    return status.value
 
 
 def _task_submitted(e: EventEnvelope, key: Params) -> list[Statement]:
@@ -120,10 +120,11 @@ def _task_submitted(e: EventEnvelope, key: Params) -> list[Statement]:
     found = [
         (
             "MERGE (t:Task {id: $id}) SET t.type = $type, t.priority = $priority, "
-            "t.status = 'pending', t.created_at = $at "
+            "t.status = $status, t.created_at = $at "
             "MERGE (u:User {id: $owner}) MERGE (u)-[:CREATED]->(t)",
             {
                 **key,
+                "status": _task_status_after(e),
                 "type": data["task_type"],
                 "priority": data["priority"],
                 "owner": data["owner_id"],
@@ -162,9 +163,9 @@ def _subtask_attached(e: EventEnvelope, key: Params) -> list[Statement]:
 def _task_assigned(e: EventEnvelope, key: Params) -> list[Statement]:
     return [
         (
-            "MERGE (t:Task {id: $id}) SET t.status = 'assigned', t.agent = $agent "
+            "MERGE (t:Task {id: $id}) SET t.status = $status, t.agent = $agent "
             "MERGE (a:Agent {id: $agent}) MERGE (t)-[:ASSIGNED_TO]->(a)",
-            {**key, "agent": e.data["agent_id"]},
+            {**key, "status": _task_status_after(e), "agent": e.data["agent_id"]},
         )
     ]
 
@@ -172,18 +173,34 @@ def _task_assigned(e: EventEnvelope, key: Params) -> list[Statement]:
 def _task_started(e: EventEnvelope, key: Params) -> list[Statement]:
     return [
         (
-            "MERGE (t:Task {id: $id}) SET t.status = 'running', t.attempts = $attempt "
+            "MERGE (t:Task {id: $id}) SET t.status = $status, t.attempts = $attempt "
             "MERGE (a:Agent {id: $agent}) MERGE (a)-[:EXECUTED]->(t)",
-            {**key, "agent": e.data["agent_id"], "attempt": e.data["attempt"]},
+            {
+                **key,
+                "status": _task_status_after(e),
+                "agent": e.data["agent_id"],
+                "attempt": e.data["attempt"],
+            },
         )
     ]
 
 
 def _task_status(e: EventEnvelope, key: Params) -> list[Statement]:
-    status = _STATUS[e.event_type]
-    if e.event_type == "TaskCompleted" and e.data.get("failed_subtask_ids"):  # absent before v2
-        status = "completed_with_failures"
-    return [("MERGE (t:Task {id: $id}) SET t.status = $status", {**key, "status": status})]
+    return [
+        (
+            "MERGE (t:Task {id: $id}) SET t.status = $status",
+            {**key, "status": _task_status_after(e)},
+        )
+    ]
+
+
+_TASK_BUILDERS: dict[str, Builder] = {
+    "TaskSubmitted": _task_submitted,
+    "SubtaskAttached": _subtask_attached,
+    "TaskAssigned": _task_assigned,
+    "TaskStarted": _task_started,
+}
+"""The task events that draw more than a status; every other one that moves the status sets it."""
 
 
 # --- agent_message --------------------------------------------------------------------------
@@ -292,13 +309,18 @@ GRAPH: tuple[GraphedAggregate, ...] = (
             Edge("Agent", "EXECUTED", "Task"),
         ),
         builders={
-            "TaskSubmitted": _task_submitted,
-            "SubtaskAttached": _subtask_attached,
-            "TaskAssigned": _task_assigned,
-            "TaskStarted": _task_started,
-            **dict.fromkeys(_STATUS, _task_status),
+            **{
+                kind: _task_status
+                for kind, transition in TRANSITIONS.items()
+                if transition.status is not None
+            },
+            **_TASK_BUILDERS,
         },
-        not_graphed=frozenset({"TaskProgressReported"}),
+        not_graphed=frozenset(
+            kind
+            for kind, transition in TRANSITIONS.items()
+            if transition.status is None and kind not in _TASK_BUILDERS
+        ),
     ),
     GraphedAggregate(
         aggregate="agent_message",
