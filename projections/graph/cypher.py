@@ -200,7 +200,8 @@ _TASK_BUILDERS: dict[str, Builder] = {
     "TaskAssigned": _task_assigned,
     "TaskStarted": _task_started,
 }
-"""The task events that draw more than a status; every other one that moves the status sets it."""
+"""The task events that draw more than a status. Every other task event whose transition moves
+the status sets it (`_task_status`), so a new one is graphed as the domain defines it."""
 
 
 # --- agent_message --------------------------------------------------------------------------
@@ -316,11 +317,7 @@ GRAPH: tuple[GraphedAggregate, ...] = (
             },
             **_TASK_BUILDERS,
         },
-        not_graphed=frozenset(
-            kind
-            for kind, transition in TRANSITIONS.items()
-            if transition.status is None and kind not in _TASK_BUILDERS
-        ),
+        not_graphed=frozenset({"TaskProgressReported"}),
     ),
     GraphedAggregate(
         aggregate="agent_message",
