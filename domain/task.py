@@ -6,8 +6,10 @@ both are pure. Priority 1 is the highest.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, ClassVar, get_args
+from typing import Annotated, Any, ClassVar, get_args
 from uuid import UUID
 
 from pydantic import Field
@@ -258,6 +260,72 @@ class Task(Frozen):
     deadline_seconds: float | None = None
 
 
+# --- transitions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What one event sets on a task, as data the read side folds with too (the `tasks` rows'
+    fast fold, the graph), so each transition is written once.
+
+    The creation (`TaskSubmitted` builds the whole task) and `SubtaskAttached` (it appends to a
+    list) do more than this says; `evolve` writes those parts out.
+    """
+
+    status: TaskStatus | None = None
+    """The task's status after the event; None: unchanged."""
+    status_if_any: tuple[str, TaskStatus] | None = None
+    """(an event field, a status): when that field is not empty, the status is this one."""
+    copies: Mapping[str, str] = field(default_factory=dict)
+    """Task field <- the event field it takes its value from."""
+    sets: Mapping[str, int | None] = field(default_factory=dict)
+    """Task field <- a fixed value (the same in the model and in its JSON)."""
+
+    def status_after(self, data: Mapping[str, Any]) -> TaskStatus | None:
+        """The status after an event with these fields (its model's or its JSON's)."""
+        if self.status_if_any is not None and data.get(self.status_if_any[0]):
+            # `get`: an event older than the field (not upcast, as the graph reads it) has none.
+            return self.status_if_any[1]
+        return self.status
+
+    def changes(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The task's fields this event sets, from the event's fields."""
+        found: dict[str, Any] = {**self.sets}
+        found.update((name, data[source]) for name, source in self.copies.items())
+        status = self.status_after(data)
+        if status is not None:
+            found["status"] = status
+        return found
+
+
+_TRANSITIONS: dict[type[TaskEvent], Transition] = {
+    TaskSubmitted: Transition(status=TaskStatus.PENDING),
+    SubtaskAttached: Transition(),
+    TaskAssigned: Transition(status=TaskStatus.ASSIGNED, copies={"agent_id": "agent_id"}),
+    TaskStarted: Transition(
+        status=TaskStatus.RUNNING,
+        copies={"agent_id": "agent_id", "attempts": "attempt"},
+        sets={"progress": 0, "error": None},
+    ),
+    TaskProgressReported: Transition(copies={"progress": "percent"}),
+    TaskCompleted: Transition(
+        status=TaskStatus.COMPLETED,
+        status_if_any=("failed_subtask_ids", TaskStatus.COMPLETED_WITH_FAILURES),
+        copies={"result": "result"},
+        sets={"progress": 100},
+    ),
+    TaskFailed: Transition(status=TaskStatus.FAILED, copies={"error": "error"}),
+    TaskRetried: Transition(status=TaskStatus.PENDING, sets={"agent_id": None}),
+    TaskCancelled: Transition(status=TaskStatus.CANCELLED),
+    TaskTimedOut: Transition(status=TaskStatus.TIMED_OUT),
+}
+
+TRANSITIONS: Mapping[str, Transition] = {
+    event.__name__: transition for event, transition in _TRANSITIONS.items()
+}
+"""Event type (its wire name) -> what it sets on a task. Every task event has one."""
+
+
 _ACTIVE = frozenset({TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.RUNNING})
 _ASSIGNABLE = _ACTIVE
 _FAILABLE = frozenset({TaskStatus.ASSIGNED, TaskStatus.RUNNING})
@@ -343,6 +411,9 @@ def decide(task: Task | None, command: TaskCommand) -> list[TaskEvent]:
 
 def evolve(task: Task | None, event: TaskEvent) -> Task:
     """The task after one of its events. Total over the events `decide` emits."""
+    transition = TRANSITIONS.get(type(event).__name__)
+    if transition is None:
+        raise TypeError(f"not a task event: {event!r}")
     if isinstance(event, TaskSubmitted):
         return Task(
             task_id=event.task_id,
@@ -350,6 +421,7 @@ def evolve(task: Task | None, event: TaskEvent) -> Task:
             task_type=event.task_type,
             priority=event.priority,
             payload=event.payload,
+            status=transition.status,
             max_attempts=event.max_attempts,
             parent_id=event.parent_id,
             document_ids=event.document_ids,
@@ -357,32 +429,7 @@ def evolve(task: Task | None, event: TaskEvent) -> Task:
         )
     if task is None:
         raise ValueError(f"{type(event).__name__} before TaskSubmitted")
-    match event:
-        case SubtaskAttached(subtask_id=subtask_id):
-            return task.model_copy(update={"subtask_ids": (*task.subtask_ids, subtask_id)})
-        case TaskAssigned(agent_id=agent_id):
-            return task.model_copy(update={"status": TaskStatus.ASSIGNED, "agent_id": agent_id})
-        case TaskStarted(agent_id=agent_id, attempt=attempt):
-            return task.model_copy(
-                update={
-                    "status": TaskStatus.RUNNING,
-                    "agent_id": agent_id,
-                    "attempts": attempt,
-                    "progress": 0,
-                    "error": None,
-                }
-            )
-        case TaskProgressReported(percent=percent):
-            return task.model_copy(update={"progress": percent})
-        case TaskCompleted(result=result, failed_subtask_ids=failed):
-            status = TaskStatus.COMPLETED_WITH_FAILURES if failed else TaskStatus.COMPLETED
-            return task.model_copy(update={"status": status, "result": result, "progress": 100})
-        case TaskFailed(error=error):
-            return task.model_copy(update={"status": TaskStatus.FAILED, "error": error})
-        case TaskRetried():
-            return task.model_copy(update={"status": TaskStatus.PENDING, "agent_id": None})
-        case TaskCancelled():
-            return task.model_copy(update={"status": TaskStatus.CANCELLED})
-        case TaskTimedOut():
-            return task.model_copy(update={"status": TaskStatus.TIMED_OUT})
-    raise TypeError(f"not a task event: {event!r}")  # pragma: no cover
+    changes = transition.changes(dict(event))
+    if isinstance(event, SubtaskAttached):
+        changes["subtask_ids"] = (*task.subtask_ids, event.subtask_id)
+    return task.model_copy(update=changes)

@@ -16,7 +16,6 @@ from uuid import UUID
 import structlog
 from pydantic import BaseModel
 
-from commands.loading import LoadedAggregate
 from domain.aggregates import AggregateKind
 from eventstore.store import EventStore
 from projections.bulk import (
@@ -28,6 +27,7 @@ from projections.bulk import (
     no_cyclic_gc,
     records,
 )
+from projections.fold import fold
 from projections.runtime import Connection
 from schemas.envelope import RecordedEvent, aggregate_subjects
 
@@ -112,15 +112,9 @@ class AggregateTableProjector:
         records = []
         states: list[BaseModel] = []
         for aggregate_id, own_events in by_id.items():
-            loaded = LoadedAggregate(
-                kind=spec.kind, aggregate_id=aggregate_id, remember_commands=False
-            )
             row = known.get(aggregate_id)
-            if row is not None:
-                loaded.state = spec.kind.state_type.model_validate_json(row["state"])
-            for event in own_events:
-                loaded.apply(event)
-            state = loaded.state
+            stored = None if row is None else spec.kind.state_type.model_validate_json(row["state"])
+            state = fold(spec.kind, own_events, stored).state
             assert state is not None
             states.append(state)
             columns = spec.columns(state)

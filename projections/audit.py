@@ -12,9 +12,9 @@ from uuid import UUID
 
 from pydantic import BaseModel, JsonValue
 
-from commands.loading import LoadedAggregate
 from domain.aggregates import AGGREGATES, AggregateKind
 from eventstore.store import EventStore
+from projections.fold import FoldedAggregate
 from schemas.envelope import Actor
 
 
@@ -87,9 +87,7 @@ async def state_at(
 
     Folds from the first event (snapshots are not consulted: they only hold the latest state).
     """
-    loaded = LoadedAggregate(
-        kind=_kind(aggregate_type), aggregate_id=aggregate_id, remember_commands=False
-    )
+    folded = FoldedAggregate(kind=_kind(aggregate_type))
     occurred_at: datetime | None = None
     async for recorded in store.aggregate_events(aggregate_type, aggregate_id):
         envelope = recorded.envelope
@@ -97,9 +95,9 @@ async def state_at(
             break
         if at is not None and envelope.occurred_at > at:
             break
-        loaded.apply(recorded)
+        folded.apply(recorded)
         occurred_at = envelope.occurred_at
-    return StateAt(state=loaded.state, version=loaded.version, occurred_at=occurred_at)
+    return StateAt(state=folded.state, version=folded.version, occurred_at=occurred_at)
 
 
 class LogAudit:
