@@ -12,7 +12,7 @@ from faststream.nats import NatsRouter
 from pydantic import BaseModel, Field
 
 from domain.task import Task
-from handlers.consumers import Delivery, consume
+from handlers.consumers import Delivered, Delivery, consume
 from handlers.model_port import ModelPort
 from handlers.structured_output import UnusableAnswer, chat_structured
 from handlers.task_work import TaskWorker
@@ -114,6 +114,6 @@ class CodeAssistant:
         )
         return router
 
-    async def on_assigned(self, event: EventEnvelope) -> None:
+    async def on_assigned(self, delivered: Delivered) -> None:
         """Run a task assigned to this replica."""
-        await self.worker.on_assigned(event, self.work)
+        await self.worker.on_assigned(delivered, self.work)

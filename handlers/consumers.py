@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import structlog
 from faststream import AckPolicy
@@ -35,13 +35,34 @@ from eventstore.dlq import NotParked, park, parked_event, release
 from eventstore.store import EventStore
 from eventstore.streams import EVENTS_STREAM
 from schemas.envelope import EventEnvelope, RecordedEvent
+from schemas.events import UnknownEventType, decode_event
 
 log = structlog.get_logger(__name__)
 
 REPLAY_SUBJECT_PREFIX = "sutazai.replay"
 
-Handle = Callable[[EventEnvelope], Awaitable[None]]
-GiveUp = Callable[[EventEnvelope, BaseException], Awaitable[None]]
+
+@dataclass(frozen=True)
+class Delivered:
+    """An event as an agent gets it: the envelope (ids, actor, causation: what its commands are
+    caused by) and the data decoded once into the domain's event class, upcast to the version
+    the code knows, for a handler to `match` on."""
+
+    envelope: EventEnvelope
+    event: BaseModel
+
+    @classmethod
+    def of(cls, envelope: EventEnvelope) -> Self:
+        """Decode `envelope`; raises `UnknownEventType` or pydantic's `ValidationError`."""
+        event = decode_event(envelope.event_type, envelope.schema_version, dict(envelope.data))
+        return cls(envelope, event)
+
+
+Handle = Callable[[Delivered], Awaitable[None]]
+GiveUp = Callable[[Delivered, BaseException], Awaitable[None]]
+
+UNDECODABLE = (UnknownEventType, ValidationError)
+"""An event no handler can read: the same bytes fail the same way, so it is parked at once."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +99,7 @@ class ReplayOutcome(BaseModel):
     error: str | None = None
 
 
-async def _nothing(envelope: EventEnvelope, error: BaseException) -> None:
+async def _nothing(delivered: Delivered, error: BaseException) -> None:
     return None
 
 
@@ -109,9 +130,20 @@ def consume(
     async def on_message(body: Any, message: NatsMessage) -> None:
         raw = message.raw_message
         envelope = EventEnvelope.model_validate_json(raw.data)
-        delivered = int(raw.metadata.num_delivered)
+        deliveries = int(raw.metadata.num_delivered)
+        recorded = RecordedEvent(sequence=int(raw.metadata.sequence.stream), envelope=envelope)
         try:
-            await handle(envelope)
+            delivered = Delivered.of(envelope)
+        except UNDECODABLE as error:
+            await park(store, consumer, recorded, error)
+            log.error(
+                "agent.undecodable", consumer=consumer, event_type=envelope.event_type,
+                error=repr(error),
+            )  # fmt: skip
+            await message.ack()
+            return
+        try:
+            await handle(delivered)
         except asyncio.CancelledError:
             # Stopped at the drain deadline: hand the event back now, not at ack_wait. Bounded:
             # the server may be the reason we are stopping.
@@ -119,19 +151,18 @@ def consume(
                 await asyncio.wait_for(message.nack(), 1.0)
             raise
         except Exception as error:
-            if delivered < delivery.attempts:
-                delay = delivery.backoff(delivered)
+            if deliveries < delivery.attempts:
+                delay = delivery.backoff(deliveries)
                 log.warning(
                     "agent.retry",
                     consumer=consumer,
                     event_type=envelope.event_type,
-                    delivered=delivered,
+                    delivered=deliveries,
                     delay=delay,
                     error=repr(error),
                 )
                 await message.nack(delay=delay)
                 return
-            recorded = RecordedEvent(sequence=int(raw.metadata.sequence.stream), envelope=envelope)
             await park(store, consumer, recorded, error)
             log.error(
                 "agent.gave_up",
@@ -139,7 +170,7 @@ def consume(
                 event_type=envelope.event_type,
                 error=repr(error),
             )
-            await give_up(envelope, error)
+            await give_up(delivered, error)
         await message.ack()
 
     async def on_replay(body: Any, message: NatsMessage) -> dict[str, Any]:
@@ -176,7 +207,7 @@ async def _replay(store: EventStore, consumer: str, handle: Handle, body: bytes)
             error=f"DLQ sequence {sequence} belongs to {parked.consumer}, not {consumer}",
         )
     try:
-        await handle(parked.envelope)
+        await handle(Delivered.of(parked.envelope))
     except Exception as error:
         log.warning(
             "agent.replay_failed",

@@ -10,7 +10,7 @@ was built from, whatever the model's wording.
 from __future__ import annotations
 
 from typing import Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import NAMESPACE_URL, uuid5
 
 import structlog
 from faststream.nats import NatsRouter
@@ -19,9 +19,11 @@ from nats.aio.client import Client as NatsClient
 from commands.bus import CommandBus, CommandContext
 from commands.loading import load_aggregate
 from domain.aggregates import CONVERSATION, DOCUMENT
-from domain.conversation import Citation, Conversation, RecordAssistantReply
+from domain.conversation import Citation, Conversation, RecordAssistantReply, UserMessagePosted
 from domain.document import (
     Document,
+    DocumentAdded,
+    DocumentRemoved,
     DocumentStatus,
     IndexingError,
     MarkDocumentIndexed,
@@ -31,7 +33,7 @@ from domain.errors import DomainError
 from domain.task import Task
 from eventstore.blobs import BlobStore
 from eventstore.store import EventStore
-from handlers.consumers import Delivery, consume
+from handlers.consumers import Delivered, Delivery, consume
 from handlers.document_index import Chunk, DocumentIndex, numbered
 from handlers.model_port import ModelError, ModelPort
 from handlers.task_work import TaskWorker
@@ -128,13 +130,17 @@ class DocumentAssistant:
 
     # --- indexing ---------------------------------------------------------------------------
 
-    async def on_document_event(self, event: EventEnvelope) -> None:
+    async def on_document_event(self, delivered: Delivered) -> None:
         """Index an added document; drop the vectors of a removed one."""
-        if event.event_type == "DocumentRemoved":
-            await self.index.remove(event.aggregate_id)
-            return
-        if event.event_type != "DocumentAdded":
-            return
+        event = delivered.envelope
+        match delivered.event:
+            case DocumentRemoved():
+                await self.index.remove(event.aggregate_id)
+                return
+            case DocumentAdded():
+                pass
+            case _:
+                return
         document = (await load_aggregate(self.store, DOCUMENT, event.aggregate_id)).state
         if not isinstance(document, Document) or document.status is not DocumentStatus.ADDED:
             return  # removed meanwhile, or indexed already (a redelivery)
@@ -172,16 +178,16 @@ class DocumentAssistant:
         except DomainError as refused:
             log.info("document.not_marked", document=str(event.aggregate_id), reason=str(refused))
 
-    async def indexing_gave_up(self, event: EventEnvelope, error: BaseException) -> None:
+    async def indexing_gave_up(self, delivered: Delivered, error: BaseException) -> None:
         """After the last delivery of a DocumentAdded: the document is marked failed, typed."""
-        if event.event_type == "DocumentAdded":
-            await self._index_failed(event, "AGENT_GAVE_UP", repr(error))
+        if isinstance(delivered.event, DocumentAdded):
+            await self._index_failed(delivered.envelope, "AGENT_GAVE_UP", repr(error))
 
     # --- rag.ask ----------------------------------------------------------------------------
 
-    async def on_assigned(self, event: EventEnvelope) -> None:
+    async def on_assigned(self, delivered: Delivered) -> None:
         """Answer a `rag.ask` task assigned to this replica."""
-        await self.worker.on_assigned(event, self._answer)
+        await self.worker.on_assigned(delivered, self._answer)
 
     async def _answer(self, task: Task, event: EventEnvelope) -> dict[str, Any]:
         question = str(task.payload.get("question") or task.payload.get("prompt") or "")
@@ -206,16 +212,19 @@ class DocumentAssistant:
 
     # --- conversations ----------------------------------------------------------------------
 
-    async def on_user_message(self, event: EventEnvelope) -> None:
+    async def on_user_message(self, delivered: Delivered) -> None:
         """Reply to a user's message: tokens live on core NATS, then the reply as one event."""
+        if not isinstance(posted := delivered.event, UserMessagePosted):
+            return
+        event = delivered.envelope
         conversation = (await load_aggregate(self.store, CONVERSATION, event.aggregate_id)).state
         if not isinstance(conversation, Conversation) or conversation.closed:
             return
-        question_id = UUID(str(event.data["message_id"]))
+        question_id = posted.message_id
         reply_id = uuid5(_REPLY_IDS, str(event.event_id))
         if any(m.in_reply_to == question_id for m in conversation.messages):
             return  # answered already: a redelivery
-        question = str(event.data["content"])
+        question = posted.content
         chunks = await self.index.search(
             question, k=self.top_k, owner_id=conversation.owner_id, cause=event
         )

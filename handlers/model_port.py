@@ -28,6 +28,7 @@ from uuid_utils.compat import uuid7
 
 from domain.model_call import CallOutcome, RecordModelCall
 from handlers.metrics import ModelMetrics
+from handlers.work_errors import WorkError
 from schemas.envelope import EventEnvelope
 
 log = structlog.get_logger(__name__)
@@ -35,7 +36,7 @@ log = structlog.get_logger(__name__)
 _CALL_IDS = uuid5(NAMESPACE_URL, "https://sutazai.dev/model-call")
 
 
-class ModelError(Exception):
+class ModelError(WorkError):
     """A model call that did not produce an answer; `code` is stable, `retryable` says if later
     may work."""
 

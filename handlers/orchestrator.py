@@ -48,16 +48,20 @@ from domain.errors import AggregateAlreadyExists, DomainError
 from domain.task import (
     AttachSubtask,
     CancelTask,
-    StartTask,
     SubmitTask,
     Task,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
     TaskStatus,
+    TaskTimedOut,
 )
 from eventstore.store import EventStore
-from handlers.consumers import Delivery, consume
-from handlers.model_port import ModelError, ModelPort
+from handlers.consumers import Delivered, Delivery, consume
+from handlers.model_port import ModelPort
 from handlers.structured_output import UnusableAnswer, chat_structured
 from handlers.task_work import TaskWorker, held_by
+from handlers.work_errors import WorkError
 from handlers.workflow_plan import Plan, child_task_id, ended, outcome
 from schemas.envelope import EventEnvelope
 
@@ -75,7 +79,6 @@ SYSTEM_PROMPT = (
     "rag.ask answers a question from the user's documents), a short prompt for the agent that "
     "does it, and required (true if the goal fails without that step). Answer with JSON only."
 )
-_TERMINAL = frozenset({"TaskCompleted", "TaskFailed", "TaskCancelled", "TaskTimedOut"})
 _ACTIVE = frozenset({TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.RUNNING})
 
 
@@ -155,32 +158,14 @@ class Orchestrator:
 
     # --- planning ---------------------------------------------------------------------------
 
-    async def on_assigned(self, event: EventEnvelope) -> None:
+    async def on_assigned(self, delivered: Delivered) -> None:
         """Start a workflow assigned to this replica, submit its children, settle if it can."""
-        if event.data.get("agent_id") != self.worker.card.agent_id:
-            return
-        parent = await self._task(event.aggregate_id)
-        me = self.worker.me
-        if parent is None or parent.agent_id != me:
-            return  # taken away (or cancelled) since
-        if parent.status not in (TaskStatus.ASSIGNED, TaskStatus.RUNNING):
-            return  # settled already: a redelivery of work done
-        if parent.task_type not in CAPABILITIES:
-            await self.worker.fail(
-                event, "UNSUPPORTED_TASK_TYPE", parent.task_type, retryable=False
-            )
-            return
-        try:
-            start = StartTask(task_id=parent.task_id)
-            await self.bus.execute(start, self._context(event, "start"), guard=held_by(me))
-        except DomainError as error:
-            log.info("workflow.not_started", task=str(parent.task_id), reason=str(error))
-            return
-        try:
-            plan = await self._plan(parent, event)
-        except ModelError as error:
-            await self.worker.fail(event, error.code, str(error), retryable=error.retryable)
-            return
+        await self.worker.on_assigned(delivered, self._run)
+
+    async def _run(self, parent: Task, event: EventEnvelope) -> None:
+        """The work of a started workflow: its plan, its children; it completes once they end
+        (so nothing here completes it, but the last child may already have)."""
+        plan = await self._plan(parent, event)
         if plan is None:
             return
         for index in range(len(plan.steps)):
@@ -197,10 +182,7 @@ class Orchestrator:
             return recorded
         goal = _goal(parent)
         if not goal:
-            await self.worker.fail(
-                event, "EMPTY_WORKFLOW", "the workflow has no prompt", retryable=False
-            )
-            return None
+            raise WorkError("the workflow has no prompt", code="EMPTY_WORKFLOW", retryable=False)
         plan = await self._ask_for_plan(goal, event)
         # The first child records the plan. Should another replica have got there first (it
         # held the workflow before a reassignment), its child, and so its plan, wins.
@@ -276,17 +258,21 @@ class Orchestrator:
 
     # --- completion -------------------------------------------------------------------------
 
-    async def on_task_event(self, event: EventEnvelope) -> None:
+    async def on_task_event(self, delivered: Delivered) -> None:
         """A child's terminal event: settle its workflow if it was the last to end.
 
         A cancelled workflow takes its children with it.
         """
-        if event.event_type not in _TERMINAL:
-            return
-        if event.event_type == "TaskCancelled":
-            cancelled = await self._task(event.aggregate_id)
-            if cancelled is not None and cancelled.task_type == WORKFLOW:
-                await self._cancel_children(cancelled, event)
+        event = delivered.envelope
+        match delivered.event:
+            case TaskCancelled():
+                cancelled = await self._task(event.aggregate_id)
+                if cancelled is not None and cancelled.task_type == WORKFLOW:
+                    await self._cancel_children(cancelled, event)
+                    return
+            case TaskCompleted() | TaskFailed() | TaskTimedOut():
+                pass
+            case _:
                 return
         child = await self._task(event.aggregate_id)
         if child is None or child.parent_id is None or not ended(child):

@@ -35,12 +35,19 @@ from domain.errors import (
     RetryLimitReached,
     TaskNotRetryable,
 )
-from domain.task import AssignTask, RetryTask, TaskStatus, TimeOutTask
+from domain.task import (
+    AssignTask,
+    RetryTask,
+    TaskRetried,
+    TaskStatus,
+    TaskSubmitted,
+    TimeOutTask,
+)
 from eventstore.store import EventStore
 from handlers.background import repeating
-from handlers.consumers import Delivery, consume
+from handlers.consumers import Delivered, Delivery, consume
 from handlers.presence import AgentCard, online_agents
-from schemas.envelope import Actor, EventEnvelope
+from schemas.envelope import Actor
 
 log = structlog.get_logger(__name__)
 
@@ -90,7 +97,7 @@ class TaskCoordinator:
         )
         return router
 
-    async def on_task_event(self, event: EventEnvelope) -> None:
+    async def on_task_event(self, delivered: Delivered) -> None:
         """Assign a task that has just become pending.
 
         Events older than two sweeps are left to the sweep, which finds every pending task in
@@ -98,13 +105,19 @@ class TaskCoordinator:
         test run wrote thousands of events) goes through its backlog at once instead of
         listing the online agents for each, and new tasks are assigned without waiting.
         """
-        if event.event_type not in ("TaskSubmitted", "TaskRetried"):
-            return
+        event = delivered.envelope
+        task_type: str | None
+        match delivered.event:
+            case TaskSubmitted(task_type=submitted_type):
+                task_type = submitted_type
+            case TaskRetried():
+                task_type = None  # the type is in the task's first event
+            case _:
+                return
         age = (datetime.now(UTC) - event.occurred_at).total_seconds()
         if age > 2 * self.policy.sweep_every:
             return
-        task_type = event.data.get("task_type")
-        if task_type is None:  # a retry: the type is in the task's first event
+        if task_type is None:
             row = await self.postgres.fetchrow(
                 "SELECT task_type FROM tasks WHERE task_id = $1", event.aggregate_id
             )

@@ -19,16 +19,27 @@ from commands.guard import Forbidden, Guard
 from commands.loading import load_aggregate
 from domain.aggregates import TASK
 from domain.errors import DomainError
-from domain.task import CompleteTask, FailTask, StartTask, Task, TaskError, TaskStatus
+from domain.task import (
+    CompleteTask,
+    FailTask,
+    StartTask,
+    Task,
+    TaskAssigned,
+    TaskError,
+    TaskStatus,
+)
 from eventstore.store import EventStore
-from handlers.model_port import ModelError
+from handlers.consumers import Delivered
 from handlers.presence import AgentCard
+from handlers.work_errors import WorkError
 from schemas.envelope import EventEnvelope
 
 log = structlog.get_logger(__name__)
 
-Work = Callable[[Task, EventEnvelope], Awaitable[dict[str, Any]]]
-"""Does the task's work; returns its result, or raises a `ModelError`."""
+Work = Callable[[Task, EventEnvelope], Awaitable[dict[str, Any] | None]]
+"""Does the task's work, caused by its assignment: returns the result the task completes with,
+or None when the work completes the task itself later (a workflow, once its children end);
+raises a `WorkError` (a `ModelError`, say) to fail it with that error's code."""
 
 
 def held_by(agent_id: UUID) -> Guard:
@@ -56,10 +67,15 @@ class TaskWorker:
     def _context(self, event: EventEnvelope, purpose: str) -> CommandContext:
         return CommandContext.caused_by(event, self.card.actor, purpose)
 
-    async def on_assigned(self, event: EventEnvelope, work: Work) -> None:
-        """Carry out the task of a `TaskAssigned` event, if it names this agent."""
-        if event.data.get("agent_id") != self.card.agent_id:
-            return
+    async def on_assigned(self, delivered: Delivered, work: Work) -> None:
+        """Carry out the task of a `TaskAssigned` event, if it names this agent: check it is
+        still this agent's to do, start it, work, then complete or fail it."""
+        match delivered.event:
+            case TaskAssigned(agent_id=agent_id) if agent_id == self.me:
+                pass
+            case _:
+                return  # another replica's assignment
+        event = delivered.envelope
         task = (await load_aggregate(self.store, TASK, event.aggregate_id)).state
         if not isinstance(task, Task) or task.agent_id != self.me:
             return  # taken away (or cancelled) since
@@ -77,8 +93,10 @@ class TaskWorker:
             return
         try:
             result = await work(task, event)
-        except ModelError as error:
+        except WorkError as error:
             await self.fail(event, error.code, str(error), retryable=error.retryable)
+            return
+        if result is None:
             return
         try:
             complete = CompleteTask(task_id=task.task_id, result=result)
@@ -98,6 +116,6 @@ class TaskWorker:
         except DomainError as refused:
             log.info("task.not_failed", task=str(event.aggregate_id), reason=str(refused))
 
-    async def give_up(self, event: EventEnvelope, error: BaseException) -> None:
+    async def give_up(self, delivered: Delivered, error: BaseException) -> None:
         """After the last delivery: the task fails with a typed error (the event is on the DLQ)."""
-        await self.fail(event, "AGENT_GAVE_UP", repr(error), retryable=True)
+        await self.fail(delivered.envelope, "AGENT_GAVE_UP", repr(error), retryable=True)

@@ -28,7 +28,7 @@ import structlog
 from faststream.nats import NatsRouter
 
 from eventstore.store import EventStore
-from handlers.consumers import Delivery, consume
+from handlers.consumers import Delivered, Delivery, consume
 from schemas.envelope import EventEnvelope
 
 log = structlog.get_logger(__name__)
@@ -107,9 +107,9 @@ class Webhooks:
             )
         return router
 
-    def _poster(self, url: str) -> Callable[[EventEnvelope], Awaitable[None]]:
-        async def post(envelope: EventEnvelope) -> None:
-            await self.post(url, envelope)
+    def _poster(self, url: str) -> Callable[[Delivered], Awaitable[None]]:
+        async def post(delivered: Delivered) -> None:
+            await self.post(url, delivered.envelope)
 
         return post
 

@@ -17,6 +17,7 @@ from uuid_utils.compat import uuid4
 from domain.agent import AgentKind
 from handlers.code_assistant import CAPABILITIES as CODE_CAPABILITIES
 from handlers.code_assistant import CodeAssistant
+from handlers.consumers import Delivered
 from handlers.presence import agents_bucket, heartbeats, online_agents, register
 from handlers.task_coordinator import CoordinatorPolicy, TaskCoordinator
 from handlers.task_work import TaskWorker
@@ -207,8 +208,8 @@ async def test_the_same_event_delivered_twice_sends_one_set_of_commands(
             model_port(platform, card),
         )
         submitted_event, assigned_event = before[0], before[1]
-        await coordinator.on_task_event(submitted_event)
-        await assistant.on_assigned(assigned_event)
+        await coordinator.on_task_event(Delivered.of(submitted_event))
+        await assistant.on_assigned(Delivered.of(assigned_event))
         after = await _events_of(gateway, task_id)
         log_after = await gateway.platform.store.last_sequence()
 

@@ -33,6 +33,7 @@ from domain.task import (
 )
 from eventstore.store import EventStore
 from eventstore.streams import EVENTS_STREAM
+from handlers.consumers import Delivered
 from handlers.model_port import ModelPort
 from handlers.orchestrator import CAPABILITIES, CHILDREN, Orchestrator
 from handlers.presence import AgentCard, agents_bucket, online_agents, register
@@ -282,9 +283,11 @@ async def test_a_successor_finishes_the_plan_its_predecessor_began_without_the_m
     assert await first.submit_child(parent, PLAN, 1, assigned)
 
     taken_over = await _assign(bus, store, parent_id, second.worker.card.agent_id)
-    await second.on_assigned(taken_over)
-    await second.on_assigned(taken_over)  # delivered twice: nothing more
-    await first.on_assigned(assigned)  # the first replica's late redelivery: not its task now
+    await second.on_assigned(Delivered.of(taken_over))
+    await second.on_assigned(Delivered.of(taken_over))  # delivered twice: nothing more
+    await first.on_assigned(
+        Delivered.of(assigned)
+    )  # the first replica's late redelivery: not its task now
 
     ids = [child_task_id(parent_id, index) for index in range(3)]
     parent = (await load_aggregate(store, TASK, parent_id)).state
@@ -298,8 +301,8 @@ async def test_a_successor_finishes_the_plan_its_predecessor_began_without_the_m
     for child_id, fail in zip(ids, (False, False, True), strict=True):
         await _run_child(bus, store, child_id, fail=fail)
     last = (await _events_of(store, ids[-1]))[-1]
-    await first.on_task_event(last)
-    await second.on_task_event(last)
+    await first.on_task_event(Delivered.of(last))
+    await second.on_task_event(Delivered.of(last))
     parent = (await load_aggregate(store, TASK, parent_id)).state
 
     assert isinstance(parent, Task)
@@ -344,7 +347,7 @@ async def test_a_required_subtask_failing_for_good_fails_the_workflow_typed(
     ids = [child_task_id(parent_id, index) for index in range(3)]
     for child_id, fail in zip(ids, (True, False, False), strict=True):
         await _run_child(bus, store, child_id, fail=fail)
-        await planner.on_task_event((await _events_of(store, child_id))[-1])
+        await planner.on_task_event(Delivered.of((await _events_of(store, child_id))[-1]))
     settled = (await load_aggregate(store, TASK, parent_id)).state
 
     assert isinstance(settled, Task)
@@ -365,7 +368,7 @@ async def test_a_workflow_whose_children_all_completed_is_completed(
     for index, child_id in enumerate(ids):
         assert await planner.submit_child(parent, PLAN, index, assigned)
         await _run_child(bus, store, child_id, fail=False)
-        await planner.on_task_event((await _events_of(store, child_id))[-1])
+        await planner.on_task_event(Delivered.of((await _events_of(store, child_id))[-1]))
     settled = (await load_aggregate(store, TASK, parent.task_id)).state
 
     assert isinstance(settled, Task)
@@ -389,7 +392,7 @@ async def test_a_workflow_whose_optional_child_failed_shows_so_in_graphql(
         # The third step is optional (PLAN): its failure does not fail the workflow.
         for child_id, fail in zip(ids, (False, False, True), strict=True):
             await _run_child(bus, store, child_id, fail=fail)
-            await planner.on_task_event((await _events_of(store, child_id))[-1])
+            await planner.on_task_event(Delivered.of((await _events_of(store, child_id))[-1]))
 
         task = await _until_done(gateway, gateway.admin.access_token, str(parent.task_id), 60)
 
@@ -415,8 +418,8 @@ async def test_a_cancelled_workflow_cancels_its_children(
 
     await bus.execute(CancelTask(task_id=parent_id), CommandContext(str(uuid7())))
     cancelled = (await _events_of(store, parent_id))[-1]
-    await planner.on_task_event(cancelled)
-    await planner.on_task_event(cancelled)  # delivered twice: nothing more
+    await planner.on_task_event(Delivered.of(cancelled))
+    await planner.on_task_event(Delivered.of(cancelled))  # delivered twice: nothing more
 
     statuses = []
     for child_id in ids:

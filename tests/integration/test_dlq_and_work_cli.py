@@ -20,7 +20,7 @@ from uuid_utils.compat import uuid4
 from commands.dispatch import CommandDispatcher
 from eventstore.dlq import ParkedEvent, park, parked_events
 from eventstore.store import EventStore
-from handlers.consumers import Delivery, consume
+from handlers.consumers import Delivered, Delivery, consume
 from runtime.agents import AgentOptions, run_agents
 from runtime.bootstrap import connect, run_projections
 from runtime.settings import Settings
@@ -56,8 +56,9 @@ async def test_a_parked_event_is_listed_then_replayed_through_its_agent_and_leav
     broken = True
     handled: list[UUID] = []
 
-    async def flaky(event: EventEnvelope) -> None:
+    async def flaky(delivered: Delivered) -> None:
         """Fails on this test's tasks while `broken`, like a handler with a bug later fixed."""
+        event = delivered.envelope
         if event.data.get("owner_id") != str(owner):
             return
         if broken:
