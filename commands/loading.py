@@ -26,8 +26,6 @@ class LoadedAggregate:
     sequence: int = 0
     commands: dict[str, RememberedOutcome] = field(default_factory=dict)
     events_since_snapshot: int = 0
-    remember_commands: bool = True
-    """Read models fold without the command memory only the write side needs."""
 
     def apply(self, recorded: RecordedEvent) -> None:
         """Fold one stored event in, and remember the command that caused it."""
@@ -50,8 +48,6 @@ class LoadedAggregate:
         self.version = envelope.aggregate_version
         self.sequence = sequence
         self.events_since_snapshot += 1
-        if not self.remember_commands:
-            return
         earlier = self.commands.get(envelope.command_id)
         types = (*earlier.event_types, envelope.event_type) if earlier else (envelope.event_type,)
         self.commands[envelope.command_id] = RememberedOutcome(

@@ -17,7 +17,6 @@ from nats.aio.msg import Msg
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from commands.loading import LoadedAggregate
 from domain.aggregates import TASK
 from domain.task import Task
 from gateway.context import GatewayContext
@@ -26,6 +25,7 @@ from gateway.log_types import ActorRef, Event
 from gateway.permissions import Reader, SignedIn, check_read, may_read
 from gateway.queries import EventFilter
 from gateway.types import TaskStatus, parse_id, public
+from projections.fold import FoldedAggregate
 from schemas.envelope import EVENT_SUBJECT_PREFIX, RecordedEvent
 from schemas.live import ReplyToken, live_conversation_subject
 
@@ -186,7 +186,7 @@ class Subscription:
         principal = context.signed_in()
         if after_sequence < 0:
             raise GatewayError(ErrorCode.VALIDATION, "afterSequence must be >= 0")
-        folded = LoadedAggregate(kind=TASK, aggregate_id=task_id, remember_commands=False)
+        folded = FoldedAggregate(kind=TASK)
         subject = _subject("task", task_id, None)
         async for recorded in context.services.store.read(subject_filter=subject, follow=True):
             folded.apply(recorded)
