@@ -13,6 +13,8 @@ from faststream.message import AckStatus
 from nats.errors import NotJSMessageError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from domain.model_call import CallOutcome, RecordModelCall
+
 MODEL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0)
 """A small local model answers in a fraction of a second to a minute or more."""
 
@@ -100,23 +102,15 @@ class ModelMetrics:
             registry=registry,
         )
 
-    def called(
-        self,
-        operation: str,
-        model: str,
-        outcome: str,
-        seconds: float,
-        *,
-        prompt_tokens: int,
-        completion_tokens: int,
-    ) -> None:
-        """One call ended."""
-        self.seconds.labels(operation, model, outcome).observe(seconds)
-        if prompt_tokens:
-            self.tokens.labels(model, "prompt").inc(prompt_tokens)
-        if completion_tokens:
-            self.tokens.labels(model, "completion").inc(completion_tokens)
-
-    def circuit(self, circuit: str, *, is_open: bool) -> None:
-        """The circuit of `circuit` is open (calls refused) or closed again."""
+    def called(self, call: RecordModelCall, *, circuit: str) -> None:
+        """One call ended, as it is recorded; the circuit it went through is open only when the
+        call was refused without trying (any answer means it closed again)."""
+        self.seconds.labels(call.operation, call.model, call.outcome).observe(
+            call.latency_ms / 1000
+        )
+        if call.prompt_tokens:
+            self.tokens.labels(call.model, "prompt").inc(call.prompt_tokens)
+        if call.completion_tokens:
+            self.tokens.labels(call.model, "completion").inc(call.completion_tokens)
+        is_open = call.outcome == CallOutcome.CIRCUIT_OPEN
         self.circuit_open.labels(circuit).set(1 if is_open else 0)

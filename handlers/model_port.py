@@ -244,8 +244,6 @@ class ModelPort:
             raise
         finally:
             latency_ms = (time.perf_counter() - started) * 1000
-            self._observe(operation, model, str(outcome), latency_ms / 1000, prompt_tokens,
-                          completion_tokens)  # fmt: skip
             record = RecordModelCall(
                 call_id=call_id,
                 agent_id=self.agent_id,
@@ -260,34 +258,14 @@ class ModelPort:
                 outcome=outcome,
                 error_code=error_code,
             )
+            if self._metrics is not None:
+                self._metrics.called(record, circuit=self._circuit)
             try:
                 if cause is not None:  # a query's embedding is not a change: nothing to record
                     await self._record(record, cause)
             except Exception as error:  # the answer stands; the record is best effort
                 log.warning("model_call.not_recorded", call_id=str(call_id), error=repr(error))
         return Reply(text, prompt_tokens, completion_tokens, latency_ms, call_id)
-
-    def _observe(
-        self,
-        operation: str,
-        model: str,
-        outcome: str,
-        seconds: float,
-        prompt_tokens: int,
-        completion_tokens: int,
-    ) -> None:
-        if self._metrics is None:
-            return
-        self._metrics.called(
-            operation,
-            model,
-            outcome,
-            seconds,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-        )
-        # Open only once calls are refused without trying; any answer means it closed again.
-        self._metrics.circuit(self._circuit, is_open=outcome == CallOutcome.CIRCUIT_OPEN)
 
     async def _attempts(
         self, call: Callable[[], Awaitable[tuple[str, int, int]]]

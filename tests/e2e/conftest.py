@@ -54,6 +54,14 @@ class Gateway:
         )
         return value or 0.0
 
+    async def submit_task(
+        self, token: str, task_type: str, payload: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Submit a task through GraphQL as a user: its `aggregateId` and `sequence`."""
+        answer = await self.client.data(SUBMIT_TASK, {"type": task_type, "payload": payload}, token)
+        submitted: dict[str, Any] = answer["submitTask"]
+        return submitted
+
     async def projected(self, read_model: str, sequence: int) -> bool:
         """Whether a read model reached a sequence within ten seconds."""
         try:

@@ -28,7 +28,6 @@ from runtime.stack import Stack
 from schemas.envelope import EventEnvelope
 from tests.conftest import ServerFaults
 from tests.e2e.conftest import (
-    SUBMIT_TASK,
     Gateway,
     running_gateway,
     until_done,
@@ -41,13 +40,9 @@ async def test_a_code_task_is_assigned_run_and_completed_with_every_step_linked(
 ) -> None:
     gateway = platform_with_agents
     user = await gateway.client.sign_up()
-    submitted = (
-        await gateway.client.data(
-            SUBMIT_TASK,
-            {"type": "code.generate", "payload": {"prompt": "a function that adds two numbers"}},
-            user.access_token,
-        )
-    )["submitTask"]
+    submitted = await gateway.submit_task(
+        user.access_token, "code.generate", {"prompt": "a function that adds two numbers"}
+    )
     task_id = submitted["aggregateId"]
     task = await until_done(gateway, user.access_token, task_id, timeout=120)
 
@@ -122,12 +117,10 @@ async def test_a_killed_agent_loses_its_task_to_another_which_completes_it_once(
             user = await gateway.client.sign_up()
             await _until_online(gateway, f"code-assistant-{doomed_name}")
             prompt = "a long, fully commented module that implements a binary search tree"
-            submitted = await gateway.client.data(
-                SUBMIT_TASK,
-                {"type": "code.generate", "payload": {"prompt": prompt}},
-                user.access_token,
+            submitted = await gateway.submit_task(
+                user.access_token, "code.generate", {"prompt": prompt}
             )
-            task_id = submitted["submitTask"]["aggregateId"]
+            task_id = submitted["aggregateId"]
             deadline = time.monotonic() + 60
             while "TaskStarted" not in [e.event_type for e in await _events_of(gateway, task_id)]:
                 assert time.monotonic() < deadline, "the doomed agent never started the task"
@@ -182,10 +175,8 @@ async def test_the_same_event_delivered_twice_sends_one_set_of_commands(
         ) as cards,
     ):
         user = await gateway.client.sign_up()
-        submitted = await gateway.client.data(
-            SUBMIT_TASK, {"type": "code.explain", "payload": {"code": "x = 1"}}, user.access_token
-        )
-        task_id = submitted["submitTask"]["aggregateId"]
+        submitted = await gateway.submit_task(user.access_token, "code.explain", {"code": "x = 1"})
+        task_id = submitted["aggregateId"]
         await until_done(gateway, user.access_token, task_id, timeout=120)
         before = await _events_of(gateway, task_id)
         log_before = await gateway.platform.store.last_sequence()

@@ -15,7 +15,6 @@ from runtime.settings import Settings
 from runtime.stack import Stack
 from tests.e2e.conftest import (
     QUICK_AGENTS,
-    SUBMIT_TASK,
     coordinator_caught_up,
     running_gateway,
     until_done,
@@ -39,11 +38,7 @@ async def test_agents_eval_runs_recorded_tasks_again_and_appends_nothing(
             first = None
             ids = []
             for task_type, payload in TASKS:
-                submitted = (
-                    await gateway.client.data(
-                        SUBMIT_TASK, {"type": task_type, "payload": payload}, user.access_token
-                    )
-                )["submitTask"]
+                submitted = await gateway.submit_task(user.access_token, task_type, payload)
                 first = first or int(submitted["sequence"])
                 ids.append(submitted["aggregateId"])
             for task_id in ids:

@@ -6,7 +6,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from handlers.task_coordinator import CONSUMER as COORDINATOR_CONSUMER
-from tests.e2e.conftest import SUBMIT_TASK, Gateway, until_done
+from tests.e2e.conftest import Gateway, until_done
 
 
 async def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -35,13 +35,9 @@ async def test_a_completed_task_moves_every_counter_on_its_way(
     gateway = platform_with_agents
     user = await gateway.client.sign_up()
     before = await _scrape(gateway.url)
-    submitted = (
-        await gateway.client.data(
-            SUBMIT_TASK,
-            {"type": "code.generate", "payload": {"prompt": "a function that doubles a number"}},
-            user.access_token,
-        )
-    )["submitTask"]
+    submitted = await gateway.submit_task(
+        user.access_token, "code.generate", {"prompt": "a function that doubles a number"}
+    )
     task = await until_done(gateway, user.access_token, submitted["aggregateId"], timeout=120)
     assert task["status"] == "COMPLETED", task
     assert await gateway.projected("tasks", int(submitted["sequence"]))
