@@ -94,7 +94,7 @@ CODE_TASKS: tuple[tuple[str, str], ...] = (
 RAG_QUESTIONS: tuple[tuple[str, str, str], ...] = (
     ("How tall is the Quillhaven Lighthouse?", "lighthouse", "41"),
     ("Who built the Quillhaven Lighthouse?", "lighthouse", "Marlowe"),
-    ("How many stones does each player start with in Zentaro?", "zentaro", "nine"),
+    ("How many stones does each player start with in Zentaro?", "zentaro", "nine|9"),
     ("Who designed the game Zentaro?", "zentaro", "Korhonen"),
     (
         "What prize does the fastest team win at the Marrowbrook wheel roll?",
@@ -111,7 +111,8 @@ RAG_QUESTIONS: tuple[tuple[str, str, str], ...] = (
     ),
     ("What colour are the Orlinsk trams painted?", "tram_network", "teal"),
 )
-"""(question, the document that answers it (its file's stem), a fact the answer should hold)."""
+"""(question, the document that answers it (its file's stem), the fact the answer should state:
+any of its `|`-separated spellings)."""
 
 WORKFLOW_GOALS: tuple[str, ...] = (
     "Write a fizzbuzz function, review it, then explain it.",
@@ -162,6 +163,11 @@ class Outcome:
     error: Any = None
     checks: dict[str, bool] = field(default_factory=dict)
     """`completed`, `valid`, and per category `right_document`/`fact` or `fully_completed`."""
+
+    @property
+    def good(self) -> bool:
+        """Every check a goal counts passed (the stated fact is reported, not a goal)."""
+        return all(ok for name, ok in self.checks.items() if name != "fact")
 
     def why(self) -> str:
         """A short cause for an outcome that is not fully good."""
@@ -252,7 +258,8 @@ def judge(outcome: Outcome, documents: dict[str, str]) -> None:
     expected = documents.get(outcome.case.document or "")
     first = citations[0].get("document_id") if citations else None
     checks["right_document"] = checks["valid"] and first == expected
-    checks["fact"] = checks["completed"] and (outcome.case.fact or "").lower() in answer.lower()
+    spellings = (outcome.case.fact or "").lower().split("|")
+    checks["fact"] = checks["completed"] and any(s in answer.lower() for s in spellings)
 
 
 # -- the user's side: GraphQL ----------------------------------------------------------------
@@ -337,7 +344,7 @@ async def run_all(user: User, chosen: Sequence[Case], documents: dict[str, str])
                 )
         judge(outcome, documents)
         done += 1
-        mark = "ok  " if all(outcome.checks.values()) else "MISS"
+        mark = "ok  " if outcome.good else "MISS"
         print(
             f"[{done:>2}/{len(chosen)}] {mark} {outcome.status:<23} {outcome.latency:6.1f}s"
             f"  {case.label[:70]!r}",
@@ -368,13 +375,21 @@ def _cell(outcomes: Sequence[Outcome], check: str) -> str:
     return f"{hits} ({_share(outcomes, check):.0%})"
 
 
-def report(outcomes: Sequence[Outcome], settings: Settings, seconds: float, quick: bool) -> None:
+def load_average() -> str:
+    """The machine's load average: other work on it slows every answer down."""
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def report(
+    outcomes: Sequence[Outcome], settings: Settings, seconds: float, quick: bool, load: str
+) -> None:
     """The table, the goals and the failures."""
     print(
         f"# agent quality: {len(outcomes)} tasks through GraphQL{' (--quick)' if quick else ''},"
         f" {CONCURRENCY} in flight, model {settings.chat_model} on {settings.model_threads}"
         f" thread(s), num_predict {settings.model_max_tokens}, {os.cpu_count()} cores,"
-        f" wall {seconds:.0f}s"
+        f" wall {seconds:.0f}s, load average before {load}, after {load_average()}"
     )
     print(
         "# valid: code a non-empty text or a review with a verdict; rag an answer with a"
@@ -416,14 +431,19 @@ def report(outcomes: Sequence[Outcome], settings: Settings, seconds: float, quic
         share = _share(group, check)
         verdict = "PASS" if group and share >= goal else "MISS"
         print(f"  {verdict}  {words}: {share:.0%} (goal >= {goal:.0%})")
-    failed = [o for o in outcomes if not all(o.checks.values())]
+    failed = [o for o in outcomes if not o.good]
     if failed:
         print("not fully good:")
         for outcome in failed:
-            missing = ", ".join(name for name, ok in outcome.checks.items() if not ok)
+            missing = ", ".join(n for n, ok in outcome.checks.items() if not ok and n != "fact")
             print(
                 f"  {outcome.case.label[:60]!r}: {outcome.status}, not {missing}; {outcome.why()}"
             )
+    unstated = [o for o in rag if o.checks.get("completed") and not o.checks.get("fact")]
+    if unstated:
+        print("rag answers without the expected fact (reported, not a goal):")
+        for outcome in unstated:
+            print(f"  {outcome.case.label[8:68]!r} ({outcome.case.fact}): {outcome.why()}")
 
 
 # -- the platform ----------------------------------------------------------------------------
@@ -477,6 +497,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a few tasks of each kind")
     quick = parser.parse_args(argv).quick
     configure_logging(level="warning")
+    load = load_average()
     root = Path(tempfile.mkdtemp(prefix="sutazai-bench-"))
     os.chmod(root, 0o755)
     settings = bench_settings(root)
@@ -496,7 +517,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
             started = time.perf_counter()
             outcomes = await run_all(user, chosen, documents)
             seconds = time.perf_counter() - started
-        report(outcomes, settings, seconds, quick)
+        report(outcomes, settings, seconds, quick, load)
     finally:
         await stack.stop()
         shutil.rmtree(root, ignore_errors=True)
