@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 from argon2 import PasswordHasher
 from pydantic import SecretStr
+from uuid_utils.compat import uuid4
 
 from bench.common import free_port, isolated_settings
 from runtime.agents import AgentOptions, run_agents
@@ -130,9 +131,12 @@ ADD_DOCUMENT = (
 )
 DOCUMENT = "query ($id: ID!) { document(id: $id) { status error } }"
 SUBMIT = (
-    "mutation ($type: TaskType!, $payload: JSON) {"
-    " submitTask(input: {taskType: $type, payload: $payload}) { aggregateId } }"
+    "mutation ($type: TaskType!, $payload: JSON, $m: String) {"
+    " submitTask(input: {taskType: $type, payload: $payload}, clientMutationId: $m) {"
+    " aggregateId } }"
 )
+HTTP_ATTEMPTS = 3
+"""Tries of a request whose connection broke or timed out (a loaded machine's hiccup)."""
 TASK = "query ($id: ID!) { task(id: $id) { status result error } }"
 USER_PASSWORD = "bench user password"
 
@@ -273,11 +277,19 @@ class User:
         self.token = ""
 
     async def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The data of an operation that must succeed."""
+        """The data of an operation that must succeed; a broken connection is tried again, as
+        any client would (a submission carries a clientMutationId: a retry is not a second
+        task)."""
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        response = await self.http.post(
-            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
-        )
+        request = {"query": query, "variables": variables or {}}
+        for attempt in range(1, HTTP_ATTEMPTS + 1):
+            try:
+                response = await self.http.post("/graphql", json=request, headers=headers)
+                break
+            except httpx.TransportError:
+                if attempt == HTTP_ATTEMPTS:
+                    raise
+                await asyncio.sleep(attempt)
         body = response.json()
         if body.get("errors") or response.status_code != 200:
             raise RuntimeError(f"{query.split('(')[0]} answered {response.status_code}: {body}")
@@ -313,7 +325,9 @@ class User:
     async def run(self, case: Case) -> Outcome:
         """Submit a case's task and wait for a terminal status."""
         started = time.perf_counter()
-        submitted = await self.data(SUBMIT, {"type": case.task_type, "payload": case.payload})
+        submitted = await self.data(
+            SUBMIT, {"type": case.task_type, "payload": case.payload, "m": uuid4().hex}
+        )
         task_id = submitted["submitTask"]["aggregateId"]
         while True:
             task = (await self.data(TASK, {"id": task_id}))["task"]
@@ -335,12 +349,17 @@ async def run_all(user: User, chosen: Sequence[Case], documents: dict[str, str])
     async def one(case: Case) -> Outcome:
         nonlocal done
         async with gate:
+            started = time.perf_counter()
             try:
                 outcome = await user.run(case)
             except (httpx.HTTPError, RuntimeError) as error:
                 # A refused submission or a broken connection is this case's failure, not the run's.
+                message = f"{type(error).__name__}: {error}"
                 outcome = Outcome(
-                    case, "ERROR", 0.0, error={"code": "BENCH", "message": str(error)}
+                    case,
+                    "ERROR",
+                    time.perf_counter() - started,
+                    error={"code": "BENCH", "message": message},
                 )
         judge(outcome, documents)
         done += 1
