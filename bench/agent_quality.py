@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import shutil
 import sys
@@ -505,9 +504,6 @@ async def platform_running(settings: Settings, stack: Stack) -> AsyncIterator[st
             run_agents(platform, AgentOptions(only=AGENTS, replica=REPLICA)),
         ):
             await platform.readiness.wait(timeout=settings.startup_timeout)
-            # FastStream's broker logger writes straight to stdout at INFO (a line per consumer
-            # task on stop): it would break into the table. Its warnings and errors still show.
-            logging.getLogger("faststream.access.nats").setLevel(logging.WARNING)
             yield url
 
 

@@ -94,6 +94,10 @@ def broker_logger() -> logging.Logger:
     logger = logging.getLogger(BROKER_LOGGER)
     if not any(isinstance(f, _HandedBack) for f in logger.filters):
         logger.addFilter(_HandedBack())
+    # FastStream says at INFO what each subscriber task does as it stops: noise in `sutazai up`
+    # unless the process logs at DEBUG. Its warnings and errors go through as they are.
+    if not logger.isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.WARNING)
     return logger
 
 
