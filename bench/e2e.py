@@ -1,0 +1,229 @@
+"""What a user feels: from a `submitTask` mutation to its answer, to the read model, to the push.
+
+Starts its own servers (a `Stack` on free loopback ports, data in a temp dir) and runs the
+gateway and the projectors as `sutazai up` does, without agents (a submitted task stays pending:
+what is measured is the write path, not the model). Rate limits are raised out of the way.
+
+The load comes from a process of its own (its CPU is not the servers'): an open-loop generator
+that sends `submitTask` at a fixed rate whatever the answers do (SUTAZAI_BENCH_RATES, default
+50,100,200,400 per second, each for SUTAZAI_BENCH_SECONDS, default 10), every tenth with
+`waitForProjection: true`, while one `events` subscription over graphql-transport-ws (gql, a
+client our users use) follows every TaskSubmitted. Send and receive times are read in that
+process, on one clock. For each rate it prints p50 / p99 / max of:
+- mutation → response (the nine in ten sent without waiting),
+- mutation → read model visible (the answer of those sent with `waitForProjection`),
+- mutation → subscription push,
+with how many were answered, refused (a typed GraphQL error) or not answered in 10 s; and last
+the highest rate held with p99 of the push under 50 ms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import httpx
+from argon2 import PasswordHasher
+from gql import Client, gql
+from gql.client import AsyncClientSession
+from gql.transport.websockets import WebsocketsTransport
+
+from bench.common import free_port
+from bench.graphql import SERVERS, bench_settings, sign_in
+from runtime.bootstrap import connect, run_projections
+from runtime.gateway_wiring import ensure_admin, serve_gateway
+from runtime.stack import Stack
+from runtime.structured_logging import configure_logging
+
+RATES = [int(r) for r in os.environ.get("SUTAZAI_BENCH_RATES", "50,100,200,400").split(",")]
+SECONDS = float(os.environ.get("SUTAZAI_BENCH_SECONDS", "10"))
+TIMEOUT = 10.0
+WAIT_EVERY = 10
+"""One request in this many asks `waitForProjection`."""
+GOAL_MS = 50.0
+
+SUBMIT = """
+mutation ($m: String!, $wait: Boolean!) {
+  submitTask(input: {taskType: "code.generate", payload: {prompt: "bench"}},
+             clientMutationId: $m, waitForProjection: $wait) { aggregateId projected }
+}
+"""
+PUSHES = 'subscription { events(filter: {eventType: "TaskSubmitted"}) { aggregateId } }'
+
+
+@dataclass
+class Figures:
+    """One rate's measurements, in milliseconds."""
+
+    rate: int
+    sent: int = 0
+    response: list[float] = field(default_factory=list)
+    visible: list[float] = field(default_factory=list)
+    push: list[float] = field(default_factory=list)
+    refused: int = 0
+    unanswered: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+def _percentiles(values: list[float]) -> str:
+    if not values:
+        return f"{'-':>8} {'-':>8} {'-':>8}"
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return f"{statistics.median(ordered):>8.1f} {p99:>8.1f} {ordered[-1]:>8.1f}"
+
+
+def _p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else float("inf")
+
+
+def _drive(url: str, token: str, rate: int, seconds: float) -> Figures:
+    return asyncio.run(_drive_async(url, token, rate, seconds))
+
+
+async def _drive_async(url: str, token: str, rate: int, seconds: float) -> Figures:
+    """Open loop: request n leaves at start + n / rate, answered or not."""
+    figures = Figures(rate)
+    expected: set[str] | None = None
+    """The tasks whose push is awaited, once every request is answered."""
+    sent_at: dict[str, float] = {}
+    pushed: dict[str, float] = {}
+    transport = WebsocketsTransport(
+        url=url.replace("http://", "ws://"),
+        subprotocols=[WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL],
+        init_payload={"authorization": f"Bearer {token}"},
+    )
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+    async with (
+        Client(transport=transport) as session,
+        httpx.AsyncClient(timeout=TIMEOUT, limits=limits) as http,
+    ):
+        assert isinstance(session, AsyncClientSession)
+        listening = asyncio.Event()
+
+        all_pushed = asyncio.Event()
+
+        async def follow() -> None:
+            subscription = session.subscribe(gql(PUSHES))
+            listening.set()
+            async for event in subscription:
+                pushed[str(event["events"]["aggregateId"])] = time.perf_counter()
+                if expected is not None and expected <= pushed.keys():
+                    all_pushed.set()
+
+        follower = asyncio.create_task(follow())
+        await listening.wait()
+        await asyncio.sleep(0.5)  # the subscription is live on the server before the first send
+
+        async def one(index: int) -> None:
+            wait = index % WAIT_EVERY == 0
+            started = time.perf_counter()
+            try:
+                answer = await http.post(
+                    url,
+                    json={"query": SUBMIT, "variables": {"m": f"b{rate}-{index}", "wait": wait}},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                body = answer.json()
+            except (httpx.TimeoutException, httpx.TransportError):
+                figures.unanswered += 1
+                return
+            elapsed = (time.perf_counter() - started) * 1000
+            if body.get("errors"):
+                code = str(body["errors"][0].get("extensions", {}).get("code", "ERROR"))
+                figures.errors[code] = figures.errors.get(code, 0) + 1
+                figures.refused += 1
+                return
+            task_id = str(body["data"]["submitTask"]["aggregateId"])
+            sent_at[task_id] = started
+            (figures.visible if wait else figures.response).append(elapsed)
+
+        start = time.perf_counter()
+        requests: list[asyncio.Task[None]] = []
+        total = int(rate * seconds)
+        for index in range(total):
+            delay = start + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            requests.append(asyncio.create_task(one(index)))
+        figures.sent = total
+        await asyncio.gather(*requests)
+        expected = set(sent_at)
+        if expected <= pushed.keys():
+            all_pushed.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_pushed.wait(), TIMEOUT)
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+    figures.push = [(pushed[t] - sent_at[t]) * 1000 for t in sent_at if t in pushed]
+    return figures
+
+
+def report(all_figures: list[Figures]) -> None:
+    """A block of lines per rate, then the highest rate held."""
+    print(
+        f"# submitTask through GraphQL at a fixed open-loop rate for {SECONDS:g} s each, one in"
+        f" {WAIT_EVERY} with waitForProjection; one events subscriber; load in its own process"
+    )
+    print(f"{'rate/s':>6} {'measure':<22} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}   counts")
+    held = 0
+    for f in all_figures:
+        counts = (
+            f"sent {f.sent}, answered {len(f.response) + len(f.visible)}, refused {f.refused}"
+            f" {f.errors or ''}, unanswered {f.unanswered}, pushed {len(f.push)}"
+        )
+        print(f"{f.rate:>6} {'mutation → response':<22} {_percentiles(f.response)}   {counts}")
+        print(f"{'':>6} {'mutation → read model':<22} {_percentiles(f.visible)}")
+        print(f"{'':>6} {'mutation → push':<22} {_percentiles(f.push)}")
+        complete = f.refused == 0 and f.unanswered == 0 and len(f.push) == f.sent
+        if complete and _p99(f.push) <= GOAL_MS:
+            held = max(held, f.rate)
+    print(f"highest rate held with p99 mutation → push <= {GOAL_MS:g} ms: {held or 'none'}/s")
+
+
+async def main() -> None:
+    configure_logging(level="warning")
+    root = Path(tempfile.mkdtemp(prefix="sutazai-bench-"))
+    os.chmod(root, 0o755)
+    settings = bench_settings(root)
+    stack = Stack(settings)
+    loader = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
+    try:
+        await asyncio.gather(*(stack[name].start() for name in SERVERS))
+        passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+        async with (
+            connect(settings, stack, passwords=passwords) as platform,
+            run_projections(settings, platform.store, platform.postgres, only=("users", "tasks")),
+        ):
+            await ensure_admin(platform)
+            async with serve_gateway(platform, free_port()) as gateway_url:
+                url = f"{gateway_url}/graphql"
+                token = await sign_in(url, settings.admin_username)
+                loop = asyncio.get_running_loop()
+                figures = []
+                for rate in RATES:
+                    print(f"# {rate}/s …", flush=True)
+                    figures.append(
+                        await loop.run_in_executor(loader, _drive, url, token, rate, SECONDS)
+                    )
+                report(figures)
+    finally:
+        loader.shutdown(wait=True, cancel_futures=True)
+        await asyncio.gather(
+            *(stack[name].stop() for name in reversed(SERVERS)), return_exceptions=True
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
