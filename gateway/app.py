@@ -58,6 +58,9 @@ class GatewayLimits:
     max_depth: int
     max_tokens: int
     max_aliases: int
+    max_in_flight: int = 64
+    """Requests worked on at once; past it a request waits `admission_wait`, then is refused."""
+    admission_wait: float = 0.1
 
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -305,6 +308,9 @@ class GraphQLGate:
         self._limiter = limiter
         self._limits = limits
         self._metrics = metrics
+        # Admission: past its capacity the gateway refuses at once rather than let every
+        # request wait in a queue without bound (Little's law: the wait grows with the queue).
+        self._places = asyncio.Semaphore(limits.max_in_flight)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
@@ -322,6 +328,35 @@ class GraphQLGate:
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
+        if not await self._admitted():
+            self._metrics.error(ErrorCode.UNAVAILABLE.value)
+            self._metrics.shed.inc()
+            busy = refusal(
+                Request(scope),
+                503,
+                ErrorCode.UNAVAILABLE,
+                "the gateway is at capacity: retry in 1 s",
+                headers={"Retry-After": "1"},
+            )
+            await busy(scope, receive, send)
+            return
+        try:
+            await self._admitted_call(scope, receive, send)
+        finally:
+            self._places.release()
+
+    async def _admitted(self) -> bool:
+        """A place among the requests in flight, waiting `admission_wait` at most."""
+        if not self._places.locked():
+            await self._places.acquire()
+            return True
+        try:
+            await asyncio.wait_for(self._places.acquire(), self._limits.admission_wait)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _admitted_call(self, scope: Scope, receive: Receive, send: Send) -> None:
         # GET too: a query in the URL is a GraphQL request like any other.
         request = Request(scope)
         refusal = await self._refusal(request)

@@ -22,6 +22,12 @@ class GatewayMetrics:
         self.errors = Counter(
             "sutazai_graphql_errors", "GraphQL errors by code", ["code"], registry=self.registry
         )
+        self.shed = Counter(
+            "sutazai_http_shed",
+            "GraphQL requests refused at once because the gateway had as many in flight as it"
+            " takes (503, UNAVAILABLE)",
+            registry=self.registry,
+        )
         self.subscriptions = Gauge(
             "sutazai_graphql_subscription_connections",
             "Open websocket connections (graphql-transport-ws)",

@@ -142,6 +142,8 @@ def gateway_limits(settings: Settings) -> GatewayLimits:
         max_depth=settings.max_query_depth,
         max_tokens=settings.max_query_tokens,
         max_aliases=settings.max_query_aliases,
+        max_in_flight=settings.gateway_max_in_flight,
+        admission_wait=settings.gateway_admission_wait,
     )
 
 

@@ -234,6 +234,18 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(default=10, gt=0)
     max_query_tokens: int = Field(default=2_000, gt=0)
     max_query_aliases: int = Field(default=30, gt=0)
+    gateway_max_in_flight: int = Field(
+        default=64,
+        gt=0,
+        description=(
+            "HTTP GraphQL requests a gateway works on at once; more wait up to"
+            " SUTAZAI_GATEWAY_ADMISSION_WAIT for a place, then are refused (503, UNAVAILABLE,"
+            " Retry-After) instead of queueing without bound."
+        ),
+    )
+    gateway_admission_wait: float = Field(
+        default=0.1, ge=0, description="Seconds a request past the in-flight bound may wait."
+    )
     projection_wait_seconds: float = Field(
         default=5.0, gt=0, description="How long read-your-writes waits for a read model."
     )

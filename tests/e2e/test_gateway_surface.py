@@ -228,3 +228,22 @@ async def test_websocket_connections_from_one_address_are_rate_limited(
     # The admin's sign-in took one token of the address's bucket of four.
     assert accepted <= 3
     assert refused >= 5
+
+
+async def test_past_its_in_flight_bound_the_gateway_refuses_at_once_with_retry_after(
+    settings: Settings, stack: Stack
+) -> None:
+    async with running_gateway(
+        settings, stack, gateway_max_in_flight=1, gateway_admission_wait=0.0
+    ) as gateway:
+        user = await gateway.client.sign_up()
+        answers = await asyncio.gather(
+            *(gateway.client.call("{ me { id } }", token=user.access_token) for _ in range(20))
+        )
+        statuses = sorted(a["status"] for a in answers)
+        assert set(statuses) == {200, 503}, statuses
+        busy = [a for a in answers if a["status"] == 503]
+        assert all(a["errors"][0]["extensions"]["code"] == "UNAVAILABLE" for a in busy)
+        assert all("retry in 1 s" in a["errors"][0]["message"] for a in busy)
+        shed = gateway.platform.metrics.get_sample_value("sutazai_http_shed_total")
+        assert shed == len(busy)
