@@ -35,6 +35,7 @@ from runtime.servers.nats import NatsServer
 from runtime.servers.postgres import PostgresServer
 from runtime.structured_logging import configure_logging
 from schemas.envelope import Actor, EventEnvelope
+from schemas.specs import TASK
 
 EVENTS = int(os.environ.get("SUTAZAI_BENCH_EVENTS", "1000000"))
 IN_FLIGHT = 512
@@ -62,7 +63,7 @@ def _task_events(owner: str) -> list[EventEnvelope]:
         EventEnvelope(
             event_id=uuid7(),
             event_type=event_type,
-            schema_version=2 if event_type in ("TaskSubmitted", "TaskCompleted") else 1,
+            schema_version=TASK.events[event_type],
             aggregate_type="task",
             aggregate_id=task_id,
             aggregate_version=version,

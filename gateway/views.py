@@ -1,6 +1,7 @@
 """The read side as the gateway asks it: one query, one function, against the read models.
 
-Lists page by keyset: `after` is the (created_at, id) of the last row seen, newest first.
+Lists page by keyset: `after` is the (created_at, id) of the last row seen, newest first. The
+columns read of an aggregate's table are the ones its spec shows in GraphQL (`schemas/specs.py`).
 """
 
 from __future__ import annotations
@@ -11,26 +12,23 @@ from uuid import UUID
 
 import asyncpg
 
+from schemas.specs import AGENT, AGENT_MESSAGE, CONVERSATION, DOCUMENT, TASK, USER, AggregateSpec
+
 Cursor = tuple[datetime, UUID]
 
-_TASK_COLUMNS = (
-    "task_id, owner_id, task_type, priority, status, payload, attempts, max_attempts, agent_id,"
-    " progress, result, error, parent_id, document_ids, created_at, updated_at, version,"
-    " last_sequence"
-)
-_USER_COLUMNS = "user_id, email, username, role, active, created_at, version, last_sequence"
-_AGENT_COLUMNS = (
-    "agent_id, name, kind, capabilities, model, status, created_at, updated_at, version,"
-    " last_sequence"
-)
-_DOCUMENT_COLUMNS = (
-    "document_id, owner_id, title, content_hash, content_size, metadata, status, chunk_count,"
-    " embedding_model, error, created_at, updated_at, version, last_sequence"
-)
-_CONVERSATION_COLUMNS = (
-    "conversation_id, owner_id, title, model, closed, message_count, created_at, updated_at,"
-    " version, last_sequence"
-)
+
+def _select(spec: AggregateSpec, *also: str) -> str:
+    """The columns of an aggregate's table that its GraphQL type shows (and `also`)."""
+    assert spec.read_model is not None, spec.name
+    return ", ".join([*(column.name for column in spec.read_model.shown), *also])
+
+
+_TASK_COLUMNS = _select(TASK)
+_USER_COLUMNS = _select(USER)
+_AGENT_COLUMNS = _select(AGENT)
+_MESSAGE_COLUMNS = _select(AGENT_MESSAGE, "task_id")  # messages are grouped by their task
+_DOCUMENT_COLUMNS = _select(DOCUMENT)
+_CONVERSATION_COLUMNS = _select(CONVERSATION)
 _EVENT_COLUMNS = (
     "sequence, event_id, event_type, schema_version, aggregate_type, aggregate_id,"
     " aggregate_version, occurred_at, actor_id, actor_kind, command_id, correlation_id,"
@@ -136,8 +134,7 @@ async def messages_of_tasks(
 ) -> list[list[asyncpg.Record]]:
     """The agent messages about each task, oldest first (a dataloader batch)."""
     rows = await pool.fetch(
-        "SELECT message_id, source_agent_id, target_agent_id, task_id, message_type, payload,"
-        " acknowledged, created_at FROM agent_messages WHERE task_id = ANY($1::uuid[])"
+        f"SELECT {_MESSAGE_COLUMNS} FROM agent_messages WHERE task_id = ANY($1::uuid[])"
         " ORDER BY created_at, message_id",
         list(task_ids),
     )

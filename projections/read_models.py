@@ -2,97 +2,76 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel
 
-from domain.agent import Agent
-from domain.agent_message import AgentMessage
-from domain.aggregates import AGENT, AGENT_MESSAGE, CONVERSATION, DOCUMENT, TASK, USER
 from domain.conversation import Conversation
 from domain.document import Document
-from domain.task import Task
-from domain.user import User
-from projections.aggregate_tables import AggregateTable, AggregateTableProjector, as_json
+from projections.aggregate_tables import (
+    AggregateTable,
+    AggregateTableProjector,
+    Columns,
+    as_json,
+)
 from projections.event_log import EventLogProjector
 from projections.runtime import Connection, Projector
 from projections.task_rows import task_row_fold
+from schemas.specs import (
+    AGENT,
+    AGENT_MESSAGE,
+    CONVERSATION,
+    DOCUMENT,
+    TASK,
+    USER,
+    AggregateSpec,
+)
 
 
-def _task(task: Task) -> dict[str, Any]:
-    return {
-        "owner_id": task.owner_id,
-        "task_type": task.task_type,
-        "priority": task.priority,
-        "status": task.status.value,
-        "payload": as_json(task.payload),
-        "attempts": task.attempts,
-        "max_attempts": task.max_attempts,
-        "agent_id": task.agent_id,
-        "progress": task.progress,
-        "result": as_json(task.result),
-        "error": as_json(task.error),
-        "parent_id": task.parent_id,
-        "subtask_ids": list(task.subtask_ids),
-        "document_ids": list(task.document_ids),
-        "deadline_seconds": task.deadline_seconds,
-    }
+def _value(value: object, sql: str) -> object:
+    """A state field as its column takes it."""
+    if sql == "jsonb":
+        return as_json(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return list(value)
+    return value
 
 
-def _user(user: User) -> dict[str, Any]:
-    return {
-        "email": user.email,
-        "username": user.username,
-        "role": user.role.value,
-        "active": user.active,
-    }
+def _row_of(spec: AggregateSpec, computed: Mapping[str, Callable[[Any], object]]) -> Columns:
+    """The own columns of a state: each the state's field of its name, unless `computed`.
+
+    Checked here, at import: a column of the spec that is neither a field of the state nor
+    computed stops every projector from starting, rather than one row from being written.
+    """
+    assert spec.read_model is not None, spec.name
+    own = {column.name: column.sql for column in spec.read_model.own_columns}
+    plain = tuple((name, sql) for name, sql in own.items() if name not in computed)
+    fields = spec.kind.state_type.model_fields
+    strays = sorted({*computed} - {*own}) + [name for name, _ in plain if name not in fields]
+    if strays:
+        raise ValueError(
+            f"{spec.read_model.table}: columns neither computed nor state fields, or computed"
+            f" but not in the spec: {strays}"
+        )
+
+    def columns(state: Any) -> dict[str, Any]:
+        found = {name: _value(getattr(state, name), sql) for name, sql in plain}
+        found.update((name, compute(state)) for name, compute in computed.items())
+        return found
+
+    return columns
 
 
-def _agent(agent: Agent) -> dict[str, Any]:
-    return {
-        "name": agent.name,
-        "kind": agent.kind.value,
-        "capabilities": list(agent.capabilities),
-        "model": agent.model,
-        "status": agent.status.value,
-    }
+def _inline_content(document: Document) -> bool:
+    return document.content is not None
 
 
-def _agent_message(message: AgentMessage) -> dict[str, Any]:
-    return {
-        "source_agent_id": message.source_agent_id,
-        "target_agent_id": message.target_agent_id,
-        "task_id": message.task_id,
-        "message_type": message.message_type.value,
-        "payload": as_json(message.payload),
-        "acknowledged": message.acknowledged,
-    }
-
-
-def _document(document: Document) -> dict[str, Any]:
-    return {
-        "owner_id": document.owner_id,
-        "title": document.title,
-        "content_hash": document.content_hash,
-        "content_size": document.content_size,
-        "inline_content": document.content is not None,
-        "metadata": as_json(document.metadata),
-        "status": document.status.value,
-        "chunk_count": document.chunk_count,
-        "embedding_model": document.embedding_model,
-        "error": as_json(document.error),
-    }
-
-
-def _conversation(conversation: Conversation) -> dict[str, Any]:
-    return {
-        "owner_id": conversation.owner_id,
-        "title": conversation.title,
-        "model": conversation.model,
-        "closed": conversation.closed,
-        "message_count": len(conversation.messages),
-    }
+def _message_count(conversation: Conversation) -> int:
+    return len(conversation.messages)
 
 
 async def _conversation_messages(
@@ -141,43 +120,38 @@ async def _conversation_messages(
     )
 
 
-_COLUMNS = {
-    "tasks": (
-        "owner_id", "task_type", "priority", "status", "payload", "attempts", "max_attempts",
-        "agent_id", "progress", "result", "error", "parent_id", "subtask_ids", "document_ids",
-        "deadline_seconds",
-    ),
-    "users": ("email", "username", "role", "active"),
-    "agents": ("name", "kind", "capabilities", "model", "status"),
-    "agent_messages": (
-        "source_agent_id", "target_agent_id", "task_id", "message_type", "payload",
-        "acknowledged",
-    ),
-    "documents": (
-        "owner_id", "title", "content_hash", "content_size", "inline_content", "metadata",
-        "status", "chunk_count", "embedding_model", "error",
-    ),
-    "conversations": ("owner_id", "title", "model", "closed", "message_count"),
-}  # fmt: skip
+def _table(
+    spec: AggregateSpec,
+    computed: Mapping[str, Callable[[Any], object]] | None = None,
+    **options: Any,
+) -> AggregateTable:
+    """The projector's table for an aggregate, its columns as its spec lists them."""
+    read_model = spec.read_model
+    assert read_model is not None, spec.name
+    return AggregateTable(
+        spec.kind,
+        read_model.table,
+        read_model.id_column,
+        tuple(column.name for column in read_model.own_columns),
+        _row_of(spec, computed or {}),
+        **options,
+    )
+
 
 TABLES = (
-    AggregateTable(USER, "users", "user_id", _COLUMNS["users"], _user),
-    AggregateTable(AGENT, "agents", "agent_id", _COLUMNS["agents"], _agent),
-    AggregateTable(TASK, "tasks", "task_id", _COLUMNS["tasks"], _task, fast_fold=task_row_fold),
-    AggregateTable(
-        AGENT_MESSAGE, "agent_messages", "message_id", _COLUMNS["agent_messages"], _agent_message
-    ),
-    AggregateTable(DOCUMENT, "documents", "document_id", _COLUMNS["documents"], _document),
-    AggregateTable(
+    _table(USER),
+    _table(AGENT),
+    _table(TASK, fast_fold=task_row_fold),
+    _table(AGENT_MESSAGE),
+    _table(DOCUMENT, {"inline_content": _inline_content}),
+    _table(
         CONVERSATION,
-        "conversations",
-        "conversation_id",
-        _COLUMNS["conversations"],
-        _conversation,
+        {"message_count": _message_count},
         after_write=_conversation_messages,
         child_tables=("conversation_messages",),
     ),
 )
+"""Each aggregate's table; a column is the state's field of its name unless computed here."""
 
 
 def postgres_projectors() -> list[Projector]:
