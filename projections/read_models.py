@@ -19,15 +19,7 @@ from projections.aggregate_tables import (
 from projections.event_log import EventLogProjector
 from projections.runtime import Connection, Projector
 from projections.task_rows import task_row_fold
-from schemas.specs import (
-    AGENT,
-    AGENT_MESSAGE,
-    CONVERSATION,
-    DOCUMENT,
-    TASK,
-    USER,
-    AggregateSpec,
-)
+from schemas.specs import SPECS, AggregateSpec
 
 
 def _value(value: object, sql: str) -> object:
@@ -138,20 +130,26 @@ def _table(
     )
 
 
-TABLES = (
-    _table(USER),
-    _table(AGENT),
-    _table(TASK, fast_fold=task_row_fold),
-    _table(AGENT_MESSAGE),
-    _table(DOCUMENT, {"inline_content": _inline_content}),
-    _table(
-        CONVERSATION,
-        {"message_count": _message_count},
-        after_write=_conversation_messages,
-        child_tables=("conversation_messages",),
-    ),
+_COMPUTED: dict[str, Mapping[str, Callable[[Any], object]]] = {
+    "document": {"inline_content": _inline_content},
+    "conversation": {"message_count": _message_count},
+}
+"""The columns a state does not hold as a field of their name."""
+
+_OPTIONS: dict[str, dict[str, Any]] = {
+    "task": {"fast_fold": task_row_fold},
+    "conversation": {
+        "after_write": _conversation_messages,
+        "child_tables": ("conversation_messages",),
+    },
+}
+
+TABLES = tuple(
+    _table(spec, _COMPUTED.get(name), **_OPTIONS.get(name, {}))
+    for name, spec in SPECS.items()
+    if spec.read_model is not None
 )
-"""Each aggregate's table; a column is the state's field of its name unless computed here."""
+"""A table for every aggregate whose spec has a read model."""
 
 
 def postgres_projectors() -> list[Projector]:

@@ -14,13 +14,13 @@ migrations, the row folds, the gateway's queries and types and the graph to it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pydantic import BaseModel
 
 from domain.aggregates import AGGREGATES, AggregateKind
 from schemas.envelope import aggregate_subjects
-from schemas.events import EVENTS, schema_version
+from schemas.events import schema_version
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,11 @@ class ReadModel:
 
     table: str
     columns: tuple[Column, ...]
-    """Every column, in table order."""
+    """Every column: the id, the own columns, the bookkeeping (the table's order may differ)."""
     graphql_type: str
     """The GraphQL object type that shows a row (`Task`)."""
+    state_only: frozenset[str] = frozenset()
+    """Fields of the state kept in the `state` column only; every other field is a column."""
 
     @property
     def id_column(self) -> str:
@@ -101,11 +103,7 @@ class AggregateSpec:
     @property
     def events(self) -> Mapping[str, int]:
         """Its event types and the schema version the code writes of each."""
-        return {
-            event_type: schema_version(model)
-            for event_type, (aggregate, model) in EVENTS.items()
-            if aggregate == self.name
-        }
+        return {model.__name__: schema_version(model) for model in self.kind.events}
 
     @property
     def commands(self) -> tuple[type[BaseModel], ...]:
@@ -113,13 +111,13 @@ class AggregateSpec:
         return self.kind.commands
 
 
-@dataclass(frozen=True)
 class _Columns:
     """Builds a table's columns: the id, the own columns, then the bookkeeping."""
 
-    creation: str
-    """The creating event: it sets every own column."""
-    found: list[Column] = field(default_factory=list)
+    def __init__(self, creation: str) -> None:
+        self.creation = creation
+        """The creating event: it sets every own column."""
+        self.found: list[Column] = []
 
     def add(
         self,
@@ -164,6 +162,7 @@ USER = AggregateSpec(
         .add("active", "boolean", "UserDeactivated")
         .done("created_at", "version"),
         graphql_type="User",
+        state_only=frozenset({"password_hash"}),  # a secret: read for sign-in, never listed
     ),
     graph_label="User",
 )
@@ -264,6 +263,7 @@ DOCUMENT = AggregateSpec(
         .add("error", "jsonb", "DocumentIndexed", "DocumentIndexFailed", nullable=True)
         .done("created_at", "updated_at", "version"),
         graphql_type="Document",
+        state_only=frozenset({"content"}),  # up to a blob's size: `inline_content` says if held
     ),
     graph_label="Document",
 )
@@ -280,6 +280,7 @@ CONVERSATION = AggregateSpec(
         .add("message_count", "integer", "UserMessagePosted", "AssistantReplied")
         .done("created_at", "updated_at", "version"),
         graphql_type="Conversation",
+        state_only=frozenset({"messages"}),  # one row each in `conversation_messages`
     ),
     graph_label="Conversation",
     not_graphed=frozenset({"UserMessagePosted", "ConversationClosed"}),

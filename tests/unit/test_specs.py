@@ -62,6 +62,17 @@ def test_a_table_is_its_id_then_its_own_columns_then_the_bookkeeping(spec: Aggre
         assert column.set_by <= set(spec.events), column.name
 
 
+@pytest.mark.parametrize("spec", WITH_TABLES, ids=lambda spec: spec.name)
+def test_every_field_of_the_state_is_a_column_or_named_as_kept_in_the_state_only(
+    spec: AggregateSpec,
+) -> None:
+    read_model = _read_model(spec)
+    fields = set(spec.kind.state_type.model_fields)
+    columns = {column.name for column in read_model.columns}
+    assert fields - read_model.state_only == fields & columns
+    assert read_model.state_only <= fields
+
+
 def test_the_task_columns_are_set_by_the_events_whose_transitions_set_them() -> None:
     own = _read_model(TASK).own_columns
     for kind, transition in TRANSITIONS.items():
@@ -77,7 +88,7 @@ def test_the_task_columns_are_set_by_the_events_whose_transitions_set_them() -> 
 
 
 @pytest.mark.parametrize("table", TABLES, ids=lambda table: table.table)
-def test_every_projector_writes_the_columns_of_its_spec_in_table_order(
+def test_every_projector_writes_the_columns_of_its_spec(
     table: AggregateTable,
 ) -> None:
     projector = AggregateTableProjector(table)
