@@ -29,6 +29,10 @@ _AGENT_COLUMNS = _select(AGENT)
 _MESSAGE_COLUMNS = _select(AGENT_MESSAGE, "task_id")  # messages are grouped by their task
 _DOCUMENT_COLUMNS = _select(DOCUMENT)
 _CONVERSATION_COLUMNS = _select(CONVERSATION)
+assert CONVERSATION.read_model is not None
+(_MESSAGES,) = CONVERSATION.read_model.children
+# Every column: the first, the conversation's id, groups them.
+_CONVERSATION_MESSAGE_COLUMNS = ", ".join(column.name for column in _MESSAGES.columns)
 _EVENT_COLUMNS = (
     "sequence, event_id, event_type, schema_version, aggregate_type, aggregate_id,"
     " aggregate_version, occurred_at, actor_id, actor_kind, command_id, correlation_id,"
@@ -190,8 +194,8 @@ async def messages_of_conversations(
 ) -> list[list[asyncpg.Record]]:
     """Each conversation's messages in order (a dataloader batch)."""
     rows = await pool.fetch(
-        "SELECT conversation_id, position, message_id, role, content, model, in_reply_to,"
-        " citations FROM conversation_messages WHERE conversation_id = ANY($1::uuid[])"
+        f"SELECT {_CONVERSATION_MESSAGE_COLUMNS} FROM {_MESSAGES.table}"
+        " WHERE conversation_id = ANY($1::uuid[])"
         " ORDER BY conversation_id, position",
         list(conversation_ids),
     )

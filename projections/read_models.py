@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from domain.conversation import Conversation
+from domain.conversation import Conversation, Message
 from domain.document import Document
 from projections.aggregate_tables import (
     AggregateTable,
@@ -19,7 +19,12 @@ from projections.aggregate_tables import (
 from projections.event_log import EventLogProjector
 from projections.runtime import Connection, Projector
 from projections.task_rows import task_row_fold
-from schemas.specs import SPECS, AggregateSpec
+from schemas.specs import SPECS, AggregateSpec, ReadModel
+
+
+def _read_model(spec: AggregateSpec) -> ReadModel:
+    assert spec.read_model is not None, spec.name
+    return spec.read_model
 
 
 def _value(value: object, sql: str) -> object:
@@ -66,6 +71,31 @@ def _message_count(conversation: Conversation) -> int:
     return len(conversation.messages)
 
 
+_MESSAGE_COLUMNS = tuple(
+    (column.name, column.sql)
+    for column in next(
+        child.columns
+        for child in _read_model(SPECS["conversation"]).children
+        if child.table == "conversation_messages"
+    )
+)
+
+
+def _message_row(conversation: Conversation, position: int, message: Message) -> tuple[object, ...]:
+    """One `conversation_messages` row: a field of the message by each column's name, unless
+    it is the conversation's or the position."""
+    own: dict[str, object] = {
+        "conversation_id": conversation.conversation_id,
+        "position": position,
+        # Citations are models: their JSON, not their text.
+        "citations": as_json([citation.model_dump(mode="json") for citation in message.citations]),
+    }
+    return tuple(
+        own[name] if name in own else _value(getattr(message, name), sql)
+        for name, sql in _MESSAGE_COLUMNS
+    )
+
+
 async def _conversation_messages(
     connection: Connection, states: list[BaseModel], tables: Mapping[str, str]
 ) -> None:
@@ -84,27 +114,9 @@ async def _conversation_messages(
     await connection.copy_records_to_table(
         table,
         schema_name=schema or None,
-        columns=(
-            "conversation_id",
-            "position",
-            "message_id",
-            "role",
-            "content",
-            "model",
-            "in_reply_to",
-            "citations",
-        ),
+        columns=[name for name, _ in _MESSAGE_COLUMNS],
         records=[
-            (
-                c.conversation_id,
-                position,
-                m.message_id,
-                m.role.value,
-                m.content,
-                m.model,
-                m.in_reply_to,
-                as_json([citation.model_dump(mode="json") for citation in m.citations]),
-            )
+            _message_row(c, position, m)
             for c in conversations
             for position, m in enumerate(c.messages)
             if position >= held.get(c.conversation_id, 0)

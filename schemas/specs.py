@@ -51,6 +51,22 @@ _BOOKKEEPING_SQL = {
 
 
 @dataclass(frozen=True)
+class ChildTable:
+    """Rows an aggregate's table holds many of per aggregate (a conversation's messages)."""
+
+    table: str
+    columns: tuple[Column, ...]
+    """Every column; the first names the parent aggregate."""
+    graphql_type: str
+    """The GraphQL object type that shows a row."""
+
+    @property
+    def shown(self) -> tuple[Column, ...]:
+        """The columns the gateway reads to show a row."""
+        return tuple(c for c in self.columns if c.field is not None)
+
+
+@dataclass(frozen=True)
 class ReadModel:
     """An aggregate's table: one row per aggregate, its id first and the bookkeeping last."""
 
@@ -61,6 +77,8 @@ class ReadModel:
     """The GraphQL object type that shows a row (`Task`)."""
     state_only: frozenset[str] = frozenset()
     """Fields of the state kept in the `state` column only; every other field is a column."""
+    children: tuple[ChildTable, ...] = ()
+    """Its child tables, written in the same transaction as its rows."""
 
     @property
     def id_column(self) -> str:
@@ -281,6 +299,22 @@ CONVERSATION = AggregateSpec(
         .done("created_at", "updated_at", "version"),
         graphql_type="Conversation",
         state_only=frozenset({"messages"}),  # one row each in `conversation_messages`
+        children=(
+            ChildTable(
+                "conversation_messages",
+                (
+                    Column("conversation_id", "uuid"),  # not a field: messages are listed under it
+                    Column("position", "integer", field="position"),
+                    Column("message_id", "uuid", field="id"),
+                    Column("role", "text", field="role"),
+                    Column("content", "text", field="content"),
+                    Column("model", "text", nullable=True, field="model"),
+                    Column("in_reply_to", "uuid", nullable=True, field="in_reply_to"),
+                    Column("citations", "jsonb", field="citations"),
+                ),
+                graphql_type="ConversationMessage",
+            ),
+        ),
     ),
     graph_label="Conversation",
     not_graphed=frozenset({"UserMessagePosted", "ConversationClosed"}),

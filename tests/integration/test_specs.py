@@ -14,12 +14,15 @@ from uuid import UUID
 
 import asyncpg
 import pytest
+from pydantic import BaseModel
 from uuid_utils.compat import uuid7
 
+from domain.conversation import Message
 from gateway import views
 from gateway.types import (
     AgentMessageObject,
     AgentObject,
+    ConversationMessage,
     ConversationObject,
     DocumentObject,
     TaskObject,
@@ -29,7 +32,6 @@ from projections.migrate import migrate
 from runtime.stack import Stack
 from schemas.specs import SPECS, AggregateSpec, Column, ReadModel
 
-WITH_TABLES = [spec for spec in SPECS.values() if spec.read_model is not None]
 SCRATCH = "spec_views"
 
 
@@ -38,32 +40,41 @@ def _read_model(spec: AggregateSpec) -> ReadModel:
     return spec.read_model
 
 
-@pytest.mark.parametrize("spec", WITH_TABLES, ids=lambda spec: spec.name)
+WITH_TABLES = [spec for spec in SPECS.values() if spec.read_model is not None]
+
+
+TABLES: dict[str, tuple[Column, ...]] = {
+    **{_read_model(spec).table: _read_model(spec).columns for spec in WITH_TABLES},
+    **{child.table: child.columns for spec in WITH_TABLES for child in _read_model(spec).children},
+}
+"""Every table of a read model, its child tables too -> its columns."""
+
+
+@pytest.mark.parametrize("table", sorted(TABLES))
 async def test_the_migrations_make_each_table_as_its_spec_says(
-    postgres: asyncpg.Pool, spec: AggregateSpec
+    postgres: asyncpg.Pool, table: str
 ) -> None:
-    read_model = _read_model(spec)
     rows = await postgres.fetch(
         "SELECT column_name, udt_name::regtype::text AS sql, is_nullable = 'YES' AS nullable"
         " FROM information_schema.columns"
         " WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
-        read_model.table,
+        table,
     )
     # By name: a column added by a later migration comes last in the table, wherever the spec
     # lists it, and every reader and writer names its columns.
     made = {row["column_name"]: (row["sql"], row["nullable"]) for row in rows}
-    assert made == {c.name: (c.sql, c.nullable) for c in read_model.columns}
+    assert made == {c.name: (c.sql, c.nullable) for c in TABLES[table]}
 
 
-def _value(spec: AggregateSpec, column: Column) -> object:
-    """A value the column takes, valid for its state's field (an enum's first member)."""
-    annotation = spec.kind.state_type.model_fields.get(column.name)
+def _value(model: type[BaseModel], column: Column) -> object:
+    """A value the column takes, valid for the model's field (an enum's first member)."""
+    annotation = model.model_fields.get(column.name)
     kind = None if annotation is None else annotation.annotation
     if isinstance(kind, type) and issubclass(kind, Enum):
         return next(iter(kind)).value
     return {
         "uuid": uuid7(),
-        "text": f"{spec.name}.{column.name}",
+        "text": f"{model.__name__}.{column.name}",
         "integer": 1,
         "bigint": 1,
         "boolean": True,
@@ -87,7 +98,7 @@ async def one_of_each(
     try:
         await migrate(pool)
         rows = {
-            spec.name: {c.name: _value(spec, c) for c in _read_model(spec).columns}
+            spec.name: {c.name: _value(spec.kind.state_type, c) for c in _read_model(spec).columns}
             for spec in WITH_TABLES
         }
         # The relations the gateway's lists follow: a message about the task.
@@ -99,6 +110,15 @@ async def one_of_each(
                 f"INSERT INTO {_read_model(spec).table} ({', '.join(row)}) VALUES ({placeholders})",
                 *row.values(),
             )
+        (child,) = _read_model(SPECS["conversation"]).children
+        message = {c.name: _value(Message, c) for c in child.columns}
+        message["conversation_id"] = rows["conversation"]["conversation_id"]
+        rows["conversation_message"] = message
+        placeholders = ", ".join(f"${n}" for n in range(1, len(message) + 1))
+        await pool.execute(
+            f"INSERT INTO {child.table} ({', '.join(message)}) VALUES ({placeholders})",
+            *message.values(),
+        )
         yield pool, rows
     finally:
         await pool.close()
@@ -151,6 +171,11 @@ async def test_every_query_of_the_gateway_reads_the_columns_the_spec_shows(
     assert len(messages) == 1
     _checked(messages[0], "agent_message", "task_id")
     _checked(await views.credentials(pool, user["username"]), "user", "password_hash")
+    ((record,),) = await views.messages_of_conversations(
+        pool, [rows["conversation"]["conversation_id"]]
+    )
+    (child,) = _read_model(SPECS["conversation"]).children
+    assert set(record.keys()) == {column.name for column in child.columns}
 
 
 Build = Callable[[asyncpg.Record], object]
@@ -178,12 +203,20 @@ async def test_every_shown_column_reaches_its_field_of_the_graphql_type(
         assert getattr(shown, column.field, None) is not None, (name, column.name)
 
 
-async def test_a_message_reaches_its_fields_too(
+async def test_messages_reach_their_fields_too(
     one_of_each: tuple[asyncpg.Pool, dict[str, dict[str, Any]]],
 ) -> None:
     pool, rows = one_of_each
     ((record,),) = await views.messages_of_tasks(pool, [rows["task"]["task_id"]])
-    shown = AgentMessageObject.from_row(record)
+    shown: object = AgentMessageObject.from_row(record)
     for column in _read_model(SPECS["agent_message"]).shown:
+        assert column.field is not None
+        assert getattr(shown, column.field, None) is not None, column.name
+    ((record,),) = await views.messages_of_conversations(
+        pool, [rows["conversation"]["conversation_id"]]
+    )
+    shown = ConversationMessage.from_row(record)
+    (child,) = _read_model(SPECS["conversation"]).children
+    for column in child.shown:
         assert column.field is not None
         assert getattr(shown, column.field, None) is not None, column.name

@@ -17,7 +17,7 @@ from projections.read_models import TABLES
 from projections.task_rows import task_row_fold
 from schemas.envelope import aggregate_subjects
 from schemas.events import EVENTS, schema_version
-from schemas.specs import BOOKKEEPING, SPECS, TASK, AggregateSpec, ReadModel
+from schemas.specs import BOOKKEEPING, SPECS, TASK, AggregateSpec, Column, ReadModel
 from tests.unit.test_task_transitions import LIVES, _decided
 
 SCHEMA = build_schema(max_depth=10, max_tokens=2_000, max_aliases_count=10)
@@ -108,12 +108,22 @@ def test_both_task_folds_give_every_column_of_the_spec() -> None:
         assert sorted(fast.columns(state.model_dump(mode="json"))) == sorted(own)
 
 
-@pytest.mark.parametrize("spec", WITH_TABLES, ids=lambda spec: spec.name)
-def test_the_graphql_type_has_a_field_for_every_column_it_shows(spec: AggregateSpec) -> None:
-    read_model = _read_model(spec)
-    definition = SCHEMA.get_type_by_name(read_model.graphql_type)
-    assert isinstance(definition, StrawberryObjectDefinition), read_model.graphql_type
+SHOWN: dict[str, tuple[Column, ...]] = {
+    **{_read_model(spec).graphql_type: _read_model(spec).shown for spec in WITH_TABLES},
+    **{
+        child.graphql_type: child.shown
+        for spec in WITH_TABLES
+        for child in _read_model(spec).children
+    },
+}
+"""Every GraphQL type that shows a table's rows -> the columns it shows."""
+
+
+@pytest.mark.parametrize("graphql_type", sorted(SHOWN))
+def test_the_graphql_type_has_a_field_for_every_column_it_shows(graphql_type: str) -> None:
+    definition = SCHEMA.get_type_by_name(graphql_type)
+    assert isinstance(definition, StrawberryObjectDefinition), graphql_type
     converter = SCHEMA.config.name_converter
     fields = {converter.get_graphql_name(field) for field in definition.fields}
-    shown = {_camel(column.field) for column in read_model.shown if column.field is not None}
+    shown = {_camel(column.field) for column in SHOWN[graphql_type] if column.field is not None}
     assert shown - fields == set()
