@@ -127,13 +127,8 @@ QUICK_AGENTS: dict[str, Any] = {
 
 @pytest.fixture
 async def platform_with_agents(settings: Settings, stack: Stack) -> AsyncIterator[Gateway]:
-    quick: dict[str, Any] = {
-        "heartbeat_seconds": 0.5,
-        "heartbeat_ttl": 3.0,
-        "coordinator_sweep_seconds": 0.5,
-    }
     async with (
-        running_gateway(settings, stack, **quick) as gateway,
+        running_gateway(settings, stack, **QUICK_AGENTS) as gateway,
         run_agents(gateway.platform, AgentOptions(replica=f"t{uuid4().hex[:8]}")),
     ):
         await coordinator_caught_up(gateway)
@@ -152,6 +147,13 @@ async def coordinator_caught_up(gateway: Gateway, timeout: float = 120) -> None:
             return
         assert time.monotonic() < deadline, f"coordinator still {info.num_pending} behind"
         await asyncio.sleep(0.1)
+
+
+async def submit_task(gateway: Gateway, token: str, task_type: str, payload: Any) -> str:
+    """A task submitted through the gateway: its id."""
+    data = await gateway.client.data(SUBMIT_TASK, {"type": task_type, "payload": payload}, token)
+    task_id: str = data["submitTask"]["aggregateId"]
+    return task_id
 
 
 async def until_done(

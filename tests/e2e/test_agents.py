@@ -28,9 +28,9 @@ from runtime.stack import Stack
 from schemas.envelope import EventEnvelope
 from tests.conftest import ServerFaults
 from tests.e2e.conftest import (
-    SUBMIT_TASK,
     Gateway,
     running_gateway,
+    submit_task,
     until_done,
 )
 from tests.servers import cli_environment, sutazai_process
@@ -41,14 +41,8 @@ async def test_a_code_task_is_assigned_run_and_completed_with_every_step_linked(
 ) -> None:
     gateway = platform_with_agents
     user = await gateway.client.sign_up()
-    submitted = (
-        await gateway.client.data(
-            SUBMIT_TASK,
-            {"type": "code.generate", "payload": {"prompt": "a function that adds two numbers"}},
-            user.access_token,
-        )
-    )["submitTask"]
-    task_id = submitted["aggregateId"]
+    prompt = {"prompt": "a function that adds two numbers"}
+    task_id = await submit_task(gateway, user.access_token, "code.generate", prompt)
     task = await until_done(gateway, user.access_token, task_id, timeout=120)
 
     assert task["status"] == "COMPLETED", task
@@ -122,12 +116,9 @@ async def test_a_killed_agent_loses_its_task_to_another_which_completes_it_once(
             user = await gateway.client.sign_up()
             await _until_online(gateway, f"code-assistant-{doomed_name}")
             prompt = "a long, fully commented module that implements a binary search tree"
-            submitted = await gateway.client.data(
-                SUBMIT_TASK,
-                {"type": "code.generate", "payload": {"prompt": prompt}},
-                user.access_token,
+            task_id = await submit_task(
+                gateway, user.access_token, "code.generate", {"prompt": prompt}
             )
-            task_id = submitted["submitTask"]["aggregateId"]
             deadline = time.monotonic() + 60
             while "TaskStarted" not in [e.event_type for e in await _events_of(gateway, task_id)]:
                 assert time.monotonic() < deadline, "the doomed agent never started the task"
@@ -182,10 +173,7 @@ async def test_the_same_event_delivered_twice_sends_one_set_of_commands(
         ) as cards,
     ):
         user = await gateway.client.sign_up()
-        submitted = await gateway.client.data(
-            SUBMIT_TASK, {"type": "code.explain", "payload": {"code": "x = 1"}}, user.access_token
-        )
-        task_id = submitted["submitTask"]["aggregateId"]
+        task_id = await submit_task(gateway, user.access_token, "code.explain", {"code": "x = 1"})
         await until_done(gateway, user.access_token, task_id, timeout=120)
         before = await _events_of(gateway, task_id)
         log_before = await gateway.platform.store.last_sequence()

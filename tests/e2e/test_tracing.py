@@ -25,10 +25,10 @@ from runtime.stack import Stack
 from schemas.envelope import aggregate_subjects
 from tests.e2e.conftest import (
     QUICK_AGENTS,
-    SUBMIT_TASK,
     Gateway,
     coordinator_caught_up,
     running_gateway,
+    submit_task,
     until_done,
 )
 
@@ -83,14 +83,8 @@ async def test_one_trace_covers_gateway_command_append_projector_agents_and_mode
     gateway = traced_platform
     user = await gateway.client.sign_up()
     exporter.clear()
-    submitted = (
-        await gateway.client.data(
-            SUBMIT_TASK,
-            {"type": "code.generate", "payload": {"prompt": "a function that adds two numbers"}},
-            user.access_token,
-        )
-    )["submitTask"]
-    task_id = submitted["aggregateId"]
+    prompt = {"prompt": "a function that adds two numbers"}
+    task_id = await submit_task(gateway, user.access_token, "code.generate", prompt)
     task = await until_done(gateway, user.access_token, task_id, timeout=120)
     assert task["status"] == "COMPLETED", task
 
@@ -145,17 +139,11 @@ async def test_events_carry_the_trace_in_a_header_that_plain_nats_readers_see(
     gateway = traced_platform
     user = await gateway.client.sign_up()
     exporter.clear()
-    submitted = (
-        await gateway.client.data(
-            SUBMIT_TASK, {"type": "code.explain", "payload": {"code": "x = 1"}}, user.access_token
-        )
-    )["submitTask"]
+    task_id = await submit_task(gateway, user.access_token, "code.explain", {"code": "x = 1"})
     (append,) = _named(exporter.get_finished_spans(), "append task")
 
     js = gateway.platform.nats.jetstream()
-    subject = aggregate_subjects("task", UUID(submitted["aggregateId"])).replace(
-        "*", "TaskSubmitted"
-    )
+    subject = aggregate_subjects("task", UUID(task_id)).replace("*", "TaskSubmitted")
     message = await js.get_last_msg(EVENTS_STREAM, subject)
     traceparent = (message.headers or {})["traceparent"]
     version, trace_hex, span_hex, flags = traceparent.split("-")
@@ -167,14 +155,8 @@ async def test_events_carry_the_trace_in_a_header_that_plain_nats_readers_see(
 
 async def test_without_tracing_no_event_carries_a_trace_header(gateway: Gateway) -> None:
     user = await gateway.client.sign_up()
-    submitted = (
-        await gateway.client.data(
-            SUBMIT_TASK, {"type": "code.explain", "payload": {"code": "y = 2"}}, user.access_token
-        )
-    )["submitTask"]
+    task_id = await submit_task(gateway, user.access_token, "code.explain", {"code": "y = 2"})
     js = gateway.platform.nats.jetstream()
-    subject = aggregate_subjects("task", UUID(submitted["aggregateId"])).replace(
-        "*", "TaskSubmitted"
-    )
+    subject = aggregate_subjects("task", UUID(task_id)).replace("*", "TaskSubmitted")
     message = await js.get_last_msg(EVENTS_STREAM, subject)
     assert "traceparent" not in (message.headers or {})
