@@ -211,11 +211,19 @@ async def owner_of(pool: asyncpg.Pool, aggregate_type: str, aggregate_id: UUID) 
     return value if isinstance(value, UUID) else None
 
 
+def _owned(spec: AggregateSpec, owner_column: str) -> tuple[str, str, str]:
+    assert spec.read_model is not None, spec.name
+    return spec.read_model.table, spec.read_model.id_column, owner_column
+
+
 _OWNED: dict[str, tuple[str, str, str]] = {
-    "task": ("tasks", "task_id", "owner_id"),
-    "document": ("documents", "document_id", "owner_id"),
-    "conversation": ("conversations", "conversation_id", "owner_id"),
-    "user": ("users", "user_id", "user_id"),
+    spec.name: _owned(spec, owner)
+    for spec, owner in (
+        (TASK, "owner_id"),
+        (DOCUMENT, "owner_id"),
+        (CONVERSATION, "owner_id"),
+        (USER, "user_id"),  # a user owns themselves
+    )
 }
 
 

@@ -178,6 +178,17 @@ async def test_every_query_of_the_gateway_reads_the_columns_the_spec_shows(
     assert set(record.keys()) == {column.name for column in child.columns}
 
 
+async def test_the_owner_of_an_aggregate_is_read_from_its_table(
+    one_of_each: tuple[asyncpg.Pool, dict[str, dict[str, Any]]],
+) -> None:
+    pool, rows = one_of_each
+    for name in ("task", "document", "conversation"):
+        row = rows[name]
+        owner = await views.owner_of(pool, name, row[_read_model(SPECS[name]).id_column])
+        assert owner == row["owner_id"], name
+    assert await views.owner_of(pool, "user", rows["user"]["user_id"]) == rows["user"]["user_id"]
+
+
 Build = Callable[[asyncpg.Record], object]
 READS: dict[str, tuple[Build, Callable[[asyncpg.Pool, UUID], Awaitable[asyncpg.Record | None]]]] = {
     "task": (TaskObject.from_row, views.task_by_id),
