@@ -18,13 +18,26 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from uuid import UUID
 
 import asyncpg
 import nats
 from nats.aio.msg import Msg
+from pydantic import JsonValue
 from uuid_utils.compat import uuid7
 
 from bench.common import free_port
+from domain.task import (
+    AssignTask,
+    CompleteTask,
+    ReportTaskProgress,
+    StartTask,
+    SubmitTask,
+    Task,
+    TaskCommand,
+    decide,
+    evolve,
+)
 from eventstore.store import EventStore
 from eventstore.streams import StreamLayout
 from projections.migrate import migrate
@@ -35,34 +48,39 @@ from runtime.servers.nats import NatsServer
 from runtime.servers.postgres import PostgresServer
 from runtime.structured_logging import configure_logging
 from schemas.envelope import Actor, EventEnvelope
+from schemas.events import event_data
+from schemas.specs import TASK
 
 EVENTS = int(os.environ.get("SUTAZAI_BENCH_EVENTS", "1000000"))
 IN_FLIGHT = 512
 ACTOR = Actor(id="bench", kind="system")
 
 
-def _task_events(owner: str) -> list[EventEnvelope]:
-    task_id, agent, command = uuid7(), str(uuid7()), f"bench-{uuid7()}"
-    bodies: list[tuple[str, dict[str, object]]] = [
-        (
-            "TaskSubmitted",
-            {
-                "task_id": str(task_id), "owner_id": owner, "task_type": "code.generate",
-                "priority": 5, "payload": {"prompt": "fizzbuzz"}, "max_attempts": 3,
-                "parent_id": None, "document_ids": [], "deadline_seconds": None,
-            },
+def _task_events(owner: UUID) -> list[EventEnvelope]:
+    task_id, agent, command = uuid7(), uuid7(), f"bench-{uuid7()}"
+    life: list[TaskCommand] = [
+        SubmitTask(
+            task_id=task_id, owner_id=owner, task_type="code.generate",
+            payload={"prompt": "fizzbuzz"},
         ),
-        ("TaskAssigned", {"agent_id": agent}),
-        ("TaskStarted", {"agent_id": agent, "attempt": 1}),
-        ("TaskProgressReported", {"percent": 50, "note": ""}),
-        ("TaskCompleted", {"result": {"code": "print(1)"}, "failed_subtask_ids": []}),
+        AssignTask(task_id=task_id, agent_id=agent),
+        StartTask(task_id=task_id),
+        ReportTaskProgress(task_id=task_id, percent=50),
+        CompleteTask(task_id=task_id, result={"code": "print(1)"}),
     ]  # fmt: skip
+    # Decided by the domain, so the events are what the platform writes, whatever their shape.
+    state: Task | None = None
+    bodies: list[tuple[str, dict[str, JsonValue]]] = []
+    for step in life:
+        for event in decide(state, step):
+            state = evolve(state, event)
+            bodies.append((type(event).__name__, event_data(event)))
     now = datetime.now(UTC)
     return [
         EventEnvelope(
             event_id=uuid7(),
             event_type=event_type,
-            schema_version=2 if event_type in ("TaskSubmitted", "TaskCompleted") else 1,
+            schema_version=TASK.events[event_type],
             aggregate_type="task",
             aggregate_id=task_id,
             aggregate_version=version,
@@ -79,7 +97,7 @@ def _task_events(owner: str) -> list[EventEnvelope]:
 async def _write_log(store: EventStore) -> None:
     """The events, published as fast as JetStream takes them (the log is the input here)."""
     js = store.client.jetstream(timeout=30)
-    owner = str(uuid7())
+    owner = uuid7()
     gate = asyncio.Semaphore(IN_FLIGHT)
     written = 0
     started = time.monotonic()

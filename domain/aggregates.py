@@ -1,4 +1,4 @@
-"""Every aggregate: its name, state type, decide, evolve and commands.
+"""Every aggregate: its name, state type, decide, evolve, commands and events.
 
 The command bus runs them and the published contract (`schemas/published.py`) lists them; both
 import this catalogue from the domain, so the contract does not depend on the write side.
@@ -29,6 +29,8 @@ class AggregateKind:
     decide: Decide
     evolve: Evolve
     commands: tuple[type[BaseModel], ...]
+    events: tuple[type[BaseModel], ...]
+    """Its event types; `schemas/events.py` registers them by their wire names."""
     id_field: str
     """The field of every command that names the aggregate it addresses."""
     creation: type[BaseModel]
@@ -48,13 +50,15 @@ class AggregateKind:
 
 
 def _kind(module: ModuleType) -> AggregateKind:
-    """An aggregate kind from a domain module's `AGGREGATE, STATE, ID_FIELD, COMMAND_TYPES`."""
+    """An aggregate kind from a domain module's `AGGREGATE, STATE, ID_FIELD, COMMAND_TYPES`,
+    `EVENT_TYPES`."""
     return AggregateKind(
         name=module.AGGREGATE,
         state_type=module.STATE,
         decide=module.decide,
         evolve=module.evolve,
         commands=module.COMMAND_TYPES,
+        events=module.EVENT_TYPES,
         id_field=module.ID_FIELD,
         creation=module.COMMAND_TYPES[0],
     )

@@ -47,8 +47,8 @@ class RecordModelCall(Frozen):
 ModelCallCommand = RecordModelCall
 
 
-class ModelCalled(DomainEvent):
-    """An agent called a model: which, why, how long, how many tokens, and how it ended."""
+class CallRecord(Frozen):
+    """One model call as recorded: the event says it and the state keeps it, field for field."""
 
     call_id: UUID
     agent_id: UUID | None
@@ -62,26 +62,17 @@ class ModelCalled(DomainEvent):
     completion_tokens: int
     outcome: CallOutcome
     error_code: str | None
+
+
+class ModelCalled(CallRecord, DomainEvent):
+    """An agent called a model: which, why, how long, how many tokens, and how it ended."""
 
 
 EVENT_TYPES: tuple[type[DomainEvent], ...] = (ModelCalled,)
 
 
-class ModelCall(Frozen):
+class ModelCall(CallRecord):
     """A recorded call."""
-
-    call_id: UUID
-    agent_id: UUID | None
-    model: str
-    operation: str
-    purpose: str
-    prompt_hash: str
-    options: Payload
-    latency_ms: float
-    prompt_tokens: int
-    completion_tokens: int
-    outcome: CallOutcome
-    error_code: str | None
 
 
 STATE = ModelCall

@@ -1,6 +1,7 @@
 """The read side as the gateway asks it: one query, one function, against the read models.
 
-Lists page by keyset: `after` is the (created_at, id) of the last row seen, newest first.
+Lists page by keyset: `after` is the (created_at, id) of the last row seen, newest first. The
+columns read of an aggregate's table are the ones its spec shows in GraphQL (`schemas/specs.py`).
 """
 
 from __future__ import annotations
@@ -11,26 +12,27 @@ from uuid import UUID
 
 import asyncpg
 
+from schemas.specs import AGENT, AGENT_MESSAGE, CONVERSATION, DOCUMENT, TASK, USER, AggregateSpec
+
 Cursor = tuple[datetime, UUID]
 
-_TASK_COLUMNS = (
-    "task_id, owner_id, task_type, priority, status, payload, attempts, max_attempts, agent_id,"
-    " progress, result, error, parent_id, document_ids, created_at, updated_at, version,"
-    " last_sequence"
-)
-_USER_COLUMNS = "user_id, email, username, role, active, created_at, version, last_sequence"
-_AGENT_COLUMNS = (
-    "agent_id, name, kind, capabilities, model, status, created_at, updated_at, version,"
-    " last_sequence"
-)
-_DOCUMENT_COLUMNS = (
-    "document_id, owner_id, title, content_hash, content_size, metadata, status, chunk_count,"
-    " embedding_model, error, created_at, updated_at, version, last_sequence"
-)
-_CONVERSATION_COLUMNS = (
-    "conversation_id, owner_id, title, model, closed, message_count, created_at, updated_at,"
-    " version, last_sequence"
-)
+
+def _select(spec: AggregateSpec, *also: str) -> str:
+    """The columns of an aggregate's table that its GraphQL type shows (and `also`)."""
+    assert spec.read_model is not None, spec.name
+    return ", ".join([*(column.name for column in spec.read_model.shown), *also])
+
+
+_TASK_COLUMNS = _select(TASK)
+_USER_COLUMNS = _select(USER)
+_AGENT_COLUMNS = _select(AGENT)
+_MESSAGE_COLUMNS = _select(AGENT_MESSAGE, "task_id")  # messages are grouped by their task
+_DOCUMENT_COLUMNS = _select(DOCUMENT)
+_CONVERSATION_COLUMNS = _select(CONVERSATION)
+assert CONVERSATION.read_model is not None
+(_MESSAGES,) = CONVERSATION.read_model.children
+# Every column: the first, the conversation's id, groups them.
+_CONVERSATION_MESSAGE_COLUMNS = ", ".join(column.name for column in _MESSAGES.columns)
 _EVENT_COLUMNS = (
     "sequence, event_id, event_type, schema_version, aggregate_type, aggregate_id,"
     " aggregate_version, occurred_at, actor_id, actor_kind, command_id, correlation_id,"
@@ -136,8 +138,7 @@ async def messages_of_tasks(
 ) -> list[list[asyncpg.Record]]:
     """The agent messages about each task, oldest first (a dataloader batch)."""
     rows = await pool.fetch(
-        "SELECT message_id, source_agent_id, target_agent_id, task_id, message_type, payload,"
-        " acknowledged, created_at FROM agent_messages WHERE task_id = ANY($1::uuid[])"
+        f"SELECT {_MESSAGE_COLUMNS} FROM agent_messages WHERE task_id = ANY($1::uuid[])"
         " ORDER BY created_at, message_id",
         list(task_ids),
     )
@@ -193,8 +194,8 @@ async def messages_of_conversations(
 ) -> list[list[asyncpg.Record]]:
     """Each conversation's messages in order (a dataloader batch)."""
     rows = await pool.fetch(
-        "SELECT conversation_id, position, message_id, role, content, model, in_reply_to,"
-        " citations FROM conversation_messages WHERE conversation_id = ANY($1::uuid[])"
+        f"SELECT {_CONVERSATION_MESSAGE_COLUMNS} FROM {_MESSAGES.table}"
+        " WHERE conversation_id = ANY($1::uuid[])"
         " ORDER BY conversation_id, position",
         list(conversation_ids),
     )
@@ -210,11 +211,19 @@ async def owner_of(pool: asyncpg.Pool, aggregate_type: str, aggregate_id: UUID) 
     return value if isinstance(value, UUID) else None
 
 
+def _owned(spec: AggregateSpec, owner_column: str) -> tuple[str, str, str]:
+    assert spec.read_model is not None, spec.name
+    return spec.read_model.table, spec.read_model.id_column, owner_column
+
+
 _OWNED: dict[str, tuple[str, str, str]] = {
-    "task": ("tasks", "task_id", "owner_id"),
-    "document": ("documents", "document_id", "owner_id"),
-    "conversation": ("conversations", "conversation_id", "owner_id"),
-    "user": ("users", "user_id", "user_id"),
+    spec.name: _owned(spec, owner)
+    for spec, owner in (
+        (TASK, "owner_id"),
+        (DOCUMENT, "owner_id"),
+        (CONVERSATION, "owner_id"),
+        (USER, "user_id"),  # a user owns themselves
+    )
 }
 
 

@@ -16,7 +16,7 @@ import structlog
 from faststream.nats import NatsRouter
 from nats.aio.client import Client as NatsClient
 
-from commands.bus import CommandBus, CommandContext
+from commands.bus import CommandContext
 from commands.loading import load_aggregate
 from domain.aggregates import CONVERSATION, DOCUMENT
 from domain.conversation import Citation, Conversation, RecordAssistantReply, UserMessagePosted
@@ -32,11 +32,10 @@ from domain.document import (
 from domain.errors import DomainError
 from domain.task import Task
 from eventstore.blobs import BlobStore
-from eventstore.store import EventStore
 from handlers.consumers import Delivered, Delivery, consume
 from handlers.document_index import Chunk, DocumentIndex, numbered
 from handlers.model_port import ModelError, ModelPort
-from handlers.task_work import TaskWorker
+from handlers.task_work import TaskWorker, WorkerAgent
 from schemas.envelope import EventEnvelope
 from schemas.live import ReplyToken, live_conversation_subject
 
@@ -60,7 +59,7 @@ def citations_of(chunks: list[Chunk]) -> list[dict[str, Any]]:
     ]
 
 
-class DocumentAssistant:
+class DocumentAssistant(WorkerAgent):
     """One replica of the document assistant."""
 
     def __init__(
@@ -83,16 +82,6 @@ class DocumentAssistant:
         self.top_k = top_k
         self.max_tokens = max_tokens
         self.delivery = delivery or Delivery()
-
-    @property
-    def bus(self) -> CommandBus:
-        """The command bus its commands go through."""
-        return self.worker.bus
-
-    @property
-    def store(self) -> EventStore:
-        """The event store it reads."""
-        return self.worker.store
 
     def router(self) -> NatsRouter:
         """Its subscriptions: documents (shared), conversations (shared), its assignments."""

@@ -39,7 +39,7 @@ import structlog
 from faststream.nats import NatsRouter
 from pydantic import BaseModel, JsonValue, ValidationError
 
-from commands.bus import CommandBus, CommandContext
+from commands.bus import CommandContext
 from commands.guard import Forbidden, Guard
 from commands.loading import load_aggregate
 from domain.agent import Agent, AgentKind
@@ -56,11 +56,10 @@ from domain.task import (
     TaskStatus,
     TaskTimedOut,
 )
-from eventstore.store import EventStore
 from handlers.consumers import Delivered, Delivery, consume
 from handlers.model_port import ModelPort
 from handlers.structured_output import UnusableAnswer, chat_structured
-from handlers.task_work import TaskWorker, held_by
+from handlers.task_work import TaskWorker, WorkerAgent, held_by
 from handlers.work_errors import WorkError
 from handlers.workflow_plan import Plan, child_task_id, ended, outcome
 from schemas.envelope import EventEnvelope
@@ -102,7 +101,7 @@ def _running_under(holder: UUID) -> Guard:
     return guard
 
 
-class Orchestrator:
+class Orchestrator(WorkerAgent):
     """One replica of the orchestrator: plans the workflows assigned to it, settles any."""
 
     def __init__(
@@ -115,16 +114,6 @@ class Orchestrator:
         self.worker = worker
         self.model = model
         self.delivery = delivery or Delivery()
-
-    @property
-    def bus(self) -> CommandBus:
-        """The command bus its commands go through."""
-        return self.worker.bus
-
-    @property
-    def store(self) -> EventStore:
-        """The event store it reads."""
-        return self.worker.store
 
     def router(self) -> NatsRouter:
         """Its subscriptions: its own assignments, and the children's ends (shared)."""

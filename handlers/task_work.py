@@ -119,3 +119,19 @@ class TaskWorker:
     async def give_up(self, delivered: Delivered, error: BaseException) -> None:
         """After the last delivery: the task fails with a typed error (the event is on the DLQ)."""
         await self.fail(delivered.envelope, "AGENT_GAVE_UP", repr(error), retryable=True)
+
+
+class WorkerAgent:
+    """An agent that takes tasks through a `TaskWorker`: it commands and reads through it too."""
+
+    worker: TaskWorker
+
+    @property
+    def bus(self) -> CommandBus:
+        """The command bus its commands go through."""
+        return self.worker.bus
+
+    @property
+    def store(self) -> EventStore:
+        """The event store it reads."""
+        return self.worker.store

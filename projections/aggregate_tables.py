@@ -30,13 +30,12 @@ from projections.bulk import (
 from projections.fold import fold
 from projections.runtime import Connection
 from schemas.envelope import RecordedEvent, aggregate_subjects
+from schemas.specs import BOOKKEEPING
 
 log = structlog.get_logger(__name__)
 
 Columns = Callable[[Any], dict[str, Any]]
 AfterWrite = Callable[[Connection, list[BaseModel], Mapping[str, str]], Awaitable[None]]
-
-_BOOKKEEPING = ("created_at", "updated_at", "version", "last_sequence", "events_applied", "state")
 
 
 def as_json(value: object) -> str | None:
@@ -82,7 +81,7 @@ class AggregateTableProjector:
         self.targets = {name: (targets or {}).get(name, name) for name in live}
         self.tables = tuple(self.targets[name] for name in live)
         table = self.targets[spec.table]
-        names = [spec.id_column, *spec.column_names, *_BOOKKEEPING]
+        names = [spec.id_column, *spec.column_names, *BOOKKEEPING]
         placeholders = ", ".join(f"${n}" for n in range(1, len(names) + 1))
         updates = ", ".join(
             f"{name} = EXCLUDED.{name}"

@@ -2,97 +2,98 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel
 
-from domain.agent import Agent
-from domain.agent_message import AgentMessage
-from domain.aggregates import AGENT, AGENT_MESSAGE, CONVERSATION, DOCUMENT, TASK, USER
-from domain.conversation import Conversation
+from domain.conversation import Conversation, Message
 from domain.document import Document
-from domain.task import Task
-from domain.user import User
-from projections.aggregate_tables import AggregateTable, AggregateTableProjector, as_json
+from projections.aggregate_tables import (
+    AggregateTable,
+    AggregateTableProjector,
+    Columns,
+    as_json,
+)
 from projections.event_log import EventLogProjector
 from projections.runtime import Connection, Projector
 from projections.task_rows import task_row_fold
+from schemas.specs import SPECS, AggregateSpec, ReadModel
 
 
-def _task(task: Task) -> dict[str, Any]:
-    return {
-        "owner_id": task.owner_id,
-        "task_type": task.task_type,
-        "priority": task.priority,
-        "status": task.status.value,
-        "payload": as_json(task.payload),
-        "attempts": task.attempts,
-        "max_attempts": task.max_attempts,
-        "agent_id": task.agent_id,
-        "progress": task.progress,
-        "result": as_json(task.result),
-        "error": as_json(task.error),
-        "parent_id": task.parent_id,
-        "subtask_ids": list(task.subtask_ids),
-        "document_ids": list(task.document_ids),
-        "deadline_seconds": task.deadline_seconds,
+def _read_model(spec: AggregateSpec) -> ReadModel:
+    assert spec.read_model is not None, spec.name
+    return spec.read_model
+
+
+def _value(value: object, sql: str) -> object:
+    """A state field as its column takes it."""
+    if sql == "jsonb":
+        return as_json(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _row_of(spec: AggregateSpec, computed: Mapping[str, Callable[[Any], object]]) -> Columns:
+    """The own columns of a state: each the state's field of its name, unless `computed`.
+
+    Checked here, at import: a column of the spec that is neither a field of the state nor
+    computed stops every projector from starting, rather than one row from being written.
+    """
+    assert spec.read_model is not None, spec.name
+    own = {column.name: column.sql for column in spec.read_model.own_columns}
+    plain = tuple((name, sql) for name, sql in own.items() if name not in computed)
+    fields = spec.kind.state_type.model_fields
+    strays = sorted({*computed} - {*own}) + [name for name, _ in plain if name not in fields]
+    if strays:
+        raise ValueError(
+            f"{spec.read_model.table}: columns neither computed nor state fields, or computed"
+            f" but not in the spec: {strays}"
+        )
+
+    def columns(state: Any) -> dict[str, Any]:
+        found = {name: _value(getattr(state, name), sql) for name, sql in plain}
+        found.update((name, compute(state)) for name, compute in computed.items())
+        return found
+
+    return columns
+
+
+def _inline_content(document: Document) -> bool:
+    return document.content is not None
+
+
+def _message_count(conversation: Conversation) -> int:
+    return len(conversation.messages)
+
+
+_MESSAGE_COLUMNS = tuple(
+    (column.name, column.sql)
+    for column in next(
+        child.columns
+        for child in _read_model(SPECS["conversation"]).children
+        if child.table == "conversation_messages"
+    )
+)
+
+
+def _message_row(conversation: Conversation, position: int, message: Message) -> tuple[object, ...]:
+    """One `conversation_messages` row: a field of the message by each column's name, unless
+    it is the conversation's or the position."""
+    own: dict[str, object] = {
+        "conversation_id": conversation.conversation_id,
+        "position": position,
+        # Citations are models: their JSON, not their text.
+        "citations": as_json([citation.model_dump(mode="json") for citation in message.citations]),
     }
-
-
-def _user(user: User) -> dict[str, Any]:
-    return {
-        "email": user.email,
-        "username": user.username,
-        "role": user.role.value,
-        "active": user.active,
-    }
-
-
-def _agent(agent: Agent) -> dict[str, Any]:
-    return {
-        "name": agent.name,
-        "kind": agent.kind.value,
-        "capabilities": list(agent.capabilities),
-        "model": agent.model,
-        "status": agent.status.value,
-    }
-
-
-def _agent_message(message: AgentMessage) -> dict[str, Any]:
-    return {
-        "source_agent_id": message.source_agent_id,
-        "target_agent_id": message.target_agent_id,
-        "task_id": message.task_id,
-        "message_type": message.message_type.value,
-        "payload": as_json(message.payload),
-        "acknowledged": message.acknowledged,
-    }
-
-
-def _document(document: Document) -> dict[str, Any]:
-    return {
-        "owner_id": document.owner_id,
-        "title": document.title,
-        "content_hash": document.content_hash,
-        "content_size": document.content_size,
-        "inline_content": document.content is not None,
-        "metadata": as_json(document.metadata),
-        "status": document.status.value,
-        "chunk_count": document.chunk_count,
-        "embedding_model": document.embedding_model,
-        "error": as_json(document.error),
-    }
-
-
-def _conversation(conversation: Conversation) -> dict[str, Any]:
-    return {
-        "owner_id": conversation.owner_id,
-        "title": conversation.title,
-        "model": conversation.model,
-        "closed": conversation.closed,
-        "message_count": len(conversation.messages),
-    }
+    return tuple(
+        own[name] if name in own else _value(getattr(message, name), sql)
+        for name, sql in _MESSAGE_COLUMNS
+    )
 
 
 async def _conversation_messages(
@@ -113,27 +114,9 @@ async def _conversation_messages(
     await connection.copy_records_to_table(
         table,
         schema_name=schema or None,
-        columns=(
-            "conversation_id",
-            "position",
-            "message_id",
-            "role",
-            "content",
-            "model",
-            "in_reply_to",
-            "citations",
-        ),
+        columns=[name for name, _ in _MESSAGE_COLUMNS],
         records=[
-            (
-                c.conversation_id,
-                position,
-                m.message_id,
-                m.role.value,
-                m.content,
-                m.model,
-                m.in_reply_to,
-                as_json([citation.model_dump(mode="json") for citation in m.citations]),
-            )
+            _message_row(c, position, m)
             for c in conversations
             for position, m in enumerate(c.messages)
             if position >= held.get(c.conversation_id, 0)
@@ -141,43 +124,44 @@ async def _conversation_messages(
     )
 
 
-_COLUMNS = {
-    "tasks": (
-        "owner_id", "task_type", "priority", "status", "payload", "attempts", "max_attempts",
-        "agent_id", "progress", "result", "error", "parent_id", "subtask_ids", "document_ids",
-        "deadline_seconds",
-    ),
-    "users": ("email", "username", "role", "active"),
-    "agents": ("name", "kind", "capabilities", "model", "status"),
-    "agent_messages": (
-        "source_agent_id", "target_agent_id", "task_id", "message_type", "payload",
-        "acknowledged",
-    ),
-    "documents": (
-        "owner_id", "title", "content_hash", "content_size", "inline_content", "metadata",
-        "status", "chunk_count", "embedding_model", "error",
-    ),
-    "conversations": ("owner_id", "title", "model", "closed", "message_count"),
-}  # fmt: skip
+def _table(
+    spec: AggregateSpec,
+    computed: Mapping[str, Callable[[Any], object]] | None = None,
+    **options: Any,
+) -> AggregateTable:
+    """The projector's table for an aggregate, its columns as its spec lists them."""
+    read_model = spec.read_model
+    assert read_model is not None, spec.name
+    return AggregateTable(
+        spec.kind,
+        read_model.table,
+        read_model.id_column,
+        tuple(column.name for column in read_model.own_columns),
+        _row_of(spec, computed or {}),
+        **options,
+    )
 
-TABLES = (
-    AggregateTable(USER, "users", "user_id", _COLUMNS["users"], _user),
-    AggregateTable(AGENT, "agents", "agent_id", _COLUMNS["agents"], _agent),
-    AggregateTable(TASK, "tasks", "task_id", _COLUMNS["tasks"], _task, fast_fold=task_row_fold),
-    AggregateTable(
-        AGENT_MESSAGE, "agent_messages", "message_id", _COLUMNS["agent_messages"], _agent_message
-    ),
-    AggregateTable(DOCUMENT, "documents", "document_id", _COLUMNS["documents"], _document),
-    AggregateTable(
-        CONVERSATION,
-        "conversations",
-        "conversation_id",
-        _COLUMNS["conversations"],
-        _conversation,
-        after_write=_conversation_messages,
-        child_tables=("conversation_messages",),
-    ),
+
+_COMPUTED: dict[str, Mapping[str, Callable[[Any], object]]] = {
+    "document": {"inline_content": _inline_content},
+    "conversation": {"message_count": _message_count},
+}
+"""The columns a state does not hold as a field of their name."""
+
+_OPTIONS: dict[str, dict[str, Any]] = {
+    "task": {"fast_fold": task_row_fold},
+    "conversation": {
+        "after_write": _conversation_messages,
+        "child_tables": ("conversation_messages",),
+    },
+}
+
+TABLES = tuple(
+    _table(spec, _COMPUTED.get(name), **_OPTIONS.get(name, {}))
+    for name, spec in SPECS.items()
+    if spec.read_model is not None
 )
+"""A table for every aggregate whose spec has a read model."""
 
 
 def postgres_projectors() -> list[Projector]:

@@ -3,13 +3,14 @@
 A bulk rebuild through the domain spends most of its time validating each event into its model
 and copying frozen states. Here a task's state is the dict `Task.model_dump(mode="json")` gives,
 changed in place by the domain's own `TRANSITIONS` (what each event sets: status, copied and
-fixed fields), so only the creation and the list of subtasks are written out here. The
-events were validated by those same models when they were appended; anything this module was
-not written for (an event type it lacks, an older schema version) goes through the domain.
+fixed fields). The creation takes `Task`'s fields from its event or their defaults, and the row
+takes the `tasks` columns of the spec (`schemas/specs.py`), so only the list of subtasks is
+written out here. The events were validated by those same models when they were appended;
+anything else (an event type it lacks, an older schema version) goes through the domain.
 
-Two guards keep it honest: `task_row_fold()` offers nothing once `Task`'s fields or the task
-events' versions differ from the ones below, and the bulk insert compares a sample of rows
-with the domain's own and rebuilds through the domain if any differs.
+The bulk insert keeps it honest: it compares a sample of rows with the domain's own and
+rebuilds through the domain if any differs; `tests/unit/test_task_transitions.py` folds a
+decided life through both.
 """
 
 from __future__ import annotations
@@ -18,28 +19,32 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
+from pydantic_core import to_jsonable_python
 
 from domain.aggregates import TASK
-from domain.task import EVENT_TYPES, TRANSITIONS, Task, Transition
+from domain.task import TRANSITIONS, Task, TaskSubmitted, Transition
 from projections.bulk import Envelope
-from schemas.events import decode_event, schema_version
+from schemas.events import decode_event
+from schemas.specs import TASK as TASK_SPEC
 
 TaskState = dict[str, Any]
 Step = Callable[[TaskState, dict[str, Any]], None]
 
-_FIELDS = (
-    "task_id", "owner_id", "task_type", "priority", "payload", "status", "max_attempts",
-    "attempts", "agent_id", "progress", "result", "error", "parent_id", "subtask_ids",
-    "document_ids", "deadline_seconds",
-)  # fmt: skip
-"""`Task`'s fields, in its order (so the state's JSON reads as the model's)."""
+_VERSIONS: Mapping[str, int] = TASK_SPEC.events
+"""The event versions the steps below read: the ones the code writes (older ones are upcast by
+the domain)."""
 
-_VERSIONS = {
-    "TaskSubmitted": 2, "SubtaskAttached": 1, "TaskAssigned": 1, "TaskStarted": 1,
-    "TaskProgressReported": 1, "TaskCompleted": 2, "TaskFailed": 1, "TaskRetried": 1,
-    "TaskCancelled": 1, "TaskTimedOut": 1,
-}  # fmt: skip
-"""The event versions the steps below read."""
+_ORDER = tuple(Task.model_fields)
+"""`Task`'s fields, in its order (so the state's JSON reads as the model's)."""
+_FROM_EVENT = frozenset(TaskSubmitted.model_fields) & frozenset(_ORDER)
+"""The fields the creation copies from its event; every other one starts at its default."""
+_DEFAULTS: dict[str, Any] = {
+    name: to_jsonable_python(info.get_default(call_default_factory=True))
+    for name, info in Task.model_fields.items()
+    if name not in _FROM_EVENT
+}
+_FRESH_LISTS = tuple(name for name, value in _DEFAULTS.items() if isinstance(value, list))
+"""Defaults that are lists: each task gets its own, since steps append to them in place."""
 
 
 def _created_status() -> str:
@@ -52,24 +57,11 @@ _CREATED = _created_status()
 
 
 def _submitted(data: dict[str, Any]) -> TaskState:
-    return {
-        "task_id": data["task_id"],
-        "owner_id": data["owner_id"],
-        "task_type": data["task_type"],
-        "priority": data["priority"],
-        "payload": data["payload"],
-        "status": _CREATED,
-        "max_attempts": data["max_attempts"],
-        "attempts": 0,
-        "agent_id": None,
-        "progress": 0,
-        "result": None,
-        "error": None,
-        "parent_id": data["parent_id"],
-        "subtask_ids": [],
-        "document_ids": data["document_ids"],
-        "deadline_seconds": data["deadline_seconds"],
-    }
+    task = {name: data[name] if name in _FROM_EVENT else _DEFAULTS[name] for name in _ORDER}
+    for name in _FRESH_LISTS:
+        task[name] = []
+    task["status"] = _CREATED
+    return task
 
 
 def _step(transition: Transition) -> Step:
@@ -116,6 +108,12 @@ _STEPS: dict[str, Step] = {
 _STEPS["SubtaskAttached"] = _appending_subtask(_STEPS["SubtaskAttached"])
 
 
+assert TASK_SPEC.read_model is not None  # tasks have a table
+_JSON_COLUMNS = tuple(c.name for c in TASK_SPEC.read_model.own_columns if c.sql == "jsonb")
+_PLAIN_COLUMNS = tuple(c.name for c in TASK_SPEC.read_model.own_columns if c.sql != "jsonb")
+"""The `tasks` row's own columns, each a field of the task's JSON of the same name."""
+
+
 def _json(value: object) -> str | None:
     return None if value is None else msgspec.json.encode(value).decode()
 
@@ -123,7 +121,7 @@ def _json(value: object) -> str | None:
 class TaskRowFold:
     """A `RowFold` of tasks over their JSON form."""
 
-    json_columns: tuple[str, ...] = ("payload", "result", "error")
+    json_columns: tuple[str, ...] = _JSON_COLUMNS
 
     def evolve(self, task: TaskState | None, event: Envelope) -> TaskState:
         """The task after one event, as `domain.task.evolve` would leave it."""
@@ -145,23 +143,9 @@ class TaskRowFold:
 
     def columns(self, task: TaskState) -> Mapping[str, Any]:
         """The columns `projections.read_models` writes for a task (UUIDs as their text)."""
-        return {
-            "owner_id": task["owner_id"],
-            "task_type": task["task_type"],
-            "priority": task["priority"],
-            "status": task["status"],
-            "payload": _json(task["payload"]),
-            "attempts": task["attempts"],
-            "max_attempts": task["max_attempts"],
-            "agent_id": task["agent_id"],
-            "progress": task["progress"],
-            "result": _json(task["result"]),
-            "error": _json(task["error"]),
-            "parent_id": task["parent_id"],
-            "subtask_ids": task["subtask_ids"],
-            "document_ids": task["document_ids"],
-            "deadline_seconds": task["deadline_seconds"],
-        }
+        found = {name: task[name] for name in _PLAIN_COLUMNS}
+        found.update((name, _json(task[name])) for name in self.json_columns)
+        return found
 
     def state_json(self, task: TaskState) -> str:
         """The state column: the task's JSON, as `Task.model_dump_json` writes it."""
@@ -169,8 +153,5 @@ class TaskRowFold:
 
 
 def task_row_fold() -> TaskRowFold | None:
-    """The fast fold, or None when the domain has moved on from what it mirrors."""
-    versions = {event.__name__: schema_version(event) for event in EVENT_TYPES}
-    if tuple(Task.model_fields) != _FIELDS or versions != _VERSIONS:
-        return None
+    """The fast fold (None would send a rebuild through the domain)."""
     return TaskRowFold()

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, JsonValue, create_model
 
-from domain import agent, agent_message, alert, conversation, document, model_call, task, user
+from domain.aggregates import AGGREGATES
 from domain.model import DomainEvent, Payload
 
 EventModel = type[BaseModel]
@@ -18,10 +18,8 @@ class UnknownEventType(LookupError):
     """A stored event whose type this code does not know (written by a newer release?)."""
 
 
-_MODULES = (user, agent, task, agent_message, document, conversation, model_call, alert)
-
 EVENTS: dict[str, tuple[str, EventModel]] = {
-    model.__name__: (module.AGGREGATE, model) for module in _MODULES for model in module.EVENT_TYPES
+    model.__name__: (kind.name, model) for kind in AGGREGATES.values() for model in kind.events
 }
 """event_type -> (aggregate_type, model)."""
 

@@ -4,9 +4,10 @@ Only the subset FalkorDB and Neo4j both accept: MERGE keyed by ids, plain proper
 epoch milliseconds, never temporal types), no `elementId()`, no `EXISTS {}` subqueries. Every
 statement is idempotent, so applying an event twice changes nothing.
 
-`GRAPH` describes each aggregate as the graph shows it (its node, its edges) with a builder of
-statements per event type; every event type of the domain is either built or named as not
-graphed there, so a new event needs a decision before the graph's tests pass.
+`GRAPH` describes each aggregate as the graph shows it (its edges) with a builder of statements
+per event type; its node's label and the event types it does not show come from the aggregate's
+spec (`schemas/specs.py`). Every event type of the domain is either built or named as not
+graphed, so a new event needs a decision before the graph's tests pass.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from typing import Any
 
 from domain.conversation import AssistantReplied
 from domain.task import TRANSITIONS
+from schemas import specs
 from schemas.envelope import EventEnvelope, RecordedEvent
 from schemas.events import decode_event
+from schemas.specs import AggregateSpec
 
 Statement = tuple[str, dict[str, Any]]
 Params = dict[str, Any]
@@ -39,15 +42,27 @@ class Edge:
 class GraphedAggregate:
     """How one aggregate of the domain shows in the graph, and which of its events do it."""
 
-    aggregate: str
-    label: str | None
-    """Its node's label, keyed by `id` (the aggregate's id); None when it has no node."""
+    spec: AggregateSpec
+    """The aggregate; its spec names its node's label and the events the graph does not show."""
     edges: tuple[Edge, ...] = ()
     """The relationships its events draw."""
     builders: Mapping[str, Builder] = field(default_factory=dict)
     """Event type -> the statements it applies."""
-    not_graphed: frozenset[str] = frozenset()
-    """Its event types that change nothing the graph shows (named, so none is forgotten)."""
+
+    @property
+    def aggregate(self) -> str:
+        """The aggregate's name."""
+        return self.spec.name
+
+    @property
+    def label(self) -> str | None:
+        """Its node's label, keyed by `id` (the aggregate's id); None when it has no node."""
+        return self.spec.graph_label
+
+    @property
+    def not_graphed(self) -> frozenset[str]:
+        """Its event types that change nothing the graph shows (named, so none is forgotten)."""
+        return self.spec.not_graphed
 
 
 def _nothing(e: EventEnvelope, key: Params) -> list[Statement]:
@@ -283,8 +298,7 @@ def _assistant_replied(e: EventEnvelope, key: Params) -> list[Statement]:
 
 GRAPH: tuple[GraphedAggregate, ...] = (
     GraphedAggregate(
-        aggregate="user",
-        label="User",
+        specs.USER,
         builders={
             "UserRegistered": _user_registered,
             "UserRoleChanged": _user_role_changed,
@@ -292,16 +306,14 @@ GRAPH: tuple[GraphedAggregate, ...] = (
         },
     ),
     GraphedAggregate(
-        aggregate="agent",
-        label="Agent",
+        specs.AGENT,
         builders={
             "AgentRegistered": _agent_registered,
             **dict.fromkeys(_AGENT_STATUS, _agent_status),
         },
     ),
     GraphedAggregate(
-        aggregate="task",
-        label="Task",
+        specs.TASK,
         edges=(
             Edge("User", "CREATED", "Task"),
             Edge("Task", "SUBTASK_OF", "Task"),
@@ -313,22 +325,18 @@ GRAPH: tuple[GraphedAggregate, ...] = (
             **{
                 kind: _task_status
                 for kind, transition in TRANSITIONS.items()
-                if transition.status is not None
+                if transition.status is not None and kind not in specs.TASK.not_graphed
             },
             **_TASK_BUILDERS,
         },
-        not_graphed=frozenset({"TaskProgressReported"}),
     ),
     GraphedAggregate(
-        aggregate="agent_message",
-        label=None,  # a message is counted on the edge between its two agents
+        specs.AGENT_MESSAGE,
         edges=(Edge("Agent", "SENT_MESSAGE_TO", "Agent"),),
         builders={"AgentMessageSent": _agent_message_sent},
-        not_graphed=frozenset({"AgentMessageAcknowledged"}),
     ),
     GraphedAggregate(
-        aggregate="document",
-        label="Document",
+        specs.DOCUMENT,
         edges=(Edge("User", "OWNS", "Document"),),
         builders={
             "DocumentAdded": _document_added,
@@ -336,8 +344,7 @@ GRAPH: tuple[GraphedAggregate, ...] = (
         },
     ),
     GraphedAggregate(
-        aggregate="conversation",
-        label="Conversation",
+        specs.CONVERSATION,
         edges=(
             Edge("User", "OWNS", "Conversation"),
             Edge("User", "PARTICIPATES_IN", "Conversation"),
@@ -347,12 +354,9 @@ GRAPH: tuple[GraphedAggregate, ...] = (
             "ConversationStarted": _conversation_started,
             "AssistantReplied": _assistant_replied,
         },
-        not_graphed=frozenset({"UserMessagePosted", "ConversationClosed"}),
     ),
-    GraphedAggregate(aggregate="model_call", label=None, not_graphed=frozenset({"ModelCalled"})),
-    GraphedAggregate(
-        aggregate="alert", label=None, not_graphed=frozenset({"AlertRaised", "AlertCleared"})
-    ),
+    GraphedAggregate(specs.MODEL_CALL),
+    GraphedAggregate(specs.ALERT),
 )
 
 BUILDERS: dict[str, Builder] = {

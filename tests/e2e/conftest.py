@@ -135,13 +135,8 @@ QUICK_AGENTS: dict[str, Any] = {
 
 @pytest.fixture
 async def platform_with_agents(settings: Settings, stack: Stack) -> AsyncIterator[Gateway]:
-    quick: dict[str, Any] = {
-        "heartbeat_seconds": 0.5,
-        "heartbeat_ttl": 3.0,
-        "coordinator_sweep_seconds": 0.5,
-    }
     async with (
-        running_gateway(settings, stack, **quick) as gateway,
+        running_gateway(settings, stack, **QUICK_AGENTS) as gateway,
         run_agents(gateway.platform, AgentOptions(replica=f"t{uuid4().hex[:8]}")),
     ):
         await coordinator_caught_up(gateway)

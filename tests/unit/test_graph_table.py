@@ -1,23 +1,22 @@
-"""The graph's table: every event of the domain is either drawn or named as not graphed."""
+"""The graph's table: every event of every aggregate's spec is either drawn or not graphed."""
 
 from __future__ import annotations
 
-from domain.aggregates import AGGREGATES
 from projections.graph.cypher import BUILDERS, GRAPH, NODE_LABELS
 from schemas.events import EVENTS
+from schemas.specs import SPECS
 
 
-def test_every_aggregate_of_the_domain_is_described_once() -> None:
-    assert sorted(graphed.aggregate for graphed in GRAPH) == sorted(AGGREGATES)
+def test_every_spec_is_described_once() -> None:
+    assert sorted(graphed.aggregate for graphed in GRAPH) == sorted(SPECS)
+    for graphed in GRAPH:
+        assert graphed.spec is SPECS[graphed.aggregate]
 
 
-def test_every_event_type_is_built_or_named_as_not_graphed_by_its_own_aggregate() -> None:
-    decided = {
-        kind: graphed.aggregate
-        for graphed in GRAPH
-        for kind in (*graphed.builders, *graphed.not_graphed)
-    }
-    assert decided == {kind: aggregate for kind, (aggregate, _) in EVENTS.items()}
+def test_every_event_of_a_spec_is_built_or_named_as_not_graphed_by_its_own_aggregate() -> None:
+    for graphed in GRAPH:
+        decided = {*graphed.builders, *graphed.not_graphed}
+        assert decided == set(graphed.spec.events), graphed.aggregate
     assert set(BUILDERS) == set(EVENTS)
 
 
