@@ -47,7 +47,8 @@ from pathlib import Path
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError, NotFoundError
 
 from eventstore.connection import ConnectionWatch
 from eventstore.errors import EventStoreError, StoreUnavailable
@@ -352,10 +353,7 @@ async def _back_up_into(
     js = client.jetstream(timeout=timeout)
     for bucket in (UNIQUE_BUCKET, SNAPSHOTS_BUCKET):
         kv = await js.key_value(bucket)
-        try:
-            keys = sorted(await kv.keys())
-        except NoKeysError:
-            keys = []
+        keys = await bucket_keys(js, bucket)
         writer = _Writer(directory, FileEntry(f"KV_{bucket}.records", "kv", bucket))
         for done, key in enumerate(keys, start=1):
             try:
@@ -445,6 +443,18 @@ def check(source: Path) -> tuple[Manifest, dict[str, list[Record]]]:
     return manifest, contents
 
 
+async def bucket_keys(js: JetStreamContext, bucket: str) -> list[str]:
+    """Every key a KV bucket has a message for (deleted ones too: their marker), sorted.
+
+    Asked of the stream itself (its subjects), not through `KeyValue.keys()`: that one watches
+    the bucket with an ordered consumer and can end before it has seen every key (a consumer
+    whose pending count is still 0 when first asked), so a backup could miss a reservation.
+    """
+    prefix = f"$KV.{bucket}."
+    info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}>")
+    return sorted(subject[len(prefix) :] for subject in info.state.subjects or {})
+
+
 async def target_contents(client: NatsClient, timeout: float) -> dict[str, int]:
     """What a restore's target already holds: messages per stream, keys and objects per
     bucket (only what a restore writes)."""
@@ -454,10 +464,13 @@ async def target_contents(client: NatsClient, timeout: float) -> dict[str, int]:
         found[stream] = (await _stream_state(client, stream, timeout))[1]
     for bucket in (UNIQUE_BUCKET, SNAPSHOTS_BUCKET):
         kv = await js.key_value(bucket)
-        try:
-            found[bucket] = len(await kv.keys())
-        except NoKeysError:
-            found[bucket] = 0
+        found[bucket] = 0
+        for key in await bucket_keys(js, bucket):
+            try:
+                await kv.get(key)
+            except KeyNotFoundError:
+                continue  # deleted: only its marker is left
+            found[bucket] += 1
     objects = await js.object_store(BLOBS_BUCKET)
     try:
         found[BLOBS_BUCKET] = len([i for i in await objects.list() if not i.deleted])
