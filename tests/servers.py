@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -16,29 +16,38 @@ from pathlib import Path
 from runtime.servers.process import dies_with_owner, reclaim_recorded
 from runtime.settings import Settings
 
+LISTEN_PORTS = range(20_000, 32_768)
+"""Where test servers listen: below Linux's ephemeral range (32768-60999), so no outgoing
+connection can take a port between the moment it is chosen and the moment a server binds it."""
 
-def free_port() -> int:
-    """A port nothing listens on right now, on loopback."""
+_given: set[int] = set()
+"""Ports handed out in this run: never twice, even once their first server has let go."""
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port_run(count: int) -> int:
-    """The first of `count` consecutive loopback ports that are all free right now."""
-    for _ in range(100):
-        first = free_port()
-        if first + count > 65535:
+    """The first of `count` consecutive loopback ports that are free now and new to this run."""
+    for _ in range(1_000):
+        first = random.randrange(LISTEN_PORTS.start, LISTEN_PORTS.stop - count)
+        ports = range(first, first + count)
+        if any(port in _given for port in ports) or not all(map(_bindable, ports)):
             continue
-        try:
-            with contextlib.ExitStack() as held:
-                for port in range(first, first + count):
-                    probe = held.enter_context(socket.socket())
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
+        _given.update(ports)
         return first
     raise RuntimeError(f"no {count} consecutive free ports on loopback")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, new to this run."""
+    return free_port_run(1)
 
 
 _RUN_ROOT = Path(tempfile.gettempdir()) / f"sutazai-tests-{os.getpid()}"
