@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 from uuid import UUID
 
 import structlog
-from opentelemetry.trace import StatusCode, Tracer
+from opentelemetry.trace import INVALID_SPAN, StatusCode, Tracer
 from pydantic import BaseModel
 from tenacity import (
     AsyncRetrying,
@@ -28,6 +29,7 @@ from domain.aggregates import AggregateKind, kind_of
 from domain.errors import DomainError
 from eventstore.errors import ConcurrencyConflict
 from eventstore.store import EventStore
+from eventstore.trace_context import traces
 from schemas.envelope import SYSTEM, Actor, EventEnvelope
 from schemas.events import event_data, schema_version
 
@@ -91,6 +93,10 @@ class BusPolicy:
     cached_aggregates: int = 10_000
 
 
+_NO_SPAN = nullcontext(INVALID_SPAN)
+"""Stands in for a span when nothing is traced: a no-op span still switches contexts."""
+
+
 class CommandObserver(Protocol):
     """What the bus tells whoever counts its work (metrics): nothing here depends on it."""
 
@@ -125,6 +131,7 @@ class CommandBus:
         self.store = store
         self.tracer = tracer or store.tracer
         """Traces each command (the store's tracer unless told: one provider per process)."""
+        self._tracing = traces(self.tracer)
         self.policy = policy or BusPolicy()
         self.clock = clock
         self.reservations = reservations or Reservations(store)
@@ -145,8 +152,12 @@ class CommandBus:
         name = type(command).__name__
         started = time.perf_counter()
         outcome = "error"
-        with self.tracer.start_as_current_span(
-            f"command {name}", record_exception=False, set_status_on_exception=False
+        with (
+            self.tracer.start_as_current_span(
+                f"command {name}", record_exception=False, set_status_on_exception=False
+            )
+            if self._tracing
+            else _NO_SPAN
         ) as span:
             try:
                 result = await self._reserve_and_execute(command, context, guard)

@@ -15,6 +15,7 @@ from nats.aio.subscription import Subscription
 
 from eventstore.connection import ConnectionWatch
 from eventstore.errors import StoreUnavailable
+from eventstore.replies import ReplyInboxes
 from eventstore.streams import EVENTS_STREAM
 from eventstore.trace_context import TRACEPARENT
 from schemas.envelope import EventEnvelope, RecordedEvent
@@ -61,21 +62,27 @@ async def direct_get(
     timeout: float,
     watch: ConnectionWatch,
     stream: str = EVENTS_STREAM,
+    inboxes: ReplyInboxes | None = None,
 ) -> AsyncIterator[RecordedEvent]:
     """Stored events matching `subject_filter` after `after_sequence`, in stream order.
 
     All of them up to the end of the stream (or `up_to_sequence`), or the first `limit`.
 
     Answered by the stream's direct-get responders in batches of `BATCH`; a batch that ends
-    with messages still pending is followed by the next one.
+    with messages still pending is followed by the next one. Replies come to an inbox of
+    `inboxes` when given (no subscription per read), else to one subscribed for this read.
     """
     if not client.is_connected:
         raise StoreUnavailable("not connected to NATS")
-    inbox = client.new_inbox()
     batch = _Batch()
     # A callback that collects a whole batch, rather than one awaited `next_msg` per message:
     # that costs a task and a timer per event, which dominated replays.
-    replies = await client.subscribe(inbox, cb=batch.collect)
+    replies: Subscription | None = None
+    if inboxes is not None:
+        inbox = await inboxes.open(batch.collect)
+    else:
+        inbox = client.new_inbox()
+        replies = await client.subscribe(inbox, cb=batch.collect)
     api = f"$JS.API.DIRECT.GET.{stream}"
     next_sequence = after_sequence + 1
     remaining = limit
@@ -112,8 +119,11 @@ async def direct_get(
     except (TimeoutError, nats.errors.TimeoutError, nats.errors.ConnectionClosedError) as error:
         raise StoreUnavailable(f"NATS did not answer a read: {error!r}") from error
     finally:
-        with contextlib.suppress(nats.errors.Error):
-            await replies.unsubscribe()
+        if inboxes is not None:
+            inboxes.close(inbox)
+        if replies is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await replies.unsubscribe()
 
 
 REPLAY_BATCH = 10_000
