@@ -4,9 +4,6 @@ completes with their results, also when its orchestrator is killed mid-workflow.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import time
 from collections import Counter
 from typing import Any
@@ -44,7 +41,7 @@ from runtime.settings import Settings
 from runtime.stack import Stack
 from schemas.envelope import SYSTEM, EventEnvelope
 from tests.e2e.conftest import Gateway, running_gateway
-from tests.servers import cli_environment, sutazai_process
+from tests.servers import crash, doomed_agent
 
 SUBMIT = """
 mutation ($payload: JSON) {
@@ -168,16 +165,8 @@ async def test_a_workflow_survives_kill_9_of_its_orchestrator_and_no_subtask_is_
         run_agents(gateway.platform, AgentOptions(only=WORKERS, replica=f"k{uuid4().hex[:6]}")),
     ):
         store = gateway.platform.store
-        doomed_name = f"doomed{uuid4().hex[:6]}"
-        env = {**cli_environment(settings), "SUTAZAI_HEARTBEAT_SECONDS": "0.5"}
-        # A process of its own, so that kill -9 takes it down mid-workflow like a crash would.
-        doomed = sutazai_process(
-            env,
-            *("agents", "run", "--only", "orchestrator", "--replica", doomed_name),
-            output=subprocess.DEVNULL,
-        )
-        try:
-            await _until_listening(gateway, f"orchestrator-{doomed_name}")
+        with doomed_agent(settings, "orchestrator") as (doomed, doomed_name):
+            await _until_listening(gateway, doomed_name)
             user = await gateway.client.sign_up()
             submitted = await gateway.client.data(
                 SUBMIT, {"payload": {"prompt": GOAL}}, user.access_token
@@ -193,15 +182,10 @@ async def test_a_workflow_survives_kill_9_of_its_orchestrator_and_no_subtask_is_
             # consumers (run_agents beats the heartbeat before the broker starts).
             successor = AgentOptions(only=("orchestrator",), replica=f"s{uuid4().hex[:6]}")
             async with run_agents(gateway.platform, successor) as (card,):
-                os.killpg(doomed.pid, signal.SIGKILL)  # mid-workflow: children running
-                doomed.wait()
+                crash(doomed)  # mid-workflow: children running
                 at_kill = [e.event_type for e in await _events_of(store, parent_id)]
                 assert not {"TaskCompleted", "TaskFailed"} & set(at_kill), at_kill
                 task = await _until_done(gateway, user.access_token, str(parent_id), timeout=420)
-        finally:
-            if doomed.poll() is None:
-                os.killpg(doomed.pid, signal.SIGKILL)
-                doomed.wait()
 
         assert task["status"] == "COMPLETED", task
         await _assert_each_child_once_and_completed(store, parent_id, task["result"])
