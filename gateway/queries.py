@@ -38,6 +38,7 @@ from gateway.types import (
     parse_id,
     public,
 )
+from schemas.specs import AGENT, CONVERSATION, DOCUMENT, TASK, USER
 
 MAX_PAGE = 200
 AUDITABLE = ("user", "agent", "task", "agent_message", "document", "conversation", "model_call")
@@ -143,7 +144,7 @@ class Query:
     @strawberry.field(permission_classes=[SignedIn], description="The signed-in user.")
     async def me(self, info: Info[GatewayContext, None]) -> UserObject | None:
         context = info.context
-        row = await views.user_by_id(context.services.postgres, context.signed_in().user_id)
+        row = await views.row_by_id(context.services.postgres, USER, context.signed_in().user_id)
         return UserObject.from_row(row) if row else None
 
     @strawberry.field(permission_classes=[Reader], description="Every user (admins, auditors).")
@@ -170,7 +171,7 @@ class Query:
     async def agent(
         self, info: Info[GatewayContext, None], id: strawberry.ID
     ) -> AgentObject | None:
-        row = await views.agent_by_id(info.context.services.postgres, parse_id(id))
+        row = await views.row_by_id(info.context.services.postgres, AGENT, parse_id(id))
         return AgentObject.from_row(row) if row else None
 
     @strawberry.field(permission_classes=[SignedIn], description="One task, if yours to see.")
@@ -179,7 +180,7 @@ class Query:
     ) -> TaskObject | None:
         context = info.context
         await _caught_up(context, "tasks", min_sequence)
-        row = await views.task_by_id(context.services.postgres, parse_id(id))
+        row = await views.row_by_id(context.services.postgres, TASK, parse_id(id))
         if row is None:
             return None
         check_read(context.signed_in(), row["owner_id"])
@@ -222,8 +223,9 @@ class Query:
     ) -> DocumentPage:
         context = info.context
         await _caught_up(context, "documents", min_sequence)
-        rows = await views.documents_page(
+        rows = await views.owned_page(
             context.services.postgres,
+            DOCUMENT,
             owner_id=_own_scope(context, None),
             after=decode_cursor(after),
             first=_first(first),
@@ -239,7 +241,7 @@ class Query:
     ) -> DocumentObject | None:
         context = info.context
         await _caught_up(context, "documents", min_sequence)
-        row = await views.document_by_id(context.services.postgres, parse_id(id))
+        row = await views.row_by_id(context.services.postgres, DOCUMENT, parse_id(id))
         if row is None:
             return None
         check_read(context.signed_in(), row["owner_id"])
@@ -255,8 +257,9 @@ class Query:
     ) -> ConversationPage:
         context = info.context
         await _caught_up(context, "conversations", min_sequence)
-        rows = await views.conversations_page(
+        rows = await views.owned_page(
             context.services.postgres,
+            CONVERSATION,
             owner_id=_own_scope(context, None),
             after=decode_cursor(after),
             first=_first(first),
@@ -272,7 +275,7 @@ class Query:
     ) -> ConversationObject | None:
         context = info.context
         await _caught_up(context, "conversations", min_sequence)
-        row = await views.conversation_by_id(context.services.postgres, parse_id(id))
+        row = await views.row_by_id(context.services.postgres, CONVERSATION, parse_id(id))
         if row is None:
             return None
         check_read(context.signed_in(), row["owner_id"])
