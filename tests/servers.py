@@ -173,6 +173,15 @@ def sutazai_process(
     )
 
 
+def run_sutazai(
+    env: dict[str, str], *args: str, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`sutazai ARGS...` run to its end, its output captured as text."""
+    return subprocess.run(
+        [SUTAZAI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
 def crash(process: subprocess.Popen[str]) -> None:
     """SIGKILL a process's group, as a crash would take it down, and reap it."""
     os.killpg(process.pid, signal.SIGKILL)
