@@ -15,7 +15,7 @@ from domain.agent import AgentKind
 from handlers.code_assistant import CAPABILITIES as CODE_CAPABILITIES
 from handlers.code_assistant import CodeAssistant
 from handlers.consumers import Delivered
-from handlers.presence import agents_bucket, heartbeats, online_agents, register
+from handlers.presence import agents_bucket, heartbeats, register
 from handlers.task_coordinator import CoordinatorPolicy, TaskCoordinator
 from handlers.task_work import TaskWorker
 from runtime.agents import AgentOptions, run_agents
@@ -28,6 +28,7 @@ from tests.e2e.conftest import (
     Gateway,
     running_gateway,
     until_done,
+    until_online,
 )
 from tests.servers import crash, doomed_agent
 
@@ -104,7 +105,7 @@ async def test_a_killed_agent_loses_its_task_to_another_which_completes_it_once(
     ):
         with doomed_agent(settings, "code-assistant") as (doomed, doomed_name):
             user = await gateway.client.sign_up()
-            await _until_online(gateway, doomed_name)
+            await until_online(gateway, doomed_name, time.monotonic() + 90)
             prompt = "a long, fully commented module that implements a binary search tree"
             submitted = await gateway.submit_task(
                 user.access_token, "code.generate", {"prompt": prompt}
@@ -135,14 +136,6 @@ async def test_a_killed_agent_loses_its_task_to_another_which_completes_it_once(
     first, second = (e for e in events if e.event_type == "TaskAssigned")
     assert first.data["agent_id"] != second.data["agent_id"]
     assert task["agentId"] == second.data["agent_id"]
-
-
-async def _until_online(gateway: Gateway, name: str) -> None:
-    bucket = await agents_bucket(gateway.platform.store)
-    deadline = time.monotonic() + 90
-    while name not in {card.name for card in await online_agents(bucket)}:
-        assert time.monotonic() < deadline, f"{name} never came online"
-        await asyncio.sleep(0.2)
 
 
 async def test_the_same_event_delivered_twice_sends_one_set_of_commands(
