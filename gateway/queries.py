@@ -38,7 +38,7 @@ from gateway.types import (
     parse_id,
     public,
 )
-from schemas.specs import AGENT, CONVERSATION, DOCUMENT, TASK, USER
+from schemas.specs import AGENT, CONVERSATION, DOCUMENT, TASK, USER, AggregateSpec
 
 MAX_PAGE = 200
 AUDITABLE = ("user", "agent", "task", "agent_message", "document", "conversation", "model_call")
@@ -116,6 +116,42 @@ async def _caught_up(context: GatewayContext, read_model: str, min_sequence: int
         )
 
 
+async def _readable_row(
+    context: GatewayContext,
+    read_model: str,
+    spec: AggregateSpec,
+    id: strawberry.ID,
+    min_sequence: int | None,
+) -> asyncpg.Record | None:
+    """An owned aggregate's row once `read_model` has applied `min_sequence`: None when there is
+    none, FORBIDDEN when the signed-in user may not read its owner's things."""
+    await _caught_up(context, read_model, min_sequence)
+    row = await views.row_by_id(context.services.postgres, spec, parse_id(id))
+    if row is not None:
+        check_read(context.signed_in(), row["owner_id"])
+    return row
+
+
+async def _own_page(
+    context: GatewayContext,
+    read_model: str,
+    spec: AggregateSpec,
+    first: int,
+    after: str | None,
+    min_sequence: int | None,
+) -> list[asyncpg.Record]:
+    """A page of an owned aggregate's rows, newest first, once `read_model` has applied
+    `min_sequence`: a user's own rows, everyone's for the other roles."""
+    await _caught_up(context, read_model, min_sequence)
+    return await views.owned_page(
+        context.services.postgres,
+        spec,
+        owner_id=_own_scope(context, None),
+        after=decode_cursor(after),
+        first=_first(first),
+    )
+
+
 async def _check_audit_access(context: GatewayContext, aggregate_type: str, id: UUID) -> None:
     if aggregate_type not in AUDITABLE:
         raise GatewayError(
@@ -178,13 +214,8 @@ class Query:
     async def task(
         self, info: Info[GatewayContext, None], id: strawberry.ID, min_sequence: int | None = None
     ) -> TaskObject | None:
-        context = info.context
-        await _caught_up(context, "tasks", min_sequence)
-        row = await views.row_by_id(context.services.postgres, TASK, parse_id(id))
-        if row is None:
-            return None
-        check_read(context.signed_in(), row["owner_id"])
-        return TaskObject.from_row(row)
+        row = await _readable_row(info.context, "tasks", TASK, id, min_sequence)
+        return TaskObject.from_row(row) if row else None
 
     @strawberry.field(
         permission_classes=[SignedIn], description="Tasks newest first; a user sees their own."
@@ -221,15 +252,7 @@ class Query:
         after: str | None = None,
         min_sequence: int | None = None,
     ) -> DocumentPage:
-        context = info.context
-        await _caught_up(context, "documents", min_sequence)
-        rows = await views.owned_page(
-            context.services.postgres,
-            DOCUMENT,
-            owner_id=_own_scope(context, None),
-            after=decode_cursor(after),
-            first=_first(first),
-        )
+        rows = await _own_page(info.context, "documents", DOCUMENT, first, after, min_sequence)
         return DocumentPage(
             items=[DocumentObject.from_row(r) for r in rows],
             next_cursor=_next(rows, first, "document_id"),
@@ -239,13 +262,8 @@ class Query:
     async def document(
         self, info: Info[GatewayContext, None], id: strawberry.ID, min_sequence: int | None = None
     ) -> DocumentObject | None:
-        context = info.context
-        await _caught_up(context, "documents", min_sequence)
-        row = await views.row_by_id(context.services.postgres, DOCUMENT, parse_id(id))
-        if row is None:
-            return None
-        check_read(context.signed_in(), row["owner_id"])
-        return DocumentObject.from_row(row)
+        row = await _readable_row(info.context, "documents", DOCUMENT, id, min_sequence)
+        return DocumentObject.from_row(row) if row else None
 
     @strawberry.field(permission_classes=[SignedIn], description="Conversations; a user's own.")
     async def conversations(
@@ -255,14 +273,8 @@ class Query:
         after: str | None = None,
         min_sequence: int | None = None,
     ) -> ConversationPage:
-        context = info.context
-        await _caught_up(context, "conversations", min_sequence)
-        rows = await views.owned_page(
-            context.services.postgres,
-            CONVERSATION,
-            owner_id=_own_scope(context, None),
-            after=decode_cursor(after),
-            first=_first(first),
+        rows = await _own_page(
+            info.context, "conversations", CONVERSATION, first, after, min_sequence
         )
         return ConversationPage(
             items=[ConversationObject.from_row(r) for r in rows],
@@ -273,13 +285,8 @@ class Query:
     async def conversation(
         self, info: Info[GatewayContext, None], id: strawberry.ID, min_sequence: int | None = None
     ) -> ConversationObject | None:
-        context = info.context
-        await _caught_up(context, "conversations", min_sequence)
-        row = await views.row_by_id(context.services.postgres, CONVERSATION, parse_id(id))
-        if row is None:
-            return None
-        check_read(context.signed_in(), row["owner_id"])
-        return ConversationObject.from_row(row)
+        row = await _readable_row(info.context, "conversations", CONVERSATION, id, min_sequence)
+        return ConversationObject.from_row(row) if row else None
 
     @strawberry.field(
         permission_classes=[SignedIn],
