@@ -150,37 +150,32 @@ async def tasks_page(
 
 async def subtasks_of(pool: asyncpg.Pool, parent_ids: Sequence[UUID]) -> list[list[asyncpg.Record]]:
     """The subtasks of each parent, oldest first (a dataloader batch)."""
-    rows = await pool.fetch(
-        f"SELECT {_TASK_COLUMNS} FROM tasks WHERE parent_id = ANY($1::uuid[])"
-        " ORDER BY created_at, task_id",
-        list(parent_ids),
+    return await _batch(
+        pool, _TASK_COLUMNS, "tasks", "parent_id", parent_ids, "created_at, task_id"
     )
-    return _grouped(rows, "parent_id", parent_ids)
 
 
 async def messages_of_tasks(
     pool: asyncpg.Pool, task_ids: Sequence[UUID]
 ) -> list[list[asyncpg.Record]]:
     """The agent messages about each task, oldest first (a dataloader batch)."""
-    rows = await pool.fetch(
-        f"SELECT {_MESSAGE_COLUMNS} FROM agent_messages WHERE task_id = ANY($1::uuid[])"
-        " ORDER BY created_at, message_id",
-        list(task_ids),
+    return await _batch(
+        pool, _MESSAGE_COLUMNS, "agent_messages", "task_id", task_ids, "created_at, message_id"
     )
-    return _grouped(rows, "task_id", task_ids)
 
 
 async def messages_of_conversations(
     pool: asyncpg.Pool, conversation_ids: Sequence[UUID]
 ) -> list[list[asyncpg.Record]]:
     """Each conversation's messages in order (a dataloader batch)."""
-    rows = await pool.fetch(
-        f"SELECT {_CONVERSATION_MESSAGE_COLUMNS} FROM {_MESSAGES.table}"
-        " WHERE conversation_id = ANY($1::uuid[])"
-        " ORDER BY conversation_id, position",
-        list(conversation_ids),
+    return await _batch(
+        pool,
+        _CONVERSATION_MESSAGE_COLUMNS,
+        _MESSAGES.table,
+        "conversation_id",
+        conversation_ids,
+        "conversation_id, position",
     )
-    return _grouped(rows, "conversation_id", conversation_ids)
 
 
 async def owner_of(pool: asyncpg.Pool, aggregate_type: str, aggregate_id: UUID) -> UUID | None:
@@ -243,9 +238,14 @@ async def events_page(
     )
 
 
-def _grouped(
-    rows: Sequence[asyncpg.Record], key: str, ids: Sequence[UUID]
+async def _batch(
+    pool: asyncpg.Pool, columns: str, table: str, key: str, ids: Sequence[UUID], order: str
 ) -> list[list[asyncpg.Record]]:
+    """The rows of `table` whose `key` is one of `ids`, in `order`, grouped by that key in the
+    order of `ids` (a dataloader batch)."""
+    rows = await pool.fetch(
+        f"SELECT {columns} FROM {table} WHERE {key} = ANY($1::uuid[]) ORDER BY {order}", list(ids)
+    )
     groups: dict[UUID, list[asyncpg.Record]] = {i: [] for i in ids}
     for row in rows:
         groups[row[key]].append(row)
