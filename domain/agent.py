@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import get_args
 from uuid import UUID
 
 from pydantic import Field
 
-from domain.errors import AggregateAlreadyExists, AggregateNotFound, IllegalTransition
-from domain.model import DomainEvent, Frozen
+from domain.errors import IllegalTransition, require_existing, require_new
+from domain.model import DomainEvent, Frozen, created
 
 AGGREGATE = "agent"
 
@@ -129,30 +128,12 @@ _TARGET = {
 }
 
 
-STATE = Agent
-"""The folded state's type."""
-ID_FIELD = "agent_id"
-"""The field of every command that names the agent it addresses."""
-COMMAND_TYPES: tuple[type[Frozen], ...] = get_args(AgentCommand)
-"""Every command, the creating one first."""
-
-
 def decide(agent: Agent | None, command: AgentCommand) -> list[DomainEvent]:
     """The events a command causes on the agent, or a typed domain error."""
     if isinstance(command, RegisterAgent):
-        if agent is not None:
-            raise AggregateAlreadyExists(AGGREGATE, command.agent_id)
-        return [
-            AgentRegistered(
-                agent_id=command.agent_id,
-                name=command.name,
-                kind=command.kind,
-                capabilities=command.capabilities,
-                model=command.model,
-            )
-        ]
-    if agent is None:
-        raise AggregateNotFound(AGGREGATE, command.agent_id)
+        require_new(agent, AGGREGATE, command.agent_id)
+        return [AgentRegistered(**command.model_dump())]
+    agent = require_existing(agent, AGGREGATE, command.agent_id)
     status, event, action = _TARGET[type(command)]
     if agent.status is AgentStatus.RETIRED:
         raise IllegalTransition(AGGREGATE, agent.agent_id, agent.status.value, action)
@@ -174,6 +155,5 @@ def evolve(agent: Agent | None, event: DomainEvent) -> Agent:
     """The agent after one of its events."""
     if isinstance(event, AgentRegistered):
         return Agent(**event.model_dump())
-    if agent is None:
-        raise ValueError(f"{type(event).__name__} before AgentRegistered")
+    agent = created(agent, event, "AgentRegistered")
     return agent.model_copy(update={"status": _STATUS_AFTER[type(event)]})

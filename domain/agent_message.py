@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import get_args
 from uuid import UUID
 
 from pydantic import Field
 
-from domain.errors import AggregateAlreadyExists, AggregateNotFound
-from domain.model import DomainEvent, Frozen, Payload
+from domain.errors import require_existing, require_new
+from domain.model import DomainEvent, Frozen, Payload, created
 
 AGGREGATE = "agent_message"
 
@@ -74,22 +73,12 @@ class AgentMessage(Frozen):
     acknowledged: bool = False
 
 
-STATE = AgentMessage
-"""The folded state's type."""
-ID_FIELD = "message_id"
-"""The field of every command that names the agent message it addresses."""
-COMMAND_TYPES: tuple[type[Frozen], ...] = get_args(AgentMessageCommand)
-"""Every command, the creating one first."""
-
-
 def decide(message: AgentMessage | None, command: AgentMessageCommand) -> list[DomainEvent]:
     """The events a command causes on the message, or a typed domain error."""
     if isinstance(command, SendAgentMessage):
-        if message is not None:
-            raise AggregateAlreadyExists(AGGREGATE, command.message_id)
+        require_new(message, AGGREGATE, command.message_id)
         return [AgentMessageSent(**command.model_dump())]
-    if message is None:
-        raise AggregateNotFound(AGGREGATE, command.message_id)
+    message = require_existing(message, AGGREGATE, command.message_id)
     return [] if message.acknowledged else [AgentMessageAcknowledged()]
 
 
@@ -97,6 +86,5 @@ def evolve(message: AgentMessage | None, event: DomainEvent) -> AgentMessage:
     """The message after one of its events."""
     if isinstance(event, AgentMessageSent):
         return AgentMessage(**event.model_dump())
-    if message is None:
-        raise ValueError(f"{type(event).__name__} before AgentMessageSent")
+    message = created(message, event, "AgentMessageSent")
     return message.model_copy(update={"acknowledged": True})

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, get_args
 from uuid import UUID
 
 from pydantic import BaseModel
@@ -49,29 +49,37 @@ class AggregateKind:
         return f"{self.state_type.__name__}({fields})"
 
 
-def _kind(module: ModuleType) -> AggregateKind:
-    """An aggregate kind from a domain module's `AGGREGATE, STATE, ID_FIELD, COMMAND_TYPES`,
-    `EVENT_TYPES`."""
+def _kind(
+    module: ModuleType, state: type[BaseModel], id_field: str, commands: object
+) -> AggregateKind:
+    """An aggregate kind from a domain module's `AGGREGATE`, `decide`, `evolve` and `EVENT_TYPES`,
+    its state type, the field naming the aggregate, and its command union (the creating command
+    first) or that single command."""
+    command_types = get_args(commands) or (commands,)
     return AggregateKind(
         name=module.AGGREGATE,
-        state_type=module.STATE,
+        state_type=state,
         decide=module.decide,
         evolve=module.evolve,
-        commands=module.COMMAND_TYPES,
+        commands=command_types,
         events=module.EVENT_TYPES,
-        id_field=module.ID_FIELD,
-        creation=module.COMMAND_TYPES[0],
+        id_field=id_field,
+        creation=command_types[0],
     )
 
 
-USER = _kind(user)
-AGENT = _kind(agent)
-TASK = _kind(task)
-AGENT_MESSAGE = _kind(agent_message)
-DOCUMENT = _kind(document)
-CONVERSATION = _kind(conversation)
-MODEL_CALL = _kind(model_call)
-ALERT = _kind(alert)
+USER = _kind(user, user.User, "user_id", user.UserCommand)
+AGENT = _kind(agent, agent.Agent, "agent_id", agent.AgentCommand)
+TASK = _kind(task, task.Task, "task_id", task.TaskCommand)
+AGENT_MESSAGE = _kind(
+    agent_message, agent_message.AgentMessage, "message_id", agent_message.AgentMessageCommand
+)
+DOCUMENT = _kind(document, document.Document, "document_id", document.DocumentCommand)
+CONVERSATION = _kind(
+    conversation, conversation.Conversation, "conversation_id", conversation.ConversationCommand
+)
+MODEL_CALL = _kind(model_call, model_call.ModelCall, "call_id", model_call.ModelCallCommand)
+ALERT = _kind(alert, alert.Alert, "alert_id", alert.AlertCommand)
 
 AGGREGATES: dict[str, AggregateKind] = {
     kind.name: kind

@@ -9,7 +9,6 @@ clearing an inactive one changes nothing: only transitions are events.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import get_args
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from pydantic import Field
@@ -87,29 +86,13 @@ class Alert(Frozen):
     times_raised: int = 1
 
 
-STATE = Alert
-"""The folded state's type."""
-ID_FIELD = "alert_id"
-"""The field of every command that names the alert it addresses."""
-COMMAND_TYPES: tuple[type[Frozen], ...] = get_args(AlertCommand)
-"""Every command, the creating one first."""
-
-
 def decide(alert: Alert | None, command: AlertCommand) -> list[DomainEvent]:
     """Only transitions are events: raise what is not active, clear what is."""
     match command:
         case RaiseAlert():
             if alert is not None and alert.active:
                 return []
-            return [
-                AlertRaised(
-                    alert_id=command.alert_id,
-                    name=command.name,
-                    severity=command.severity,
-                    summary=command.summary,
-                    details=command.details,
-                )
-            ]
+            return [AlertRaised(**command.model_dump())]
         case ClearAlert(summary=summary):
             if alert is None or not alert.active:
                 return []
@@ -122,12 +105,7 @@ def evolve(alert: Alert | None, event: DomainEvent) -> Alert:
     match event:
         case AlertRaised():
             return Alert(
-                alert_id=event.alert_id,
-                name=event.name,
-                severity=event.severity,
-                summary=event.summary,
-                details=event.details,
-                times_raised=(alert.times_raised + 1) if alert else 1,
+                **event.model_dump(), times_raised=(alert.times_raised + 1) if alert else 1
             )
         case AlertCleared():
             if alert is None:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import get_args
 from uuid import UUID
 
 from pydantic import Field
 
 from domain.errors import (
-    AggregateAlreadyExists,
-    AggregateNotFound,
     DomainError,
     IllegalTransition,
+    require_existing,
+    require_new,
 )
-from domain.model import DomainEvent, Frozen
+from domain.model import DomainEvent, Frozen, created
 
 AGGREGATE = "conversation"
 
@@ -142,22 +141,12 @@ class Conversation(Frozen):
     closed: bool = False
 
 
-STATE = Conversation
-"""The folded state's type."""
-ID_FIELD = "conversation_id"
-"""The field of every command that names the conversation it addresses."""
-COMMAND_TYPES: tuple[type[Frozen], ...] = get_args(ConversationCommand)
-"""Every command, the creating one first."""
-
-
 def decide(conversation: Conversation | None, command: ConversationCommand) -> list[DomainEvent]:
     """The events a command causes on the conversation, or a typed domain error."""
     if isinstance(command, StartConversation):
-        if conversation is not None:
-            raise AggregateAlreadyExists(AGGREGATE, command.conversation_id)
+        require_new(conversation, AGGREGATE, command.conversation_id)
         return [ConversationStarted(**command.model_dump())]
-    if conversation is None:
-        raise AggregateNotFound(AGGREGATE, command.conversation_id)
+    conversation = require_existing(conversation, AGGREGATE, command.conversation_id)
     if conversation.closed:
         raise IllegalTransition(AGGREGATE, conversation.conversation_id, "closed", "change")
     known = {message.message_id: message for message in conversation.messages}
@@ -190,8 +179,7 @@ def evolve(conversation: Conversation | None, event: DomainEvent) -> Conversatio
     """The conversation after one of its events."""
     if isinstance(event, ConversationStarted):
         return Conversation(**event.model_dump())
-    if conversation is None:
-        raise ValueError(f"{type(event).__name__} before ConversationStarted")
+    conversation = created(conversation, event, "ConversationStarted")
     match event:
         case UserMessagePosted(message_id=message_id, content=content):
             message = Message(message_id=message_id, role=MessageRole.USER, content=content)

@@ -7,13 +7,12 @@ hash (the command handler decides; the domain sees the hash and size either way)
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import get_args
 from uuid import UUID
 
 from pydantic import Field
 
-from domain.errors import AggregateAlreadyExists, AggregateNotFound, IllegalTransition
-from domain.model import DomainEvent, Frozen, Payload
+from domain.errors import IllegalTransition, require_existing, require_new
+from domain.model import DomainEvent, Frozen, Payload, created
 
 AGGREGATE = "document"
 
@@ -123,22 +122,12 @@ class Document(Frozen):
     error: IndexingError | None = None
 
 
-STATE = Document
-"""The folded state's type."""
-ID_FIELD = "document_id"
-"""The field of every command that names the document it addresses."""
-COMMAND_TYPES: tuple[type[Frozen], ...] = get_args(DocumentCommand)
-"""Every command, the creating one first."""
-
-
 def decide(document: Document | None, command: DocumentCommand) -> list[DomainEvent]:
     """The events a command causes on the document, or a typed domain error."""
     if isinstance(command, AddDocument):
-        if document is not None:
-            raise AggregateAlreadyExists(AGGREGATE, command.document_id)
+        require_new(document, AGGREGATE, command.document_id)
         return [DocumentAdded(**command.model_dump())]
-    if document is None:
-        raise AggregateNotFound(AGGREGATE, command.document_id)
+    document = require_existing(document, AGGREGATE, command.document_id)
     if document.status is DocumentStatus.REMOVED:
         raise IllegalTransition(AGGREGATE, document.document_id, "removed", "change")
     match command:
@@ -155,8 +144,7 @@ def evolve(document: Document | None, event: DomainEvent) -> Document:
     """The document after one of its events."""
     if isinstance(event, DocumentAdded):
         return Document(**event.model_dump())
-    if document is None:
-        raise ValueError(f"{type(event).__name__} before DocumentAdded")
+    document = created(document, event, "DocumentAdded")
     match event:
         case DocumentIndexed(chunk_count=chunks, embedding_model=model):
             return document.model_copy(

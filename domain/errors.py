@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from uuid import UUID
 
+from domain.model import State
+
 
 class DomainError(Exception):
     """A command the domain refuses. `code` is stable and safe to show to a client."""
@@ -31,6 +33,19 @@ class AggregateAlreadyExists(DomainError):
         super().__init__(f"{aggregate} {aggregate_id} already exists")
         self.aggregate = aggregate
         self.aggregate_id = aggregate_id
+
+
+def require_new(state: object | None, aggregate: str, aggregate_id: UUID) -> None:
+    """Nothing, or AggregateAlreadyExists when a creation targets an id that has events."""
+    if state is not None:
+        raise AggregateAlreadyExists(aggregate, aggregate_id)
+
+
+def require_existing(state: State | None, aggregate: str, aggregate_id: UUID) -> State:
+    """The aggregate's state, or AggregateNotFound when the id has no events."""
+    if state is None:
+        raise AggregateNotFound(aggregate, aggregate_id)
+    return state
 
 
 class IllegalTransition(DomainError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
@@ -21,3 +21,14 @@ class DomainEvent(Frozen):
     """Base of every domain event; `schema_version` grows when its shape changes."""
 
     schema_version: ClassVar[int] = 1
+
+
+State = TypeVar("State")
+
+
+def created(state: State | None, event: DomainEvent, creation: str) -> State:
+    """The state an event applies to, or ValueError for an event before its aggregate's
+    `creation` event."""
+    if state is None:
+        raise ValueError(f"{type(event).__name__} before {creation}")
+    return state

@@ -11,7 +11,7 @@ from uuid import UUID
 
 from pydantic import Field
 
-from domain.errors import AggregateAlreadyExists
+from domain.errors import require_new
 from domain.model import DomainEvent, Frozen, Name, Payload
 
 
@@ -75,18 +75,9 @@ class ModelCall(CallRecord):
     """A recorded call."""
 
 
-STATE = ModelCall
-"""The folded state's type."""
-ID_FIELD = "call_id"
-"""The field of every command that names the call it addresses."""
-COMMAND_TYPES: tuple[type[Frozen], ...] = (RecordModelCall,)
-"""Every command, the creating one first."""
-
-
 def decide(call: ModelCall | None, command: ModelCallCommand) -> list[DomainEvent]:
     """A call is recorded once."""
-    if call is not None:
-        raise AggregateAlreadyExists(AGGREGATE, command.call_id)
+    require_new(call, AGGREGATE, command.call_id)
     return [ModelCalled(**command.model_dump())]
 
 

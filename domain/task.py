@@ -9,20 +9,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, get_args
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 from pydantic import Field
 
 from domain.errors import (
-    AggregateAlreadyExists,
-    AggregateNotFound,
     IllegalTransition,
     RetryLimitReached,
     TaskNotRetryable,
     UnknownSubtask,
+    require_existing,
+    require_new,
 )
-from domain.model import DomainEvent, Frozen, Payload
+from domain.model import DomainEvent, Frozen, Payload, created
 
 AGGREGATE = "task"
 
@@ -337,34 +337,12 @@ def _require(task: Task, allowed: frozenset[TaskStatus], action: str) -> None:
         raise IllegalTransition(AGGREGATE, task.task_id, task.status.value, action)
 
 
-STATE = Task
-"""The folded state's type."""
-ID_FIELD = "task_id"
-"""The field of every command that names the task it addresses."""
-COMMAND_TYPES: tuple[type[Frozen], ...] = get_args(TaskCommand)
-"""Every command, the creating one first."""
-
-
 def decide(task: Task | None, command: TaskCommand) -> list[TaskEvent]:
     """The events a command causes on the task, or a typed domain error."""
     if isinstance(command, SubmitTask):
-        if task is not None:
-            raise AggregateAlreadyExists(AGGREGATE, command.task_id)
-        return [
-            TaskSubmitted(
-                task_id=command.task_id,
-                owner_id=command.owner_id,
-                task_type=command.task_type,
-                priority=command.priority,
-                payload=command.payload,
-                max_attempts=command.max_attempts,
-                parent_id=command.parent_id,
-                document_ids=command.document_ids,
-                deadline_seconds=command.deadline_seconds,
-            )
-        ]
-    if task is None:
-        raise AggregateNotFound(AGGREGATE, command.task_id)
+        require_new(task, AGGREGATE, command.task_id)
+        return [TaskSubmitted(**command.model_dump())]
+    task = require_existing(task, AGGREGATE, command.task_id)
     match command:
         case AttachSubtask(subtask_id=subtask_id):
             _require(task, _ACTIVE, "attach a subtask to")
@@ -415,20 +393,8 @@ def evolve(task: Task | None, event: TaskEvent) -> Task:
     if transition is None:
         raise TypeError(f"not a task event: {event!r}")
     if isinstance(event, TaskSubmitted):
-        return Task(
-            task_id=event.task_id,
-            owner_id=event.owner_id,
-            task_type=event.task_type,
-            priority=event.priority,
-            payload=event.payload,
-            status=transition.status,
-            max_attempts=event.max_attempts,
-            parent_id=event.parent_id,
-            document_ids=event.document_ids,
-            deadline_seconds=event.deadline_seconds,
-        )
-    if task is None:
-        raise ValueError(f"{type(event).__name__} before TaskSubmitted")
+        return Task(**event.model_dump(), status=transition.status)
+    task = created(task, event, "TaskSubmitted")
     changes = transition.changes(dict(event))
     if isinstance(event, SubtaskAttached):
         changes["subtask_ids"] = (*task.subtask_ids, event.subtask_id)

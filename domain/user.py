@@ -7,13 +7,12 @@ a password in plain text.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import get_args
 from uuid import UUID
 
 from pydantic import EmailStr, Field
 
-from domain.errors import AggregateAlreadyExists, AggregateNotFound, IllegalTransition
-from domain.model import DomainEvent, Frozen
+from domain.errors import IllegalTransition, require_existing, require_new
+from domain.model import DomainEvent, Frozen, created
 
 AGGREGATE = "user"
 
@@ -87,30 +86,12 @@ class User(Frozen):
     active: bool = True
 
 
-STATE = User
-"""The folded state's type."""
-ID_FIELD = "user_id"
-"""The field of every command that names the user it addresses."""
-COMMAND_TYPES: tuple[type[Frozen], ...] = get_args(UserCommand)
-"""Every command, the creating one first."""
-
-
 def decide(user: User | None, command: UserCommand) -> list[DomainEvent]:
     """The events a command causes on the user, or a typed domain error."""
     if isinstance(command, RegisterUser):
-        if user is not None:
-            raise AggregateAlreadyExists(AGGREGATE, command.user_id)
-        return [
-            UserRegistered(
-                user_id=command.user_id,
-                email=command.email.lower(),
-                username=command.username,
-                password_hash=command.password_hash,
-                role=command.role,
-            )
-        ]
-    if user is None:
-        raise AggregateNotFound(AGGREGATE, command.user_id)
+        require_new(user, AGGREGATE, command.user_id)
+        return [UserRegistered(**command.model_dump() | {"email": command.email.lower()})]
+    user = require_existing(user, AGGREGATE, command.user_id)
     if not user.active:
         raise IllegalTransition(AGGREGATE, user.user_id, "deactivated", "change")
     match command:
@@ -125,8 +106,7 @@ def evolve(user: User | None, event: DomainEvent) -> User:
     """The user after one of its events."""
     if isinstance(event, UserRegistered):
         return User(**event.model_dump())
-    if user is None:
-        raise ValueError(f"{type(event).__name__} before UserRegistered")
+    user = created(user, event, "UserRegistered")
     match event:
         case UserRoleChanged(role=role):
             return user.model_copy(update={"role": role})

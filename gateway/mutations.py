@@ -42,6 +42,7 @@ from gateway.types import (
 )
 from schemas.commands import CommandAccepted, CommandRequest
 from schemas.envelope import Actor
+from schemas.specs import USER
 
 READ_MODELS = {
     "user": "users",
@@ -270,7 +271,7 @@ class Mutation:
         context = info.context
         services = context.services
         user_id, family = await services.tokens.spend(refresh_token)
-        row = await views.user_by_id(services.postgres, user_id)
+        row = await views.row_by_id(services.postgres, USER, user_id)
         if row is None or not row["active"]:
             raise unauthenticated("this account is deactivated")
         pair = await services.tokens.issue(_principal(row), family)

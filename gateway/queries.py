@@ -38,6 +38,7 @@ from gateway.types import (
     parse_id,
     public,
 )
+from schemas.specs import AGENT, CONVERSATION, DOCUMENT, TASK, USER, AggregateSpec
 
 MAX_PAGE = 200
 AUDITABLE = ("user", "agent", "task", "agent_message", "document", "conversation", "model_call")
@@ -115,6 +116,42 @@ async def _caught_up(context: GatewayContext, read_model: str, min_sequence: int
         )
 
 
+async def _readable_row(
+    context: GatewayContext,
+    read_model: str,
+    spec: AggregateSpec,
+    id: strawberry.ID,
+    min_sequence: int | None,
+) -> asyncpg.Record | None:
+    """An owned aggregate's row once `read_model` has applied `min_sequence`: None when there is
+    none, FORBIDDEN when the signed-in user may not read its owner's things."""
+    await _caught_up(context, read_model, min_sequence)
+    row = await views.row_by_id(context.services.postgres, spec, parse_id(id))
+    if row is not None:
+        check_read(context.signed_in(), row["owner_id"])
+    return row
+
+
+async def _own_page(
+    context: GatewayContext,
+    read_model: str,
+    spec: AggregateSpec,
+    first: int,
+    after: str | None,
+    min_sequence: int | None,
+) -> list[asyncpg.Record]:
+    """A page of an owned aggregate's rows, newest first, once `read_model` has applied
+    `min_sequence`: a user's own rows, everyone's for the other roles."""
+    await _caught_up(context, read_model, min_sequence)
+    return await views.owned_page(
+        context.services.postgres,
+        spec,
+        owner_id=_own_scope(context, None),
+        after=decode_cursor(after),
+        first=_first(first),
+    )
+
+
 async def _check_audit_access(context: GatewayContext, aggregate_type: str, id: UUID) -> None:
     if aggregate_type not in AUDITABLE:
         raise GatewayError(
@@ -143,7 +180,7 @@ class Query:
     @strawberry.field(permission_classes=[SignedIn], description="The signed-in user.")
     async def me(self, info: Info[GatewayContext, None]) -> UserObject | None:
         context = info.context
-        row = await views.user_by_id(context.services.postgres, context.signed_in().user_id)
+        row = await views.row_by_id(context.services.postgres, USER, context.signed_in().user_id)
         return UserObject.from_row(row) if row else None
 
     @strawberry.field(permission_classes=[Reader], description="Every user (admins, auditors).")
@@ -170,20 +207,15 @@ class Query:
     async def agent(
         self, info: Info[GatewayContext, None], id: strawberry.ID
     ) -> AgentObject | None:
-        row = await views.agent_by_id(info.context.services.postgres, parse_id(id))
+        row = await views.row_by_id(info.context.services.postgres, AGENT, parse_id(id))
         return AgentObject.from_row(row) if row else None
 
     @strawberry.field(permission_classes=[SignedIn], description="One task, if yours to see.")
     async def task(
         self, info: Info[GatewayContext, None], id: strawberry.ID, min_sequence: int | None = None
     ) -> TaskObject | None:
-        context = info.context
-        await _caught_up(context, "tasks", min_sequence)
-        row = await views.task_by_id(context.services.postgres, parse_id(id))
-        if row is None:
-            return None
-        check_read(context.signed_in(), row["owner_id"])
-        return TaskObject.from_row(row)
+        row = await _readable_row(info.context, "tasks", TASK, id, min_sequence)
+        return TaskObject.from_row(row) if row else None
 
     @strawberry.field(
         permission_classes=[SignedIn], description="Tasks newest first; a user sees their own."
@@ -220,14 +252,7 @@ class Query:
         after: str | None = None,
         min_sequence: int | None = None,
     ) -> DocumentPage:
-        context = info.context
-        await _caught_up(context, "documents", min_sequence)
-        rows = await views.documents_page(
-            context.services.postgres,
-            owner_id=_own_scope(context, None),
-            after=decode_cursor(after),
-            first=_first(first),
-        )
+        rows = await _own_page(info.context, "documents", DOCUMENT, first, after, min_sequence)
         return DocumentPage(
             items=[DocumentObject.from_row(r) for r in rows],
             next_cursor=_next(rows, first, "document_id"),
@@ -237,13 +262,8 @@ class Query:
     async def document(
         self, info: Info[GatewayContext, None], id: strawberry.ID, min_sequence: int | None = None
     ) -> DocumentObject | None:
-        context = info.context
-        await _caught_up(context, "documents", min_sequence)
-        row = await views.document_by_id(context.services.postgres, parse_id(id))
-        if row is None:
-            return None
-        check_read(context.signed_in(), row["owner_id"])
-        return DocumentObject.from_row(row)
+        row = await _readable_row(info.context, "documents", DOCUMENT, id, min_sequence)
+        return DocumentObject.from_row(row) if row else None
 
     @strawberry.field(permission_classes=[SignedIn], description="Conversations; a user's own.")
     async def conversations(
@@ -253,13 +273,8 @@ class Query:
         after: str | None = None,
         min_sequence: int | None = None,
     ) -> ConversationPage:
-        context = info.context
-        await _caught_up(context, "conversations", min_sequence)
-        rows = await views.conversations_page(
-            context.services.postgres,
-            owner_id=_own_scope(context, None),
-            after=decode_cursor(after),
-            first=_first(first),
+        rows = await _own_page(
+            info.context, "conversations", CONVERSATION, first, after, min_sequence
         )
         return ConversationPage(
             items=[ConversationObject.from_row(r) for r in rows],
@@ -270,13 +285,8 @@ class Query:
     async def conversation(
         self, info: Info[GatewayContext, None], id: strawberry.ID, min_sequence: int | None = None
     ) -> ConversationObject | None:
-        context = info.context
-        await _caught_up(context, "conversations", min_sequence)
-        row = await views.conversation_by_id(context.services.postgres, parse_id(id))
-        if row is None:
-            return None
-        check_read(context.signed_in(), row["owner_id"])
-        return ConversationObject.from_row(row)
+        row = await _readable_row(info.context, "conversations", CONVERSATION, id, min_sequence)
+        return ConversationObject.from_row(row) if row else None
 
     @strawberry.field(
         permission_classes=[SignedIn],

@@ -12,23 +12,34 @@ from uuid import UUID
 
 import asyncpg
 
-from schemas.specs import AGENT, AGENT_MESSAGE, CONVERSATION, DOCUMENT, TASK, USER, AggregateSpec
+from schemas.specs import (
+    AGENT,
+    AGENT_MESSAGE,
+    CONVERSATION,
+    DOCUMENT,
+    TASK,
+    USER,
+    AggregateSpec,
+    ReadModel,
+)
 
 Cursor = tuple[datetime, UUID]
 
 
+def _read_model(spec: AggregateSpec) -> ReadModel:
+    assert spec.read_model is not None, spec.name
+    return spec.read_model
+
+
 def _select(spec: AggregateSpec, *also: str) -> str:
     """The columns of an aggregate's table that its GraphQL type shows (and `also`)."""
-    assert spec.read_model is not None, spec.name
-    return ", ".join([*(column.name for column in spec.read_model.shown), *also])
+    return ", ".join([*(column.name for column in _read_model(spec).shown), *also])
 
 
 _TASK_COLUMNS = _select(TASK)
 _USER_COLUMNS = _select(USER)
 _AGENT_COLUMNS = _select(AGENT)
 _MESSAGE_COLUMNS = _select(AGENT_MESSAGE, "task_id")  # messages are grouped by their task
-_DOCUMENT_COLUMNS = _select(DOCUMENT)
-_CONVERSATION_COLUMNS = _select(CONVERSATION)
 assert CONVERSATION.read_model is not None
 (_MESSAGES,) = CONVERSATION.read_model.children
 # Every column: the first, the conversation's id, groups them.
@@ -44,6 +55,35 @@ def _page(after: Cursor | None) -> tuple[datetime | None, UUID | None]:
     return (after[0], after[1]) if after else (None, None)
 
 
+async def row_by_id(pool: asyncpg.Pool, spec: AggregateSpec, row_id: UUID) -> asyncpg.Record | None:
+    """One row of an aggregate's table: a user, an agent, a task, a document, a conversation."""
+    table = _read_model(spec)
+    return await pool.fetchrow(
+        f"SELECT {_select(spec)} FROM {table.table} WHERE {table.id_column} = $1", row_id
+    )
+
+
+async def owned_page(
+    pool: asyncpg.Pool,
+    spec: AggregateSpec,
+    *,
+    owner_id: UUID | None,
+    after: Cursor | None,
+    first: int,
+) -> list[asyncpg.Record]:
+    """Rows of an owned aggregate's table (documents, conversations) newest first, of one owner
+    or of all, after a (created_at, id) cursor; a removed document included: its status says so."""
+    table = _read_model(spec)
+    return await pool.fetch(
+        f"SELECT {_select(spec)} FROM {table.table} WHERE ($1::uuid IS NULL OR owner_id = $1)"
+        f" AND ($2::timestamptz IS NULL OR (created_at, {table.id_column}) < ($2, $3))"
+        f" ORDER BY created_at DESC, {table.id_column} DESC LIMIT $4",
+        owner_id,
+        *_page(after),
+        first,
+    )
+
+
 async def credentials(pool: asyncpg.Pool, login: str) -> asyncpg.Record | None:
     """A user by email or username, with the password hash their state holds."""
     if "\x00" in login:
@@ -53,11 +93,6 @@ async def credentials(pool: asyncpg.Pool, login: str) -> asyncpg.Record | None:
         " WHERE email = lower($1) OR username = $1",
         login,
     )
-
-
-async def user_by_id(pool: asyncpg.Pool, user_id: UUID) -> asyncpg.Record | None:
-    """One user."""
-    return await pool.fetchrow(f"SELECT {_USER_COLUMNS} FROM users WHERE user_id = $1", user_id)
 
 
 async def any_admin(pool: asyncpg.Pool) -> bool:
@@ -85,16 +120,6 @@ async def agents_list(pool: asyncpg.Pool, *, status: str | None) -> list[asyncpg
         " ORDER BY name",
         status,
     )
-
-
-async def agent_by_id(pool: asyncpg.Pool, agent_id: UUID) -> asyncpg.Record | None:
-    """One agent."""
-    return await pool.fetchrow(f"SELECT {_AGENT_COLUMNS} FROM agents WHERE agent_id = $1", agent_id)
-
-
-async def task_by_id(pool: asyncpg.Pool, task_id: UUID) -> asyncpg.Record | None:
-    """One task row."""
-    return await pool.fetchrow(f"SELECT {_TASK_COLUMNS} FROM tasks WHERE task_id = $1", task_id)
 
 
 async def tasks_page(
@@ -125,67 +150,17 @@ async def tasks_page(
 
 async def subtasks_of(pool: asyncpg.Pool, parent_ids: Sequence[UUID]) -> list[list[asyncpg.Record]]:
     """The subtasks of each parent, oldest first (a dataloader batch)."""
-    rows = await pool.fetch(
-        f"SELECT {_TASK_COLUMNS} FROM tasks WHERE parent_id = ANY($1::uuid[])"
-        " ORDER BY created_at, task_id",
-        list(parent_ids),
+    return await _batch(
+        pool, _TASK_COLUMNS, "tasks", "parent_id", parent_ids, "created_at, task_id"
     )
-    return _grouped(rows, "parent_id", parent_ids)
 
 
 async def messages_of_tasks(
     pool: asyncpg.Pool, task_ids: Sequence[UUID]
 ) -> list[list[asyncpg.Record]]:
     """The agent messages about each task, oldest first (a dataloader batch)."""
-    rows = await pool.fetch(
-        f"SELECT {_MESSAGE_COLUMNS} FROM agent_messages WHERE task_id = ANY($1::uuid[])"
-        " ORDER BY created_at, message_id",
-        list(task_ids),
-    )
-    return _grouped(rows, "task_id", task_ids)
-
-
-async def documents_page(
-    pool: asyncpg.Pool, *, owner_id: UUID | None, after: Cursor | None, first: int
-) -> list[asyncpg.Record]:
-    """Documents newest first (removed ones included: their status says so)."""
-    return await pool.fetch(
-        f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE ($1::uuid IS NULL OR owner_id = $1)"
-        " AND ($2::timestamptz IS NULL OR (created_at, document_id) < ($2, $3))"
-        " ORDER BY created_at DESC, document_id DESC LIMIT $4",
-        owner_id,
-        *_page(after),
-        first,
-    )
-
-
-async def document_by_id(pool: asyncpg.Pool, document_id: UUID) -> asyncpg.Record | None:
-    """One document."""
-    return await pool.fetchrow(
-        f"SELECT {_DOCUMENT_COLUMNS} FROM documents WHERE document_id = $1", document_id
-    )
-
-
-async def conversations_page(
-    pool: asyncpg.Pool, *, owner_id: UUID | None, after: Cursor | None, first: int
-) -> list[asyncpg.Record]:
-    """Conversations newest first."""
-    return await pool.fetch(
-        f"SELECT {_CONVERSATION_COLUMNS} FROM conversations"
-        " WHERE ($1::uuid IS NULL OR owner_id = $1)"
-        " AND ($2::timestamptz IS NULL OR (created_at, conversation_id) < ($2, $3))"
-        " ORDER BY created_at DESC, conversation_id DESC LIMIT $4",
-        owner_id,
-        *_page(after),
-        first,
-    )
-
-
-async def conversation_by_id(pool: asyncpg.Pool, conversation_id: UUID) -> asyncpg.Record | None:
-    """One conversation."""
-    return await pool.fetchrow(
-        f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE conversation_id = $1",
-        conversation_id,
+    return await _batch(
+        pool, _MESSAGE_COLUMNS, "agent_messages", "task_id", task_ids, "created_at, message_id"
     )
 
 
@@ -193,13 +168,14 @@ async def messages_of_conversations(
     pool: asyncpg.Pool, conversation_ids: Sequence[UUID]
 ) -> list[list[asyncpg.Record]]:
     """Each conversation's messages in order (a dataloader batch)."""
-    rows = await pool.fetch(
-        f"SELECT {_CONVERSATION_MESSAGE_COLUMNS} FROM {_MESSAGES.table}"
-        " WHERE conversation_id = ANY($1::uuid[])"
-        " ORDER BY conversation_id, position",
-        list(conversation_ids),
+    return await _batch(
+        pool,
+        _CONVERSATION_MESSAGE_COLUMNS,
+        _MESSAGES.table,
+        "conversation_id",
+        conversation_ids,
+        "conversation_id, position",
     )
-    return _grouped(rows, "conversation_id", conversation_ids)
 
 
 async def owner_of(pool: asyncpg.Pool, aggregate_type: str, aggregate_id: UUID) -> UUID | None:
@@ -262,9 +238,14 @@ async def events_page(
     )
 
 
-def _grouped(
-    rows: Sequence[asyncpg.Record], key: str, ids: Sequence[UUID]
+async def _batch(
+    pool: asyncpg.Pool, columns: str, table: str, key: str, ids: Sequence[UUID], order: str
 ) -> list[list[asyncpg.Record]]:
+    """The rows of `table` whose `key` is one of `ids`, in `order`, grouped by that key in the
+    order of `ids` (a dataloader batch)."""
+    rows = await pool.fetch(
+        f"SELECT {columns} FROM {table} WHERE {key} = ANY($1::uuid[]) ORDER BY {order}", list(ids)
+    )
     groups: dict[UUID, list[asyncpg.Record]] = {i: [] for i in ids}
     for row in rows:
         groups[row[key]].append(row)

@@ -12,7 +12,7 @@ from faststream.nats import NatsRouter
 from pydantic import BaseModel, Field
 
 from domain.task import Task
-from handlers.consumers import Delivered, Delivery, consume
+from handlers.consumers import Delivered, Delivery
 from handlers.model_port import ModelPort
 from handlers.structured_output import UnusableAnswer, chat_structured
 from handlers.task_work import TaskWorker
@@ -103,15 +103,7 @@ class CodeAssistant:
     def router(self) -> NatsRouter:
         """Its subscription: assignments, on a durable consumer of this replica."""
         router = NatsRouter()
-        consume(
-            router,
-            self.worker.store,
-            consumer=f"worker-{self.worker.card.name}",
-            subject="sutazai.events.task.*.TaskAssigned",
-            handle=self.on_assigned,
-            delivery=self.delivery,
-            give_up=self.worker.give_up,
-        )
+        self.worker.consume_assignments(router, self.on_assigned, self.delivery)
         return router
 
     async def on_assigned(self, delivered: Delivered) -> None:

@@ -103,15 +103,7 @@ class DocumentAssistant(WorkerAgent):
             handle=self.on_user_message,
             delivery=self.delivery,
         )
-        consume(
-            router,
-            self.store,
-            consumer=f"worker-{self.worker.card.name}",
-            subject="sutazai.events.task.*.TaskAssigned",
-            handle=self.on_assigned,
-            delivery=self.delivery,
-            give_up=self.worker.give_up,
-        )
+        self.worker.consume_assignments(router, self.on_assigned, self.delivery)
         return router
 
     def _context(self, event: EventEnvelope, purpose: str) -> CommandContext:

@@ -118,15 +118,7 @@ class Orchestrator(WorkerAgent):
     def router(self) -> NatsRouter:
         """Its subscriptions: its own assignments, and the children's ends (shared)."""
         router = NatsRouter()
-        consume(
-            router,
-            self.store,
-            consumer=f"worker-{self.worker.card.name}",
-            subject="sutazai.events.task.*.TaskAssigned",
-            handle=self.on_assigned,
-            delivery=self.delivery,
-            give_up=self.worker.give_up,
-        )
+        self.worker.consume_assignments(router, self.on_assigned, self.delivery)
         consume(
             router,
             self.store,

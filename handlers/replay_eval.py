@@ -22,9 +22,8 @@ from domain.model_call import RecordModelCall
 from domain.task import Task
 from eventstore.store import EventStore
 from handlers.model_port import ModelError, call_id_for
+from handlers.task_work import ASSIGNED
 from schemas.envelope import EventEnvelope, RecordedEvent
-
-ASSIGNED = "sutazai.events.task.*.TaskAssigned"
 
 Work = Callable[[Task, EventEnvelope], Awaitable[dict[str, Any]]]
 

@@ -12,6 +12,7 @@ from typing import Any
 from uuid import UUID
 
 import structlog
+from faststream.nats import NatsRouter
 from pydantic import BaseModel
 
 from commands.bus import CommandBus, CommandContext
@@ -29,12 +30,15 @@ from domain.task import (
     TaskStatus,
 )
 from eventstore.store import EventStore
-from handlers.consumers import Delivered
+from handlers.consumers import Delivered, Delivery, Handle, consume
 from handlers.presence import AgentCard
 from handlers.work_errors import WorkError
 from schemas.envelope import EventEnvelope
 
 log = structlog.get_logger(__name__)
+
+ASSIGNED = "sutazai.events.task.*.TaskAssigned"
+"""The subject of every task assignment."""
 
 Work = Callable[[Task, EventEnvelope], Awaitable[dict[str, Any] | None]]
 """Does the task's work, caused by its assignment: returns the result the task completes with,
@@ -115,6 +119,19 @@ class TaskWorker:
             )
         except DomainError as refused:
             log.info("task.not_failed", task=str(event.aggregate_id), reason=str(refused))
+
+    def consume_assignments(self, router: NatsRouter, handle: Handle, delivery: Delivery) -> None:
+        """Register `handle` for task assignments on this replica's own durable consumer; an
+        assignment whose deliveries run out fails its task (`give_up`)."""
+        consume(
+            router,
+            self.store,
+            consumer=f"worker-{self.card.name}",
+            subject=ASSIGNED,
+            handle=handle,
+            delivery=delivery,
+            give_up=self.give_up,
+        )
 
     async def give_up(self, delivered: Delivered, error: BaseException) -> None:
         """After the last delivery: the task fails with a typed error (the event is on the DLQ)."""

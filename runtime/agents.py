@@ -26,6 +26,7 @@ from handlers.document_assistant import DocumentAssistant
 from handlers.document_index import DocumentIndex
 from handlers.integrations.webhook import Webhooks
 from handlers.metrics import CountedDeliveries
+from handlers.model_port import ModelPort
 from handlers.orchestrator import CAPABILITIES as ORCHESTRATOR_CAPABILITIES
 from handlers.orchestrator import Orchestrator
 from handlers.presence import AgentCard, agents_bucket, heartbeats, register
@@ -127,26 +128,29 @@ async def run_agents(platform: Platform, options: AgentOptions) -> AsyncIterator
             cards.append(card)
             return card
 
+        async def enlist_worker(
+            agent: str, kind: AgentKind, capabilities: list[str]
+        ) -> tuple[TaskWorker, ModelPort]:
+            """Register a replica of a task-taking agent: its worker and its model port."""
+            card = await enlist(f"{agent}-{replica}", kind, capabilities)
+            return TaskWorker(bus, platform.store, card, capabilities), model_port(platform, card)
+
         if options.runs("code-assistant"):
-            card = await enlist(
-                f"code-assistant-{replica}", AgentKind.CODE_ASSISTANT, CODE_CAPABILITIES
+            worker, model = await enlist_worker(
+                "code-assistant", AgentKind.CODE_ASSISTANT, CODE_CAPABILITIES
             )
             coder = CodeAssistant(
-                TaskWorker(bus, platform.store, card, CODE_CAPABILITIES),
-                model_port(platform, card),
-                max_tokens=settings.model_max_tokens,
-                delivery=delivery,
+                worker, model, max_tokens=settings.model_max_tokens, delivery=delivery
             )
             broker.include_router(coder.router())
         if options.runs("document-assistant"):
-            card = await enlist(
-                f"document-assistant-{replica}", AgentKind.DOCUMENT_ASSISTANT, DOCUMENT_CAPABILITIES
+            worker, model = await enlist_worker(
+                "document-assistant", AgentKind.DOCUMENT_ASSISTANT, DOCUMENT_CAPABILITIES
             )
-            model = model_port(platform, card)
             index = DocumentIndex(platform.vectors, model)
             await index.ensure_collection()
             reader = DocumentAssistant(
-                TaskWorker(bus, platform.store, card, DOCUMENT_CAPABILITIES),
+                worker,
                 model,
                 index,
                 BlobStore(platform.store),
@@ -156,14 +160,10 @@ async def run_agents(platform: Platform, options: AgentOptions) -> AsyncIterator
             )
             broker.include_router(reader.router())
         if options.runs("orchestrator"):
-            card = await enlist(
-                f"orchestrator-{replica}", AgentKind.ORCHESTRATOR, ORCHESTRATOR_CAPABILITIES
+            worker, model = await enlist_worker(
+                "orchestrator", AgentKind.ORCHESTRATOR, ORCHESTRATOR_CAPABILITIES
             )
-            planner = Orchestrator(
-                TaskWorker(bus, platform.store, card, ORCHESTRATOR_CAPABILITIES),
-                model_port(platform, card),
-                delivery=delivery,
-            )
+            planner = Orchestrator(worker, model, delivery=delivery)
             broker.include_router(planner.router())
         coordinator: TaskCoordinator | None = None
         if options.runs("task-coordinator"):

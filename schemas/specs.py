@@ -51,14 +51,12 @@ _BOOKKEEPING_SQL = {
 
 
 @dataclass(frozen=True)
-class ChildTable:
-    """Rows an aggregate's table holds many of per aggregate (a conversation's messages)."""
+class Table:
+    """A read-model table and the GraphQL object type that shows a row of it."""
 
     table: str
     columns: tuple[Column, ...]
-    """Every column; the first names the parent aggregate."""
     graphql_type: str
-    """The GraphQL object type that shows a row."""
 
     @property
     def shown(self) -> tuple[Column, ...]:
@@ -67,14 +65,16 @@ class ChildTable:
 
 
 @dataclass(frozen=True)
-class ReadModel:
-    """An aggregate's table: one row per aggregate, its id first and the bookkeeping last."""
+class ChildTable(Table):
+    """Rows an aggregate's table holds many of per aggregate (a conversation's messages). Its
+    first column names the parent aggregate."""
 
-    table: str
-    columns: tuple[Column, ...]
-    """Every column: the id, the own columns, the bookkeeping (the table's order may differ)."""
-    graphql_type: str
-    """The GraphQL object type that shows a row (`Task`)."""
+
+@dataclass(frozen=True)
+class ReadModel(Table):
+    """An aggregate's table: one row per aggregate, its id first and the bookkeeping last (every
+    column: the id, the own columns, the bookkeeping; the table's order may differ)."""
+
     state_only: frozenset[str] = frozenset()
     """Fields of the state kept in the `state` column only; every other field is a column."""
     children: tuple[ChildTable, ...] = ()
@@ -89,11 +89,6 @@ class ReadModel:
     def own_columns(self) -> tuple[Column, ...]:
         """The columns a fold writes: neither the id nor the bookkeeping."""
         return tuple(c for c in self.columns[1:] if c.name not in BOOKKEEPING)
-
-    @property
-    def shown(self) -> tuple[Column, ...]:
-        """The columns the gateway reads to show a row."""
-        return tuple(c for c in self.columns if c.field is not None)
 
 
 @dataclass(frozen=True)

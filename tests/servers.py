@@ -6,12 +6,17 @@ import asyncio
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from uuid_utils.compat import uuid4
 
 from runtime.servers.process import dies_with_owner, reclaim_recorded
 from runtime.settings import Settings
@@ -166,6 +171,38 @@ def sutazai_process(
         text=True,
         start_new_session=True,
     )
+
+
+def run_sutazai(
+    env: dict[str, str], *args: str, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`sutazai ARGS...` run to its end, its output captured as text."""
+    return subprocess.run(
+        [SUTAZAI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def crash(process: subprocess.Popen[str]) -> None:
+    """SIGKILL a process's group, as a crash would take it down, and reap it."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@contextmanager
+def doomed_agent(settings: Settings, agent: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """One replica of `agent` in a process of its own, heartbeating every half second, so that
+    `crash` takes it down mid-work like a crash would. Yields the process and the name its card
+    goes online under; crashes it on the way out if it still runs."""
+    replica = f"doomed{uuid4().hex[:6]}"
+    env = {**cli_environment(settings), "SUTAZAI_HEARTBEAT_SECONDS": "0.5"}
+    process = sutazai_process(
+        env, "agents", "run", "--only", agent, "--replica", replica, output=subprocess.DEVNULL
+    )
+    try:
+        yield process, f"{agent}-{replica}"
+    finally:
+        if process.poll() is None:
+            crash(process)
 
 
 def start_up(env: dict[str, str], root: Path) -> subprocess.Popen[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from uuid_utils.compat import uuid4, uuid7
@@ -56,6 +57,32 @@ def task_event(
             "correlation_id": command_id,
             "data": data,
         }
+    )
+
+
+def stored_task_envelope(
+    task_id: UUID,
+    version: int,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    schema_version: int,
+    occurred_at: datetime,
+) -> EventEnvelope:
+    """The envelope of a task's `version`-th event as the log would hold it, recorded by the
+    system: its event id and command id numbered by that version."""
+    return EventEnvelope(
+        event_id=UUID(int=version),
+        event_type=event_type,
+        schema_version=schema_version,
+        aggregate_type="task",
+        aggregate_id=task_id,
+        aggregate_version=version,
+        occurred_at=occurred_at,
+        actor=Actor(id="test", kind="system"),
+        command_id=f"c{version}",
+        correlation_id="c",
+        data=data,
     )
 
 

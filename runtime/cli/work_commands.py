@@ -242,17 +242,22 @@ class Ingested:
     failed: int = 0
 
 
-async def _add_all(
-    commands: CommandDispatcher, files: list[Path], actor: Actor, owner_id: UUID
-) -> Ingested:
-    outcome = Ingested(added={})
-    with Progress(
+def _progress() -> Progress:
+    """A spinner, what is being done, a bar and done/total: how ingest shows its two stages."""
+    return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         console=console,
-    ) as progress:
+    )
+
+
+async def _add_all(
+    commands: CommandDispatcher, files: list[Path], actor: Actor, owner_id: UUID
+) -> Ingested:
+    outcome = Ingested(added={})
+    with _progress() as progress:
         adding = progress.add_task("Adding documents", total=len(files))
         for path in files:
             progress.update(adding, description=f"Adding {escape(path.name)}")
@@ -293,13 +298,7 @@ async def _wait_indexed(store: EventStore, documents: dict[UUID, str], timeout: 
     deadline = time.monotonic() + timeout
     waiting = dict(documents)
     not_indexed = 0
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=console,
-    ) as progress:
+    with _progress() as progress:
         indexing = progress.add_task("Indexing", total=len(documents))
         while waiting and time.monotonic() < deadline:
             for document_id, title in list(waiting.items()):

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from uuid_utils.compat import uuid4
 
 from eventstore.streams import EVENTS_STREAM
+from handlers.presence import agents_bucket, online_agents
 from handlers.task_coordinator import CONSUMER as COORDINATOR_CONSUMER
 from projections.runtime import ProjectionLagging, wait_for_sequence
 from runtime.agents import AgentOptions, run_agents
@@ -176,4 +177,13 @@ async def until_done(
         if task and task["status"] in ends:
             return task
         assert time.monotonic() < deadline, task
+        await asyncio.sleep(0.2)
+
+
+async def until_online(gateway: Gateway, name: str, deadline: float) -> None:
+    """Wait until the agent called `name` is online (its card in the agents bucket), until the
+    `time.monotonic()` deadline."""
+    bucket = await agents_bucket(gateway.platform.store)
+    while name not in {card.name for card in await online_agents(bucket)}:
+        assert time.monotonic() < deadline, f"{name} never came online"
         await asyncio.sleep(0.2)

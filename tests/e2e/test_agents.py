@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,7 +15,7 @@ from domain.agent import AgentKind
 from handlers.code_assistant import CAPABILITIES as CODE_CAPABILITIES
 from handlers.code_assistant import CodeAssistant
 from handlers.consumers import Delivered
-from handlers.presence import agents_bucket, heartbeats, online_agents, register
+from handlers.presence import agents_bucket, heartbeats, register
 from handlers.task_coordinator import CoordinatorPolicy, TaskCoordinator
 from handlers.task_work import TaskWorker
 from runtime.agents import AgentOptions, run_agents
@@ -31,8 +28,9 @@ from tests.e2e.conftest import (
     Gateway,
     running_gateway,
     until_done,
+    until_online,
 )
-from tests.servers import cli_environment, sutazai_process
+from tests.servers import crash, doomed_agent
 
 
 async def test_a_code_task_is_assigned_run_and_completed_with_every_step_linked(
@@ -105,17 +103,9 @@ async def test_a_killed_agent_loses_its_task_to_another_which_completes_it_once(
         running_gateway(settings, stack, **fast) as gateway,
         run_agents(gateway.platform, AgentOptions(only=("task-coordinator",))),
     ):
-        doomed_name = f"doomed{uuid4().hex[:6]}"
-        env = {**cli_environment(settings), "SUTAZAI_HEARTBEAT_SECONDS": "0.5"}
-        # A process of its own, so that kill -9 takes it down mid-work like a crash would.
-        doomed = sutazai_process(
-            env,
-            *("agents", "run", "--only", "code-assistant", "--replica", doomed_name),
-            output=subprocess.DEVNULL,
-        )
-        try:
+        with doomed_agent(settings, "code-assistant") as (doomed, doomed_name):
             user = await gateway.client.sign_up()
-            await _until_online(gateway, f"code-assistant-{doomed_name}")
+            await until_online(gateway, doomed_name, time.monotonic() + 90)
             prompt = "a long, fully commented module that implements a binary search tree"
             submitted = await gateway.submit_task(
                 user.access_token, "code.generate", {"prompt": prompt}
@@ -125,12 +115,7 @@ async def test_a_killed_agent_loses_its_task_to_another_which_completes_it_once(
             while "TaskStarted" not in [e.event_type for e in await _events_of(gateway, task_id)]:
                 assert time.monotonic() < deadline, "the doomed agent never started the task"
                 await asyncio.sleep(0.02)
-            os.killpg(doomed.pid, signal.SIGKILL)  # mid-work: holding the task
-            doomed.wait()
-        finally:
-            if doomed.poll() is None:
-                os.killpg(doomed.pid, signal.SIGKILL)
-                doomed.wait()
+            crash(doomed)  # mid-work: holding the task
         async with run_agents(
             gateway.platform, AgentOptions(only=("code-assistant",), replica=f"s{uuid4().hex[:6]}")
         ):
@@ -151,14 +136,6 @@ async def test_a_killed_agent_loses_its_task_to_another_which_completes_it_once(
     first, second = (e for e in events if e.event_type == "TaskAssigned")
     assert first.data["agent_id"] != second.data["agent_id"]
     assert task["agentId"] == second.data["agent_id"]
-
-
-async def _until_online(gateway: Gateway, name: str) -> None:
-    bucket = await agents_bucket(gateway.platform.store)
-    deadline = time.monotonic() + 90
-    while name not in {card.name for card in await online_agents(bucket)}:
-        assert time.monotonic() < deadline, f"{name} never came online"
-        await asyncio.sleep(0.2)
 
 
 async def test_the_same_event_delivered_twice_sends_one_set_of_commands(

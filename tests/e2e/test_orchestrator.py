@@ -4,9 +4,6 @@ completes with their results, also when its orchestrator is killed mid-workflow.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import time
 from collections import Counter
 from typing import Any
@@ -36,36 +33,24 @@ from eventstore.streams import EVENTS_STREAM
 from handlers.consumers import Delivered
 from handlers.model_port import ModelPort
 from handlers.orchestrator import CAPABILITIES, CHILDREN, Orchestrator
-from handlers.presence import AgentCard, agents_bucket, online_agents, register
+from handlers.presence import AgentCard, register
 from handlers.task_work import TaskWorker
 from handlers.workflow_plan import Plan, Step, child_task_id
 from runtime.agents import AgentOptions, run_agents
 from runtime.settings import Settings
 from runtime.stack import Stack
-from schemas.envelope import SYSTEM, EventEnvelope
-from tests.e2e.conftest import Gateway, running_gateway
-from tests.servers import cli_environment, sutazai_process
+from schemas.envelope import EventEnvelope
+from tests.e2e.conftest import Gateway, running_gateway, until_done, until_online
+from tests.servers import crash, doomed_agent
 
 SUBMIT = """
 mutation ($payload: JSON) {
   submitTask(input: {taskType: "workflow", payload: $payload}) { aggregateId sequence }
 }
 """
-TASK_QUERY = "query ($id: ID!) { task(id: $id) { status result error attempts agentId } }"
 GOAL = "Write a Python function that reverses a string, then explain how it works."
 QUICK: dict[str, Any] = {"heartbeat_seconds": 0.5, "coordinator_sweep_seconds": 0.5}
 WORKERS = ("task-coordinator", "code-assistant", "document-assistant")
-ENDS = ("COMPLETED", "COMPLETED_WITH_FAILURES", "FAILED", "CANCELLED", "TIMED_OUT")
-
-
-async def _until_done(gateway: Gateway, token: str, task_id: str, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        task = (await gateway.client.data(TASK_QUERY, {"id": task_id}, token))["task"]
-        if task and task["status"] in ENDS:
-            return task
-        assert time.monotonic() < deadline, task
-        await asyncio.sleep(0.5)
 
 
 async def _events_of(store: EventStore, task_id: UUID) -> list[EventEnvelope]:
@@ -90,13 +75,11 @@ async def _assert_each_child_once_and_completed(
     assert [UUID(step["task_id"]) for step in steps] == expected
     submitted = await _children_submitted(store, parent_id)
     assert submitted == Counter(expected), submitted  # every child once, no other child
-    parent = (await load_aggregate(store, TASK, parent_id)).state
-    assert isinstance(parent, Task)
+    parent = await _task(store, parent_id)
     assert list(parent.subtask_ids) == expected  # attached once each, in plan order
     for step, child_id in zip(steps, expected, strict=True):
         assert step["status"] == "completed", step
-        child = (await load_aggregate(store, TASK, child_id)).state
-        assert isinstance(child, Task)
+        child = await _task(store, child_id)
         assert child.parent_id == parent_id
         assert child.owner_id == parent.owner_id
         assert child.status is TaskStatus.COMPLETED
@@ -119,7 +102,7 @@ async def test_a_workflow_is_planned_into_subtasks_each_run_by_an_agent_then_com
             SUBMIT, {"payload": {"prompt": GOAL}}, user.access_token
         )
         parent_id = submitted["submitTask"]["aggregateId"]
-        task = await _until_done(gateway, user.access_token, parent_id, timeout=420)
+        task = await until_done(gateway, user.access_token, parent_id, timeout=420)
         store = gateway.platform.store
 
         assert task["status"] == "COMPLETED", task
@@ -145,17 +128,16 @@ async def test_a_workflow_is_planned_into_subtasks_each_run_by_an_agent_then_com
 
 async def _until_listening(gateway: Gateway, name: str) -> None:
     """Online, and its consumers exist: an assignment made now reaches it."""
-    bucket = await agents_bucket(gateway.platform.store)
-    js = gateway.platform.store.client.jetstream()
     deadline = time.monotonic() + 120
+    await until_online(gateway, name, deadline)
+    js = gateway.platform.store.client.jetstream()
     while True:
-        if name in {card.name for card in await online_agents(bucket)}:
-            try:
-                await js.consumer_info(EVENTS_STREAM, f"worker-{name}")
-                await js.consumer_info(EVENTS_STREAM, CHILDREN)
-                return
-            except nats.js.errors.NotFoundError:
-                pass
+        try:
+            await js.consumer_info(EVENTS_STREAM, f"worker-{name}")
+            await js.consumer_info(EVENTS_STREAM, CHILDREN)
+            return
+        except nats.js.errors.NotFoundError:
+            pass
         assert time.monotonic() < deadline, f"{name} never listened"
         await asyncio.sleep(0.2)
 
@@ -168,16 +150,8 @@ async def test_a_workflow_survives_kill_9_of_its_orchestrator_and_no_subtask_is_
         run_agents(gateway.platform, AgentOptions(only=WORKERS, replica=f"k{uuid4().hex[:6]}")),
     ):
         store = gateway.platform.store
-        doomed_name = f"doomed{uuid4().hex[:6]}"
-        env = {**cli_environment(settings), "SUTAZAI_HEARTBEAT_SECONDS": "0.5"}
-        # A process of its own, so that kill -9 takes it down mid-workflow like a crash would.
-        doomed = sutazai_process(
-            env,
-            *("agents", "run", "--only", "orchestrator", "--replica", doomed_name),
-            output=subprocess.DEVNULL,
-        )
-        try:
-            await _until_listening(gateway, f"orchestrator-{doomed_name}")
+        with doomed_agent(settings, "orchestrator") as (doomed, doomed_name):
+            await _until_listening(gateway, doomed_name)
             user = await gateway.client.sign_up()
             submitted = await gateway.client.data(
                 SUBMIT, {"payload": {"prompt": GOAL}}, user.access_token
@@ -193,15 +167,10 @@ async def test_a_workflow_survives_kill_9_of_its_orchestrator_and_no_subtask_is_
             # consumers (run_agents beats the heartbeat before the broker starts).
             successor = AgentOptions(only=("orchestrator",), replica=f"s{uuid4().hex[:6]}")
             async with run_agents(gateway.platform, successor) as (card,):
-                os.killpg(doomed.pid, signal.SIGKILL)  # mid-workflow: children running
-                doomed.wait()
+                crash(doomed)  # mid-workflow: children running
                 at_kill = [e.event_type for e in await _events_of(store, parent_id)]
                 assert not {"TaskCompleted", "TaskFailed"} & set(at_kill), at_kill
-                task = await _until_done(gateway, user.access_token, str(parent_id), timeout=420)
-        finally:
-            if doomed.poll() is None:
-                os.killpg(doomed.pid, signal.SIGKILL)
-                doomed.wait()
+                task = await until_done(gateway, user.access_token, str(parent_id), timeout=420)
 
         assert task["status"] == "COMPLETED", task
         await _assert_each_child_once_and_completed(store, parent_id, task["result"])
@@ -238,6 +207,33 @@ async def _orchestrator(bus: CommandBus, store: EventStore, name: str) -> Orches
     return Orchestrator(TaskWorker(bus, store, card, CAPABILITIES), _no_model(card))
 
 
+async def _task(store: EventStore, task_id: UUID) -> Task:
+    """The task as its events fold now."""
+    task = (await load_aggregate(store, TASK, task_id)).state
+    assert isinstance(task, Task)
+    return task
+
+
+async def _started_workflow(
+    bus: CommandBus, store: EventStore, planner: Orchestrator
+) -> tuple[Task, EventEnvelope]:
+    """A workflow task assigned to `planner` and started: the task and its assignment event."""
+    parent_id = UUID(str(uuid7()))
+    submit = SubmitTask(task_id=parent_id, owner_id=UUID(str(uuid7())), task_type="workflow")
+    await bus.execute(submit, CommandContext(str(uuid7())))
+    assigned = await _assign(bus, store, parent_id, planner.worker.card.agent_id)
+    await bus.execute(StartTask(task_id=parent_id), CommandContext(str(uuid7())))
+    return await _task(store, parent_id), assigned
+
+
+async def _end_child(
+    bus: CommandBus, store: EventStore, planner: Orchestrator, child_id: UUID, *, fail: bool
+) -> None:
+    """Run a child to its end (failed or completed) and deliver that end to `planner`."""
+    await _run_child(bus, store, child_id, fail=fail)
+    await planner.on_task_event(Delivered.of((await _events_of(store, child_id))[-1]))
+
+
 async def _assign(bus: CommandBus, store: EventStore, task_id: UUID, agent: str) -> EventEnvelope:
     await bus.execute(
         AssignTask(task_id=task_id, agent_id=UUID(agent)), CommandContext(str(uuid7()))
@@ -271,13 +267,8 @@ async def test_a_successor_finishes_the_plan_its_predecessor_began_without_the_m
     store = event_store
     first = await _orchestrator(bus, store, f"orchestrator-a{uuid4().hex[:6]}")
     second = await _orchestrator(bus, store, f"orchestrator-b{uuid4().hex[:6]}")
-    parent_id = UUID(str(uuid7()))
-    submit = SubmitTask(task_id=parent_id, owner_id=UUID(str(uuid7())), task_type="workflow")
-    await bus.execute(submit, CommandContext(str(uuid7()), actor=SYSTEM))
-    assigned = await _assign(bus, store, parent_id, first.worker.card.agent_id)
-    await bus.execute(StartTask(task_id=parent_id), CommandContext(str(uuid7())))
-    parent = (await load_aggregate(store, TASK, parent_id)).state
-    assert isinstance(parent, Task)
+    parent, assigned = await _started_workflow(bus, store, first)
+    parent_id = parent.task_id
     # The first replica got two of three children out, then died.
     assert await first.submit_child(parent, PLAN, 0, assigned)
     assert await first.submit_child(parent, PLAN, 1, assigned)
@@ -290,8 +281,7 @@ async def test_a_successor_finishes_the_plan_its_predecessor_began_without_the_m
     )  # the first replica's late redelivery: not its task now
 
     ids = [child_task_id(parent_id, index) for index in range(3)]
-    parent = (await load_aggregate(store, TASK, parent_id)).state
-    assert isinstance(parent, Task)
+    parent = await _task(store, parent_id)
     assert parent.status is TaskStatus.RUNNING
     assert list(parent.subtask_ids) == ids
     assert await _children_submitted(store, parent_id) == Counter(ids)
@@ -303,9 +293,8 @@ async def test_a_successor_finishes_the_plan_its_predecessor_began_without_the_m
     last = (await _events_of(store, ids[-1]))[-1]
     await first.on_task_event(Delivered.of(last))
     await second.on_task_event(Delivered.of(last))
-    parent = (await load_aggregate(store, TASK, parent_id)).state
+    parent = await _task(store, parent_id)
 
-    assert isinstance(parent, Task)
     # Its optional step failed: it completed, and says that not everything did.
     assert parent.status is TaskStatus.COMPLETED_WITH_FAILURES, parent
     assert parent.result is not None
@@ -321,18 +310,13 @@ async def test_a_successor_finishes_the_plan_its_predecessor_began_without_the_m
     assert events[-1].data["failed_subtask_ids"] == [str(ids[2])]
 
 
-async def _started_workflow(
-    bus: CommandBus, store: EventStore, planner: Orchestrator
-) -> tuple[Task, EventEnvelope]:
-    """A workflow task assigned to `planner` and started: the task and its assignment event."""
-    parent_id = UUID(str(uuid7()))
-    submit = SubmitTask(task_id=parent_id, owner_id=UUID(str(uuid7())), task_type="workflow")
-    await bus.execute(submit, CommandContext(str(uuid7())))
-    assigned = await _assign(bus, store, parent_id, planner.worker.card.agent_id)
-    await bus.execute(StartTask(task_id=parent_id), CommandContext(str(uuid7())))
-    parent = (await load_aggregate(store, TASK, parent_id)).state
-    assert isinstance(parent, Task)
-    return parent, assigned
+async def _submitted_children(
+    planner: Orchestrator, parent: Task, assigned: EventEnvelope, count: int
+) -> list[UUID]:
+    """The first `count` children of PLAN, each submitted (anew) by `planner`: their ids."""
+    for index in range(count):
+        assert await planner.submit_child(parent, PLAN, index, assigned)
+    return [child_task_id(parent.task_id, index) for index in range(count)]
 
 
 async def test_a_required_subtask_failing_for_good_fails_the_workflow_typed(
@@ -342,15 +326,11 @@ async def test_a_required_subtask_failing_for_good_fails_the_workflow_typed(
     planner = await _orchestrator(bus, store, f"orchestrator-c{uuid4().hex[:6]}")
     parent, assigned = await _started_workflow(bus, store, planner)
     parent_id = parent.task_id
-    for index in range(3):
-        assert await planner.submit_child(parent, PLAN, index, assigned)
-    ids = [child_task_id(parent_id, index) for index in range(3)]
+    ids = await _submitted_children(planner, parent, assigned, 3)
     for child_id, fail in zip(ids, (True, False, False), strict=True):
-        await _run_child(bus, store, child_id, fail=fail)
-        await planner.on_task_event(Delivered.of((await _events_of(store, child_id))[-1]))
-    settled = (await load_aggregate(store, TASK, parent_id)).state
+        await _end_child(bus, store, planner, child_id, fail=fail)
+    settled = await _task(store, parent_id)
 
-    assert isinstance(settled, Task)
     assert settled.status is TaskStatus.FAILED, settled
     assert settled.error is not None
     assert settled.error.code == "SUBTASK_FAILED"
@@ -367,11 +347,9 @@ async def test_a_workflow_whose_children_all_completed_is_completed(
     ids = [child_task_id(parent.task_id, index) for index in range(3)]
     for index, child_id in enumerate(ids):
         assert await planner.submit_child(parent, PLAN, index, assigned)
-        await _run_child(bus, store, child_id, fail=False)
-        await planner.on_task_event(Delivered.of((await _events_of(store, child_id))[-1]))
-    settled = (await load_aggregate(store, TASK, parent.task_id)).state
+        await _end_child(bus, store, planner, child_id, fail=False)
+    settled = await _task(store, parent.task_id)
 
-    assert isinstance(settled, Task)
     assert settled.status is TaskStatus.COMPLETED, settled
     completed = (await _events_of(store, parent.task_id))[-1]
     assert completed.event_type == "TaskCompleted"
@@ -386,15 +364,12 @@ async def test_a_workflow_whose_optional_child_failed_shows_so_in_graphql(
         bus, store = platform.commands.bus, platform.store
         planner = await _orchestrator(bus, store, f"orchestrator-f{uuid4().hex[:6]}")
         parent, assigned = await _started_workflow(bus, store, planner)
-        ids = [child_task_id(parent.task_id, index) for index in range(3)]
-        for index in range(3):
-            assert await planner.submit_child(parent, PLAN, index, assigned)
+        ids = await _submitted_children(planner, parent, assigned, 3)
         # The third step is optional (PLAN): its failure does not fail the workflow.
         for child_id, fail in zip(ids, (False, False, True), strict=True):
-            await _run_child(bus, store, child_id, fail=fail)
-            await planner.on_task_event(Delivered.of((await _events_of(store, child_id))[-1]))
+            await _end_child(bus, store, planner, child_id, fail=fail)
 
-        task = await _until_done(gateway, gateway.admin.access_token, str(parent.task_id), 60)
+        task = await until_done(gateway, gateway.admin.access_token, str(parent.task_id), 60)
 
     assert task["status"] == "COMPLETED_WITH_FAILURES", task
     assert [step["status"] for step in task["result"]["steps"]] == [
@@ -411,9 +386,7 @@ async def test_a_cancelled_workflow_cancels_its_children(
     planner = await _orchestrator(bus, store, f"orchestrator-d{uuid4().hex[:6]}")
     parent, assigned = await _started_workflow(bus, store, planner)
     parent_id = parent.task_id
-    for index in range(2):
-        assert await planner.submit_child(parent, PLAN, index, assigned)
-    ids = [child_task_id(parent_id, index) for index in range(2)]
+    ids = await _submitted_children(planner, parent, assigned, 2)
     await _run_child(bus, store, ids[0], fail=False)  # one child is done already
 
     await bus.execute(CancelTask(task_id=parent_id), CommandContext(str(uuid7())))
@@ -423,8 +396,7 @@ async def test_a_cancelled_workflow_cancels_its_children(
 
     statuses = []
     for child_id in ids:
-        child = (await load_aggregate(store, TASK, child_id)).state
-        assert isinstance(child, Task)
+        child = await _task(store, child_id)
         statuses.append(child.status)
     assert statuses == [TaskStatus.COMPLETED, TaskStatus.CANCELLED]
     cancels = [e for e in await _events_of(store, ids[1]) if e.event_type == "TaskCancelled"]

@@ -189,6 +189,32 @@ def _has(key: str, wanted: Callable[[World], str]) -> Callable[[World], Callable
     return visible
 
 
+def _one(field: str, id_of: Callable[[World], str]) -> Probe:
+    """Asks for one `field` by the id the world holds of it: seen when the answer is that one."""
+    return ask(
+        f"query ($id: ID!) {{ {field}(id: $id) {{ id }} }}",
+        field,
+        lambda w, _: {"id": id_of(w)},
+        _has("id", id_of),
+    )
+
+
+def _page(field: str, id_of: Callable[[World], str]) -> Probe:
+    """Lists `field`: seen when the page holds the world's one."""
+    return ask(f"{{ {field}(first: 200) {{ items {{ id }} }} }}", field, None, _has("id", id_of))
+
+
+def _history(aggregate: str, id_of: Callable[[World], str], first_event: str) -> Probe:
+    """Asks for the history of the world's `aggregate`: seen when it holds its first event."""
+    return ask(
+        f'query ($id: ID!) {{ history(aggregateType: "{aggregate}", id: $id)'
+        " { version eventType } }",
+        "history",
+        lambda w, _: {"id": id_of(w)},
+        _has("eventType", lambda w: first_event),
+    )
+
+
 def _nonempty(world: World) -> Callable[[Any], bool]:
     return lambda value: bool(value["items"] if isinstance(value, dict) else value)
 
@@ -376,63 +402,21 @@ PROBES: dict[tuple[str, str], Probe] = {
     ("query", "me"): ask("{ me { id } }", "me"),
     ("query", "users"): ask("{ users(first: 200) { items { id } } }", "users"),
     ("query", "agents"): ask("{ agents { id } }", "agents"),
-    ("query", "agent"): ask(
-        "query ($id: ID!) { agent(id: $id) { id } }",
-        "agent",
-        lambda w, _: {"id": w.agent_id},
-        _has("id", lambda w: w.agent_id),
-    ),
-    ("query", "task"): ask(
-        "query ($id: ID!) { task(id: $id) { id } }",
-        "task",
-        lambda w, _: {"id": w.task_id},
-        _has("id", lambda w: w.task_id),
-    ),
+    ("query", "agent"): _one("agent", lambda w: w.agent_id),
+    ("query", "task"): _one("task", lambda w: w.task_id),
     ("query", "tasks(ownerId=user)"): ask(
         "query ($o: ID) { tasks(filter: {ownerId: $o}, first: 200) { items { id } } }",
         "tasks",
         lambda w, _: {"o": w.user_id},
         _has("id", lambda w: w.task_id),
     ),
-    ("query", "tasks"): ask(
-        "{ tasks(first: 200) { items { id } } }", "tasks", None, _has("id", lambda w: w.task_id)
-    ),
-    ("query", "documents"): ask(
-        "{ documents(first: 200) { items { id } } }",
-        "documents",
-        None,
-        _has("id", lambda w: w.document_id),
-    ),
-    ("query", "document"): ask(
-        "query ($id: ID!) { document(id: $id) { id } }",
-        "document",
-        lambda w, _: {"id": w.document_id},
-        _has("id", lambda w: w.document_id),
-    ),
-    ("query", "conversations"): ask(
-        "{ conversations(first: 200) { items { id } } }",
-        "conversations",
-        None,
-        _has("id", lambda w: w.conversation_id),
-    ),
-    ("query", "conversation"): ask(
-        "query ($id: ID!) { conversation(id: $id) { id } }",
-        "conversation",
-        lambda w, _: {"id": w.conversation_id},
-        _has("id", lambda w: w.conversation_id),
-    ),
-    ("query", "history(task)"): ask(
-        'query ($id: ID!) { history(aggregateType: "task", id: $id) { version eventType } }',
-        "history",
-        lambda w, _: {"id": w.task_id},
-        _has("eventType", lambda w: "TaskSubmitted"),
-    ),
-    ("query", "history(user)"): ask(
-        'query ($id: ID!) { history(aggregateType: "user", id: $id) { version eventType } }',
-        "history",
-        lambda w, _: {"id": w.user_id},
-        _has("eventType", lambda w: "UserRegistered"),
-    ),
+    ("query", "tasks"): _page("tasks", lambda w: w.task_id),
+    ("query", "documents"): _page("documents", lambda w: w.document_id),
+    ("query", "document"): _one("document", lambda w: w.document_id),
+    ("query", "conversations"): _page("conversations", lambda w: w.conversation_id),
+    ("query", "conversation"): _one("conversation", lambda w: w.conversation_id),
+    ("query", "history(task)"): _history("task", lambda w: w.task_id, "TaskSubmitted"),
+    ("query", "history(user)"): _history("user", lambda w: w.user_id, "UserRegistered"),
     ("query", "stateAt(task)"): ask(
         'query ($id: ID!) { stateAt(aggregateType: "task", id: $id, version: 1) {'
         " aggregateId version state } }",

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from uuid import UUID
 
 import pytest
+from nats.js.api import RawStreamMsg
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -60,6 +61,29 @@ def _named(spans: Sequence[ReadableSpan], name: str) -> list[ReadableSpan]:
     return [span for span in spans if span.name == name]
 
 
+async def _submit(
+    gateway: Gateway,
+    task_type: str,
+    payload: dict[str, str],
+    *,
+    spans: InMemorySpanExporter | None = None,
+) -> tuple[str, str]:
+    """A new user submits a task: their access token and the task's id. `spans`, when given,
+    is cleared after the sign-up, so that it holds the submission's spans only."""
+    user = await gateway.client.sign_up()
+    if spans is not None:
+        spans.clear()
+    submitted = await gateway.submit_task(user.access_token, task_type, payload)
+    return user.access_token, submitted["aggregateId"]
+
+
+async def _task_submitted_message(gateway: Gateway, task_id: str) -> RawStreamMsg:
+    """The task's `TaskSubmitted` event as a plain NATS reader gets it from the stream."""
+    js = gateway.platform.nats.jetstream()
+    subject = aggregate_subjects("task", UUID(task_id)).replace("*", "TaskSubmitted")
+    return await js.get_last_msg(EVENTS_STREAM, subject)
+
+
 async def _spans_of_trace(
     exporter: InMemorySpanExporter, trace_id: int, *names: str, timeout: float = 30.0
 ) -> list[ReadableSpan]:
@@ -80,13 +104,10 @@ async def test_one_trace_covers_gateway_command_append_projector_agents_and_mode
     traced_platform: Gateway, exporter: InMemorySpanExporter
 ) -> None:
     gateway = traced_platform
-    user = await gateway.client.sign_up()
-    exporter.clear()
-    submitted = await gateway.submit_task(
-        user.access_token, "code.generate", {"prompt": "a function that adds two numbers"}
+    token, task_id = await _submit(
+        gateway, "code.generate", {"prompt": "a function that adds two numbers"}, spans=exporter
     )
-    task_id = submitted["aggregateId"]
-    task = await until_done(gateway, user.access_token, task_id, timeout=120)
+    task = await until_done(gateway, token, task_id, timeout=120)
     assert task["status"] == "COMPLETED", task
 
     # The request's server span is the root: the mutation started the trace.
@@ -138,16 +159,10 @@ async def test_events_carry_the_trace_in_a_header_that_plain_nats_readers_see(
     traced_platform: Gateway, exporter: InMemorySpanExporter
 ) -> None:
     gateway = traced_platform
-    user = await gateway.client.sign_up()
-    exporter.clear()
-    submitted = await gateway.submit_task(user.access_token, "code.explain", {"code": "x = 1"})
+    _, task_id = await _submit(gateway, "code.explain", {"code": "x = 1"}, spans=exporter)
     (append,) = _named(exporter.get_finished_spans(), "append task")
 
-    js = gateway.platform.nats.jetstream()
-    subject = aggregate_subjects("task", UUID(submitted["aggregateId"])).replace(
-        "*", "TaskSubmitted"
-    )
-    message = await js.get_last_msg(EVENTS_STREAM, subject)
+    message = await _task_submitted_message(gateway, task_id)
     traceparent = (message.headers or {})["traceparent"]
     version, trace_hex, span_hex, flags = traceparent.split("-")
     assert version == "00"
@@ -157,11 +172,6 @@ async def test_events_carry_the_trace_in_a_header_that_plain_nats_readers_see(
 
 
 async def test_without_tracing_no_event_carries_a_trace_header(gateway: Gateway) -> None:
-    user = await gateway.client.sign_up()
-    submitted = await gateway.submit_task(user.access_token, "code.explain", {"code": "y = 2"})
-    js = gateway.platform.nats.jetstream()
-    subject = aggregate_subjects("task", UUID(submitted["aggregateId"])).replace(
-        "*", "TaskSubmitted"
-    )
-    message = await js.get_last_msg(EVENTS_STREAM, subject)
+    _, task_id = await _submit(gateway, "code.explain", {"code": "y = 2"})
+    message = await _task_submitted_message(gateway, task_id)
     assert "traceparent" not in (message.headers or {})

@@ -15,7 +15,7 @@ from eventstore.store import EventStore
 from projections import audit
 from runtime.stack import Stack
 from schemas.envelope import Actor
-from tests.servers import SUTAZAI, cli_environment
+from tests.servers import cli_environment, run_sutazai
 from tests.tasks import ALICE, context, new_submission
 
 COORDINATOR = Actor(id="task-coordinator", kind="agent")
@@ -76,7 +76,7 @@ async def test_the_audit_commands_print_history_and_past_state(
     env = cli_environment(stack.settings)
 
     def sutazai(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([SUTAZAI, *args], env=env, capture_output=True, text=True, timeout=60)
+        return run_sutazai(env, *args)
 
     shown = await asyncio.to_thread(sutazai, "audit", "history", "task", str(submission.task_id))
     assert shown.returncode == 0, shown.stderr

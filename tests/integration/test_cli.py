@@ -17,9 +17,9 @@ from uuid_utils.compat import uuid4
 from runtime.servers.process import reclaim_recorded
 from runtime.stack import Stack
 from tests.servers import (
-    SUTAZAI,
     cli_environment,
     isolated_settings,
+    run_sutazai,
     scratch_dir,
     start_up,
     wait_for_line,
@@ -55,33 +55,19 @@ def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
             timeout=30,
         )
         assert login.json()["data"]["login"]["user"]["role"] == "ADMIN", login.text
-        status = subprocess.run(
-            [SUTAZAI, "status"], env=env, cwd=root, capture_output=True, text=True, timeout=60
-        )
+        status = run_sutazai(env, "status", cwd=root)
         assert status.returncode == 0, status.stdout + status.stderr
         for name in ("nats", "postgres", "redis", "graph", "model"):
             assert name in status.stdout
         assert status.stdout.count("healthy") == 5
         assert f"nats://127.0.0.1:{settings.nats_port}" in status.stdout
 
-        submitted = subprocess.run(
-            [SUTAZAI, "task", "submit", "--type", "test.generate"],
-            env=env,
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        submitted = run_sutazai(env, "task", "submit", "--type", "test.generate", cwd=root)
         assert submitted.returncode == 0, submitted.stderr
         deadline = time.monotonic() + 20
         while True:  # the running projectors pick the task up by themselves
-            projections = subprocess.run(
-                [SUTAZAI, "projections", "status", "--rate-window", "0.1"],
-                env=env,
-                cwd=root,
-                capture_output=True,
-                text=True,
-                timeout=60,
+            projections = run_sutazai(
+                env, "projections", "status", "--rate-window", "0.1", cwd=root
             )
             rows = [line.split("│") for line in projections.stdout.splitlines() if "│" in line]
             behind = {cells[1].strip(): cells[3].strip() for cells in rows if len(cells) > 4}
@@ -130,9 +116,7 @@ def test_status_says_which_server_is_down(stack: Stack) -> None:
     settings = isolated_settings(scratch_dir(), nats_url=stack.nats_url)
     env = cli_environment(settings)
     env["SUTAZAI_NATS_URL"] = stack.nats_url
-    status = subprocess.run(
-        [SUTAZAI, "status"], env=env, capture_output=True, text=True, timeout=60
-    )
+    status = run_sutazai(env, "status")
     assert status.returncode == 2  # unavailable
     lines = {line.split()[1]: line for line in status.stdout.splitlines() if "│" in line[:3]}
     assert "healthy" in lines["nats"]
@@ -146,7 +130,7 @@ def test_task_submit_show_and_events_tail_through_the_cli(stack: Stack) -> None:
     env = cli_environment(stack.settings)
 
     def sutazai(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([SUTAZAI, *args], env=env, capture_output=True, text=True, timeout=60)
+        return run_sutazai(env, *args)
 
     command_id = f"cli-{time.time_ns()}"
     submit = ["task", "submit", "--type", "test.review", "--priority", "2"]
@@ -179,9 +163,7 @@ def test_projections_rebuild_and_verify_through_the_cli(stack: Stack) -> None:
     env = cli_environment(stack.settings)
 
     def sutazai(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [SUTAZAI, *args], env=env, capture_output=True, text=True, timeout=120
-        )
+        return run_sutazai(env, *args, timeout=120)
 
     assert sutazai("task", "submit", "--type", "test.explain").returncode == 0
     rebuilt = sutazai("projections", "rebuild", "tasks")
@@ -201,9 +183,7 @@ def test_commands_say_plainly_and_quickly_when_the_platform_is_not_up() -> None:
     env["SUTAZAI_STORE_TIMEOUT"] = "1"
     for command in (["task", "show", str(uuid4())], ["projections", "status"]):
         started = time.monotonic()
-        result = subprocess.run(
-            [SUTAZAI, *command], env=env, cwd=root, capture_output=True, text=True, timeout=60
-        )
+        result = run_sutazai(env, *command, cwd=root)
         assert result.returncode == 2, result.stdout + result.stderr
         assert "does not answer" in result.stderr
         assert "Traceback" not in result.stderr

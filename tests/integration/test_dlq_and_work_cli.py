@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,20 +13,27 @@ from uuid import UUID
 
 import pytest
 from argon2 import PasswordHasher
-from faststream.nats import NatsBroker, NatsRouter
 from uuid_utils.compat import uuid4
 
 from commands.dispatch import CommandDispatcher
 from eventstore.dlq import ParkedEvent, park, parked_events
 from eventstore.store import EventStore
-from handlers.consumers import Delivered, Delivery, consume
+from handlers.consumers import Delivered, Delivery
 from runtime.agents import AgentOptions, run_agents
 from runtime.bootstrap import connect, run_projections
 from runtime.settings import Settings
 from runtime.stack import Stack
 from schemas.commands import CommandAccepted, CommandRequest
 from schemas.envelope import Actor, EventEnvelope, RecordedEvent
-from tests.servers import SUTAZAI, cli_environment, finished, isolated_settings, scratch_dir
+from tests.consuming import consuming
+from tests.servers import (
+    SUTAZAI,
+    cli_environment,
+    finished,
+    isolated_settings,
+    run_sutazai,
+    scratch_dir,
+)
 
 
 async def sutazai(env: dict[str, str], *args: str, timeout: float = 120) -> tuple[int, str, str]:
@@ -65,20 +71,15 @@ async def test_a_parked_event_is_listed_then_replayed_through_its_agent_and_leav
             raise RuntimeError("the handler is broken for now")
         handled.append(event.event_id)
 
-    router = NatsRouter()
-    consume(
-        router,
+    env = cli_environment(stack.settings)
+    async with consuming(
         event_store,
+        stack.nats_url,
         consumer=consumer,
         subject="sutazai.events.task.*.TaskSubmitted",
         handle=flaky,
         delivery=Delivery(attempts=2, first_delay=0.1, ack_wait=30.0),
-    )
-    broker = NatsBroker(stack.nats_url)
-    broker.include_router(router)
-    await broker.start()
-    env = cli_environment(stack.settings)
-    try:
+    ):
         reply = await dispatcher.dispatch(
             "SubmitTask",
             CommandRequest(
@@ -127,8 +128,6 @@ async def test_a_parked_event_is_listed_then_replayed_through_its_agent_and_leav
         code, out, _ = await sutazai(env, "dlq", "replay", "--consumer", consumer)
         assert code == 0
         assert "nothing to replay" in out
-    finally:
-        await broker.stop()
 
 
 async def test_replaying_for_a_consumer_no_agent_runs_says_to_start_it(
@@ -255,13 +254,7 @@ async def test_dlq_ask_and_ingest_say_plainly_when_the_platform_is_not_up() -> N
 
 
 def test_ingest_without_a_readable_file_says_so(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [SUTAZAI, "ingest", str(tmp_path / "missing.md")],
-        env={**os.environ, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_sutazai({**os.environ, "COLUMNS": "200"}, "ingest", str(tmp_path / "missing.md"))
     assert result.returncode == 1  # a user error
     assert "no such file" in result.stderr
     assert "No file to ingest" in result.stderr

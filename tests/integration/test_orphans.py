@@ -18,9 +18,9 @@ import pytest
 from runtime.servers.process import reclaim_recorded
 from runtime.stack import Stack
 from tests.servers import (
-    SUTAZAI,
     cli_environment,
     isolated_settings,
+    run_sutazai,
     scratch_dir,
     start_up,
     wait_for_line,
@@ -121,10 +121,7 @@ def test_a_killed_up_takes_its_servers_along_and_the_next_up_has_every_event() -
         wait_for_line(first, "SutazAI is up", timeout=120)
         acknowledged = []
         for _ in range(3):
-            submitted = subprocess.run(
-                [SUTAZAI, "task", "submit", "--type", "test.explain"],
-                env=env, cwd=root, capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
+            submitted = run_sutazai(env, "task", "submit", "--type", "test.explain", cwd=root)
             assert submitted.returncode == 0, submitted.stderr
             acknowledged.append(submitted.stdout.split()[1])
         family = server_family(root)
@@ -141,10 +138,7 @@ def test_a_killed_up_takes_its_servers_along_and_the_next_up_has_every_event() -
         runs.append(second := start_up(env, root))
         wait_for_line(second, "SutazAI is up", timeout=120)
         for task_id in acknowledged:
-            shown = subprocess.run(
-                [SUTAZAI, "task", "show", task_id],
-                env=env, cwd=root, capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
+            shown = run_sutazai(env, "task", "show", task_id, cwd=root)
             assert shown.returncode == 0, shown.stdout + shown.stderr
             assert "test.explain" in shown.stdout
 

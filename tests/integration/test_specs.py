@@ -6,11 +6,10 @@ of every table in a schema of their own, so the rows never meet another test's.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 import pytest
@@ -30,7 +29,17 @@ from gateway.types import (
 )
 from projections.migrate import migrate
 from runtime.stack import Stack
-from schemas.specs import SPECS, AggregateSpec, Column, ReadModel
+from schemas.specs import (
+    AGENT,
+    CONVERSATION,
+    DOCUMENT,
+    SPECS,
+    TASK,
+    USER,
+    AggregateSpec,
+    Column,
+    ReadModel,
+)
 
 SCRATCH = "spec_views"
 
@@ -142,25 +151,25 @@ async def test_every_query_of_the_gateway_reads_the_columns_the_spec_shows(
     task, user = rows["task"], rows["user"]
     found: dict[str, list[asyncpg.Record | None]] = {
         "task": [
-            await views.task_by_id(pool, task["task_id"]),
+            await views.row_by_id(pool, TASK, task["task_id"]),
             *await views.tasks_page(pool, first=5),
             *(await views.subtasks_of(pool, [task["parent_id"]]))[0],
         ],
         "user": [
-            await views.user_by_id(pool, user["user_id"]),
+            await views.row_by_id(pool, USER, user["user_id"]),
             *await views.users_page(pool, after=None, first=5),
         ],
         "agent": [
-            await views.agent_by_id(pool, rows["agent"]["agent_id"]),
+            await views.row_by_id(pool, AGENT, rows["agent"]["agent_id"]),
             *await views.agents_list(pool, status=None),
         ],
         "document": [
-            await views.document_by_id(pool, rows["document"]["document_id"]),
-            *await views.documents_page(pool, owner_id=None, after=None, first=5),
+            await views.row_by_id(pool, DOCUMENT, rows["document"]["document_id"]),
+            *await views.owned_page(pool, DOCUMENT, owner_id=None, after=None, first=5),
         ],
         "conversation": [
-            await views.conversation_by_id(pool, rows["conversation"]["conversation_id"]),
-            *await views.conversations_page(pool, owner_id=None, after=None, first=5),
+            await views.row_by_id(pool, CONVERSATION, rows["conversation"]["conversation_id"]),
+            *await views.owned_page(pool, CONVERSATION, owner_id=None, after=None, first=5),
         ],
     }
     for name, records in found.items():
@@ -190,12 +199,12 @@ async def test_the_owner_of_an_aggregate_is_read_from_its_table(
 
 
 Build = Callable[[asyncpg.Record], object]
-READS: dict[str, tuple[Build, Callable[[asyncpg.Pool, UUID], Awaitable[asyncpg.Record | None]]]] = {
-    "task": (TaskObject.from_row, views.task_by_id),
-    "user": (UserObject.from_row, views.user_by_id),
-    "agent": (AgentObject.from_row, views.agent_by_id),
-    "document": (DocumentObject.from_row, views.document_by_id),
-    "conversation": (ConversationObject.from_row, views.conversation_by_id),
+READS: dict[str, Build] = {
+    "task": TaskObject.from_row,
+    "user": UserObject.from_row,
+    "agent": AgentObject.from_row,
+    "document": DocumentObject.from_row,
+    "conversation": ConversationObject.from_row,
 }
 
 
@@ -204,8 +213,10 @@ async def test_every_shown_column_reaches_its_field_of_the_graphql_type(
     one_of_each: tuple[asyncpg.Pool, dict[str, dict[str, Any]]], name: str
 ) -> None:
     pool, rows = one_of_each
-    build, read = READS[name]
-    record = await read(pool, rows[name][_read_model(SPECS[name]).id_column])
+    build = READS[name]
+    record = await views.row_by_id(
+        pool, SPECS[name], rows[name][_read_model(SPECS[name]).id_column]
+    )
     assert record is not None
     shown = build(record)
     for column in _read_model(SPECS[name]).shown:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 import ollama
 import pytest
@@ -10,12 +12,14 @@ from pydantic import BaseModel, field_validator
 
 from domain.model_call import RecordModelCall
 from handlers.code_assistant import SYSTEM_PROMPT, Review
-from handlers.model_port import ModelPort
+from handlers.model_port import ModelPort, Reply
 from handlers.structured_output import UnusableAnswer, chat_structured
 from runtime.model_server.engine import CHAT_MODEL, EMBED_MODEL
 from runtime.stack import Stack
 from schemas.envelope import EventEnvelope
 from tests.tasks import task_event
+
+Shape = TypeVar("Shape", bound=BaseModel)
 
 ASK = [{"role": "user", "content": "Name a city in France. Answer in JSON."}]
 
@@ -41,6 +45,27 @@ def port(stack: Stack, calls: Calls) -> ModelPort:
     return ModelPort(client, calls, agent_id=None, chat_model=CHAT_MODEL, embed_model=EMBED_MODEL)
 
 
+async def _ask(
+    port: ModelPort,
+    messages: Sequence[Mapping[str, str]],
+    shape: type[Shape],
+    purpose: str,
+    *,
+    num_predict: int,
+    temperature: float,
+    seed: int = 1,
+) -> tuple[Shape, Reply]:
+    """`chat_structured` as an assigned task's work calls it, with these sampling options."""
+    return await chat_structured(
+        port,
+        messages,
+        shape,
+        cause=task_event("TaskAssigned", {}),
+        purpose=purpose,
+        options={"num_predict": num_predict, "temperature": temperature, "seed": seed},
+    )
+
+
 def _rejecting_its_first_answer() -> type[BaseModel]:
     """An answer shape with a rule no grammar expresses: its first answer breaks it."""
     seen: list[str] = []
@@ -64,14 +89,7 @@ async def test_an_unusable_answer_is_repaired_once_with_the_problem_shown(
 ) -> None:
     shape = _rejecting_its_first_answer()
 
-    answer, reply = await chat_structured(
-        port,
-        ASK,
-        shape,
-        cause=task_event("TaskAssigned", {}),
-        purpose="test.city",
-        options={"num_predict": 40, "temperature": 0, "seed": 1},
-    )
+    answer, reply = await _ask(port, ASK, shape, "test.city", num_predict=40, temperature=0)
 
     assert isinstance(answer, shape)
     assert json.loads(reply.text)["city"] == answer.model_dump()["city"]
@@ -85,15 +103,8 @@ async def test_a_second_unusable_answer_fails_typed(port: ModelPort, calls: Call
         country: str
 
     with pytest.raises(UnusableAnswer) as raised:
-        await chat_structured(
-            port,
-            ASK,
-            Long,
-            cause=task_event("TaskAssigned", {}),
-            purpose="test.short",
-            # Three tokens cut every answer short: no repair can help.
-            options={"num_predict": 3, "temperature": 0, "seed": 1},
-        )
+        # Three tokens cut every answer short: no repair can help.
+        await _ask(port, ASK, Long, "test.short", num_predict=3, temperature=0)
 
     assert raised.value.code == "INVALID_MODEL_OUTPUT"
     assert "not JSON" in str(raised.value)
@@ -135,13 +146,8 @@ async def test_the_review_of_issue_18_now_parses(port: ModelPort) -> None:
         },
     ]
 
-    review, reply = await chat_structured(
-        port,
-        messages,
-        Review,
-        cause=task_event("TaskAssigned", {}),
-        purpose="code.review",
-        options={"num_predict": 256, "temperature": 0.2, "seed": 42},
+    review, reply = await _ask(
+        port, messages, Review, "code.review", num_predict=256, temperature=0.2, seed=42
     )
 
     assert review.verdict in ("approve", "request_changes")

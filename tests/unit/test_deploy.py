@@ -347,21 +347,27 @@ def test_the_gateway_binds_every_address_of_its_container() -> None:
     assert not any("network_mode" in service for service in compose()["services"].values())
 
 
-def test_the_gateway_is_probed_on_healthz_and_readyz_at_its_port() -> None:
-    gateway = k8s_gateway()
-    port = gateway_port(container_env(gateway))
-    assert [p["containerPort"] for p in gateway["ports"]] == [port]
+def assert_probed_over_http(container: Json, port: int) -> None:
+    """Its startup and liveness probes ask /healthz, its readiness probe /readyz, over plain
+    HTTP at `port`, and none of them runs a command or only opens a socket."""
     expected = {
         "startupProbe": "/healthz",
         "livenessProbe": "/healthz",
         "readinessProbe": "/readyz",
     }
     for probe, path in expected.items():
-        check = gateway[probe]
+        check = container[probe]
         assert set(check) & {"exec", "tcpSocket", "grpc"} == set(), probe
         asked = check["httpGet"]
-        assert (asked["path"], container_port(gateway, asked["port"])) == (path, port), probe
+        assert (asked["path"], container_port(container, asked["port"])) == (path, port), probe
         assert asked.get("scheme", "HTTP") == "HTTP", probe
+
+
+def test_the_gateway_is_probed_on_healthz_and_readyz_at_its_port() -> None:
+    gateway = k8s_gateway()
+    port = gateway_port(container_env(gateway))
+    assert [p["containerPort"] for p in gateway["ports"]] == [port]
+    assert_probed_over_http(gateway, port)
     service = app_services()["gateway"]
     test = service["healthcheck"]["test"]
     assert test[:3] == ["CMD", "python", "-c"], test
@@ -425,16 +431,7 @@ def test_agents_and_projectors_are_probed_and_scraped_on_their_metrics_port(name
     # Bound on every address of the pod, or the kubelet and Prometheus could not reach it.
     assert env.get("SUTAZAI_GATEWAY_HOST") == EVERY_ADDRESS
     assert [p["containerPort"] for p in container["ports"]] == [port]
-    expected = {
-        "startupProbe": "/healthz",
-        "livenessProbe": "/healthz",
-        "readinessProbe": "/readyz",
-    }
-    for probe, path in expected.items():
-        check = container[probe]
-        assert set(check) & {"exec", "tcpSocket", "grpc"} == set(), probe
-        asked = check["httpGet"]
-        assert (asked["path"], container_port(container, asked["port"])) == (path, port), probe
+    assert_probed_over_http(container, port)
     annotations = template["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true"
     assert int(annotations["prometheus.io/port"]) == port

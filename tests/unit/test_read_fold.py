@@ -22,8 +22,9 @@ from domain.task import (
     evolve,
 )
 from projections.fold import FoldedAggregate, fold
-from schemas.envelope import Actor, EventEnvelope, RecordedEvent
+from schemas.envelope import RecordedEvent
 from schemas.events import event_data, schema_version
+from tests.tasks import stored_task_envelope
 
 TASK_ID = UUID("01900000-0000-7000-8000-0000000000a1")
 CHILD = UUID("01900000-0000-7000-8000-0000000000a2")
@@ -54,18 +55,8 @@ def _life() -> list[RecordedEvent]:
             if isinstance(event, TaskCompleted):
                 version, data = 1, {"result": data["result"]}
             n = len(stored) + 1
-            envelope = EventEnvelope(
-                event_id=UUID(int=n),
-                event_type=type(event).__name__,
-                schema_version=version,
-                aggregate_type="task",
-                aggregate_id=TASK_ID,
-                aggregate_version=n,
-                occurred_at=AT,
-                actor=Actor(id="test", kind="system"),
-                command_id=f"c{n}",
-                correlation_id="c",
-                data=data,
+            envelope = stored_task_envelope(
+                TASK_ID, n, type(event).__name__, data, schema_version=version, occurred_at=AT
             )
             stored.append(RecordedEvent(sequence=10 * n, envelope=envelope))
     return stored

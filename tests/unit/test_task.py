@@ -42,6 +42,8 @@ OTHER_AGENT = UUID("01900000-0000-7000-8000-00000000000d")
 
 RETRYABLE = TaskError(code="MODEL_TIMEOUT", message="the model did not answer", retryable=True)
 FATAL = TaskError(code="BAD_PAYLOAD", message="no prompt", retryable=False)
+ATTEMPT = (AssignTask(task_id=TASK_ID, agent_id=AGENT), StartTask(task_id=TASK_ID))
+"""One attempt: assigned to AGENT, then started."""
 
 
 def submit(max_attempts: int = 2) -> SubmitTask:
@@ -76,8 +78,7 @@ def test_a_submitted_task_is_pending_with_its_owner_and_priority() -> None:
 def test_the_happy_path_ends_completed_with_the_result() -> None:
     state, _ = run(
         submit(),
-        AssignTask(task_id=TASK_ID, agent_id=AGENT),
-        StartTask(task_id=TASK_ID),
+        *ATTEMPT,
         ReportTaskProgress(task_id=TASK_ID, percent=50),
         CompleteTask(task_id=TASK_ID, result={"code": "print(1)"}),
     )
@@ -88,14 +89,13 @@ def test_the_happy_path_ends_completed_with_the_result() -> None:
 
 
 def test_a_retryable_failure_goes_back_to_pending_until_attempts_run_out() -> None:
-    attempt = (AssignTask(task_id=TASK_ID, agent_id=AGENT), StartTask(task_id=TASK_ID))
     failure = FailTask(task_id=TASK_ID, error=RETRYABLE)
-    state, _ = run(submit(max_attempts=2), *attempt, failure, RetryTask(task_id=TASK_ID))
+    state, _ = run(submit(max_attempts=2), *ATTEMPT, failure, RetryTask(task_id=TASK_ID))
     assert state is not None
     assert (state.status, state.agent_id, state.attempts) == (TaskStatus.PENDING, None, 1)
 
     state, _ = run(
-        submit(max_attempts=2), *attempt, failure, RetryTask(task_id=TASK_ID), *attempt, failure
+        submit(max_attempts=2), *ATTEMPT, failure, RetryTask(task_id=TASK_ID), *ATTEMPT, failure
     )
     assert state is not None
     with pytest.raises(RetryLimitReached):
@@ -105,8 +105,7 @@ def test_a_retryable_failure_goes_back_to_pending_until_attempts_run_out() -> No
 def test_a_non_retryable_failure_cannot_be_retried() -> None:
     state, _ = run(
         submit(),
-        AssignTask(task_id=TASK_ID, agent_id=AGENT),
-        StartTask(task_id=TASK_ID),
+        *ATTEMPT,
         FailTask(task_id=TASK_ID, error=FATAL),
     )
     with pytest.raises(TaskNotRetryable) as raised:
@@ -117,8 +116,7 @@ def test_a_non_retryable_failure_cannot_be_retried() -> None:
 def test_a_running_task_can_be_reassigned_when_its_agent_is_lost() -> None:
     state, _ = run(
         submit(),
-        AssignTask(task_id=TASK_ID, agent_id=AGENT),
-        StartTask(task_id=TASK_ID),
+        *ATTEMPT,
         AssignTask(task_id=TASK_ID, agent_id=OTHER_AGENT),
     )
     assert state is not None

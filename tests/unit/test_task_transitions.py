@@ -34,8 +34,9 @@ from domain.task import (
 from projections.bulk import Envelope
 from projections.graph.cypher import statements
 from projections.task_rows import task_row_fold
-from schemas.envelope import Actor, EventEnvelope, RecordedEvent
+from schemas.envelope import EventEnvelope, RecordedEvent
 from schemas.events import event_data, schema_version
+from tests.tasks import stored_task_envelope
 
 OWNER = UUID("01900000-0000-7000-8000-0000000000b0")
 AGENT = UUID("01900000-0000-7000-8000-0000000000c0")
@@ -93,18 +94,13 @@ def _decided(commands: list[BaseModel]) -> list[tuple[TaskEvent, Task]]:
 
 
 def _envelope(task_id: UUID, version: int, event: TaskEvent) -> EventEnvelope:
-    return EventEnvelope(
-        event_id=UUID(int=version),
-        event_type=type(event).__name__,
+    return stored_task_envelope(
+        task_id,
+        version,
+        type(event).__name__,
+        event_data(event),
         schema_version=schema_version(type(event)),
-        aggregate_type="task",
-        aggregate_id=task_id,
-        aggregate_version=version,
         occurred_at=AT,
-        actor=Actor(id="test", kind="system"),
-        command_id=f"c{version}",
-        correlation_id="c",
-        data=event_data(event),
     )
 
 
