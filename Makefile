@@ -82,7 +82,7 @@ test: lint test-packages $(TEST_CLIENTS)
 	$(BIN)/python -m tests.leak_check -- $(BIN)/pytest
 
 bench: venv
-	@for b in bench/[a-z]*.py; do [ "$$b" = bench/common.py ] || $(BIN)/python -m "bench.$$(basename "$$b" .py)"; done
+	$(BIN)/python -m bench.report
 
 clean:
 	rm -rf $(VENV) .sutazai .mypy_cache .pytest_cache .ruff_cache gateway/graphiql/node_modules tests/clients/node_modules
