@@ -28,9 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +40,7 @@ from argon2 import PasswordHasher
 from pydantic import SecretStr
 from uuid_utils.compat import uuid4
 
-from bench.common import free_port, isolated_settings
+from bench.common import bench_stack, free_port, isolated_settings
 from runtime.agents import AgentOptions, run_agents
 from runtime.bootstrap import connect, run_projections
 from runtime.gateway_wiring import ensure_admin, serve_gateway
@@ -513,14 +511,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
     quick = parser.parse_args(argv).quick
     configure_logging(level="warning")
     load = load_average()
-    root = Path(tempfile.mkdtemp(prefix="sutazai-bench-"))
-    os.chmod(root, 0o755)
-    settings = bench_settings(root)
-    stack = Stack(settings)
     chosen = cases(quick)
     texts = load_documents()
-    try:
-        await stack.start()
+    async with bench_stack(bench_settings) as (settings, stack):
         async with (
             platform_running(settings, stack) as url,
             httpx.AsyncClient(base_url=url, timeout=60) as http,
@@ -533,9 +526,6 @@ async def main(argv: Sequence[str] | None = None) -> None:
             outcomes = await run_all(user, chosen, documents)
             seconds = time.perf_counter() - started
         report(outcomes, settings, seconds, quick, load)
-    finally:
-        await stack.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -33,13 +33,10 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
-from multiprocessing import get_context
 from pathlib import Path
 from statistics import fmean
 from typing import Any
@@ -49,7 +46,7 @@ import ollama
 from argon2 import PasswordHasher
 from uuid_utils.compat import uuid7
 
-from bench.common import isolated_settings
+from bench.common import bench_stack, isolated_settings, spawned_loader
 from commands.bus import CommandBus, CommandContext
 from domain.task import SubmitTask
 from handlers.code_assistant import SYSTEM_PROMPT
@@ -445,22 +442,12 @@ async def platform_running(settings: Settings, stack: Stack) -> AsyncIterator[No
 async def main() -> None:
     configure_logging(level="warning")
     load_before = _load_average()
-    root = Path(tempfile.mkdtemp(prefix="sutazai-bench-"))
-    os.chmod(root, 0o755)
-    settings = bench_settings(root)
-    stack = Stack(settings)
-    # Spawned (not forked) so the load process shares no event loop or sockets with the platform.
-    loader = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
-    try:
-        await stack.start()
-        async with platform_running(settings, stack):
-            await _until_online(settings, stack, f"code-assistant-{REPLICA}")
-            ours, baseline = await measure(loader, settings, stack)
-        report(ours, baseline, settings, load_before)
-    finally:
-        loader.shutdown(wait=True, cancel_futures=True)
-        await stack.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    async with bench_stack(bench_settings) as (settings, stack):
+        with spawned_loader() as loader:
+            async with platform_running(settings, stack):
+                await _until_online(settings, stack, f"code-assistant-{REPLICA}")
+                ours, baseline = await measure(loader, settings, stack)
+            report(ours, baseline, settings, load_before)
 
 
 if __name__ == "__main__":

@@ -22,26 +22,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
-from pathlib import Path
 
 import aiohttp
-from argon2 import PasswordHasher
 from gql import Client, gql
 from gql.client import AsyncClientSession
 from gql.transport.websockets import WebsocketsTransport
 
-from bench.common import free_port
-from bench.graphql import SERVERS, bench_settings, sign_in
-from runtime.bootstrap import connect, run_projections
-from runtime.gateway_wiring import ensure_admin, serve_gateway
-from runtime.stack import Stack
+from bench.common import bench_stack, free_port, spawned_loader
+from bench.graphql import SERVERS, bench_settings, serving_platform, sign_in
+from runtime.gateway_wiring import serve_gateway
 from runtime.structured_logging import configure_logging
 
 RATES = [int(r) for r in os.environ.get("SUTAZAI_BENCH_RATES", "50,100,200,400").split(",")]
@@ -76,6 +69,8 @@ class Figures:
     errors: dict[str, int] = field(default_factory=dict)
     lag: list[float] = field(default_factory=list)
     """How late the generator sent each request (it shares the machine): its own queue."""
+    server_cpu: float = 0.0
+    """CPU seconds of the process serving the gateway and the projectors meanwhile."""
 
 
 def _percentiles(values: list[float]) -> str:
@@ -210,6 +205,10 @@ def report(all_figures: list[Figures]) -> None:
         if f.refusal:
             print(f"{'':>6} {'request → refusal':<22} {_percentiles(f.refusal)}")
         print(f"{'':>6} {'generator lateness':<22} {_percentiles(f.lag)}")
+        print(
+            f"{'':>6} server process CPU {f.server_cpu * 1000 / max(f.sent, 1):.2f} ms a request"
+            f" ({f.server_cpu / (f.sent / f.rate):.0%} of a core; gateway and projectors)"
+        )
     held = held_rate(all_figures)
     print(f"highest rate held with p99 mutation → push <= {GOAL_MS:g} ms: {held or 'none'}/s")
     by_rate = {f.rate: f for f in all_figures}
@@ -232,43 +231,34 @@ def report(all_figures: list[Figures]) -> None:
 
 async def main() -> None:
     configure_logging(level="warning")
-    root = Path(tempfile.mkdtemp(prefix="sutazai-bench-"))
-    os.chmod(root, 0o755)
-    settings = bench_settings(root)
-    stack = Stack(settings)
-    loader = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
-    try:
-        await asyncio.gather(*(stack[name].start() for name in SERVERS))
-        passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-        async with (
-            connect(settings, stack, passwords=passwords) as platform,
-            run_projections(settings, platform.store, platform.postgres, only=("users", "tasks")),
-        ):
-            await ensure_admin(platform)
-            async with serve_gateway(platform, free_port()) as gateway_url:
-                url = f"{gateway_url}/graphql"
-                token = await sign_in(url, settings.admin_username)
-                loop = asyncio.get_running_loop()
-                figures = []
-                rates = list(RATES)
-                while rates:
-                    rate = rates.pop(0)
-                    print(f"# {rate}/s …", flush=True)
-                    figures.append(
-                        await loop.run_in_executor(loader, _drive, url, token, rate, SECONDS)
-                    )
-                    if not rates:
-                        # Overload: twice and four times the capacity found, if not yet run.
-                        held = held_rate(figures)
-                        done = {f.rate for f in figures}
-                        rates = [held * n for n in (2, 4) if held and held * n not in done]
-                report(figures)
-    finally:
-        loader.shutdown(wait=True, cancel_futures=True)
-        await asyncio.gather(
-            *(stack[name].stop() for name in reversed(SERVERS)), return_exceptions=True
-        )
-        shutil.rmtree(root, ignore_errors=True)
+    async with (
+        bench_stack(bench_settings, SERVERS) as (settings, stack),
+        serving_platform(settings, stack) as platform,
+        serve_gateway(platform, free_port()) as gateway_url,
+    ):
+        url = f"{gateway_url}/graphql"
+        token = await sign_in(url, settings.admin_username)
+        with spawned_loader() as loader:
+            report(await _all_rates(loader, url, token))
+
+
+async def _all_rates(loader: ProcessPoolExecutor, url: str, token: str) -> list[Figures]:
+    """RATES, then twice and four times the highest rate held (overload), if not yet run."""
+    loop = asyncio.get_running_loop()
+    figures: list[Figures] = []
+    rates = list(RATES)
+    while rates:
+        rate = rates.pop(0)
+        print(f"# {rate}/s …", flush=True)
+        cpu = time.process_time()
+        ran = await loop.run_in_executor(loader, _drive, url, token, rate, SECONDS)
+        ran.server_cpu = time.process_time() - cpu
+        figures.append(ran)
+        if not rates:
+            held = held_rate(figures)
+            done = {f.rate for f in figures}
+            rates = [held * n for n in (2, 4) if held and held * n not in done]
+    return figures
 
 
 if __name__ == "__main__":

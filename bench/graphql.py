@@ -26,13 +26,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +44,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from uuid_utils.compat import uuid7
 
-from bench.common import free_port, isolated_settings
+from bench.common import bench_stack, free_port, isolated_settings, spawned_loader
 from commands.bus import CommandContext
 from domain.task import SubmitTask, TaskStatus
 from gateway.types import encode_cursor
@@ -308,23 +305,27 @@ async def measure(
     ]
 
 
+@contextlib.asynccontextmanager
+async def serving_platform(settings: Settings, stack: Stack) -> AsyncIterator[Platform]:
+    """The platform as `sutazai up` runs it for the gateway, without agents: the users and
+    tasks projectors running and the admin account made."""
+    passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    async with (
+        connect(settings, stack, passwords=passwords) as platform,
+        run_projections(settings, platform.store, platform.postgres, only=("users", "tasks")),
+    ):
+        await ensure_admin(platform)
+        yield platform
+
+
 async def main() -> None:
     configure_logging(level="warning")
-    root = Path(tempfile.mkdtemp(prefix="sutazai-bench-"))
-    os.chmod(root, 0o755)
-    settings = bench_settings(root)
-    stack = Stack(settings)
-    # Spawned (not forked) so the load process shares no event loop or sockets with the servers.
-    loader = ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"))
-    try:
-        await asyncio.gather(*(stack[name].start() for name in SERVERS))
-        passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-        async with (
-            connect(settings, stack, passwords=passwords) as platform,
-            run_projections(settings, platform.store, platform.postgres, only=("users", "tasks")),
-        ):
-            await ensure_admin(platform)
-            await seed(platform)
+    async with (
+        bench_stack(bench_settings, SERVERS) as (settings, stack),
+        serving_platform(settings, stack) as platform,
+    ):
+        await seed(platform)
+        with spawned_loader() as loader:
             async with (
                 serve_gateway(platform, free_port()) as gateway_url,
                 serve_baseline(platform.postgres, free_port()) as baseline_url,
@@ -336,12 +337,6 @@ async def main() -> None:
                     loader, [("baseline", baseline_url), ("ours", ours_url)], token
                 )
                 report(ours, baseline)
-    finally:
-        loader.shutdown(wait=True, cancel_futures=True)
-        await asyncio.gather(
-            *(stack[name].stop() for name in reversed(SERVERS)), return_exceptions=True
-        )
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
