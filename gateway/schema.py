@@ -20,6 +20,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from gateway.errors import TypedErrors
+from gateway.execution import PlainLeafExecution
 from gateway.mutations import Mutation
 from gateway.queries import Query
 from gateway.subscriptions import Subscription
@@ -57,6 +58,7 @@ def build_schema(
         mutation=Mutation,
         subscription=Subscription,
         config=_config(),
+        execution_context_class=PlainLeafExecution,
         extensions=[
             # Factories, not instances: each operation gets extensions of its own.
             partial(MaxTokensLimiter, max_token_count=max_tokens),
