@@ -10,6 +10,9 @@ each speaking graphql-transport-ws with the `websockets` library and subscribing
 - SUTAZAI_BENCH_FOLLOW=all: each socket is an admin following every task: every event reaches
   every subscriber.
 
+Like browsers, the sockets offer permessage-deflate (SUTAZAI_BENCH_DEFLATE=0: they do not). With
+SUTAZAI_BENCH_TRACEMALLOC=1 the largest allocations made while they subscribe are printed too.
+
 Once all are live (the gateway's `sutazai_graphql_subscriptions_live` gauge) and idle for two
 seconds, the gateway process's RSS is read again: the growth divided by the subscribers is the
 memory per idle subscriber. Then a third process submits tasks at SUTAZAI_BENCH_RATE a second
@@ -39,6 +42,7 @@ import os
 import shutil
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -69,6 +73,8 @@ RATE = float(os.environ.get("SUTAZAI_BENCH_RATE", "100"))
 SECONDS = float(os.environ.get("SUTAZAI_BENCH_SECONDS", "10"))
 FOLLOW = os.environ.get("SUTAZAI_BENCH_FOLLOW", "own")
 SOURCE = os.environ.get("SUTAZAI_BENCH_SOURCE", "log")
+TRACE = os.environ.get("SUTAZAI_BENCH_TRACEMALLOC") == "1"
+DEFLATE = os.environ.get("SUTAZAI_BENCH_DEFLATE", "1") == "1"
 SERVERS = ("nats", "postgres", "redis", "graph")
 OPENING = 50
 """Websockets opened at once by the subscriber process."""
@@ -113,7 +119,10 @@ async def _subscribe(
 ) -> websockets.ClientConnection:
     async with opened:
         socket = await websockets.connect(
-            url, subprotocols=[websockets.Subprotocol("graphql-transport-ws")], max_queue=None
+            url,
+            subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
+            max_queue=None,
+            compression="deflate" if DEFLATE else None,
         )
         init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
         await socket.send(orjson.dumps(init).decode())
@@ -307,6 +316,8 @@ async def run(platform: Platform, spawn: Any) -> None:
         loop = asyncio.get_running_loop()
         gc.collect()
         await asyncio.sleep(1)
+        if TRACE:
+            tracemalloc.start(8)
         before = rss_kb()
 
         ours, theirs = spawn.Pipe()
@@ -320,6 +331,13 @@ async def run(platform: Platform, spawn: Any) -> None:
         await asyncio.sleep(2)
         gc.collect()
         after = rss_kb()
+        if TRACE:
+            snapshot = tracemalloc.take_snapshot()
+            tracemalloc.stop()
+            for stat in snapshot.statistics("traceback")[:12]:
+                print(f"# traced {stat.size // 1024} KB in {stat.count} blocks:")
+                for frame in stat.traceback.format()[-8:]:
+                    print(f"#   {frame}")
         per_subscriber = (after - before) / max(1.0, live)
 
         mine, submitter_end = spawn.Pipe()
@@ -346,7 +364,9 @@ async def run(platform: Platform, spawn: Any) -> None:
     print(
         f"# {SUBSCRIBERS} subscribers ({FOLLOW}: "
         + ("each follows every task" if FOLLOW == "all" else "each follows its own tasks")
-        + f"), submitTask at {RATE:g}/s for {SECONDS:g} s; clients in two processes of their own"
+        + f"), submitTask at {RATE:g}/s for {SECONDS:g} s; clients in two processes of their own,"
+        + (" offering" if DEFLATE else " not offering")
+        + " permessage-deflate"
     )
     print(
         f"# submitted through {SOURCE}; all live in {took:.1f} s;"
