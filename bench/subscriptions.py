@@ -334,10 +334,10 @@ async def run(platform: Platform, spawn: Any) -> None:
         if TRACE:
             snapshot = tracemalloc.take_snapshot()
             tracemalloc.stop()
-            for stat in snapshot.statistics("traceback")[:12]:
-                print(f"# traced {stat.size // 1024} KB in {stat.count} blocks:")
-                for frame in stat.traceback.format()[-8:]:
-                    print(f"#   {frame}")
+            traced = sum(stat.size for stat in snapshot.statistics("filename"))
+            print(f"# traced {traced // 1024} KB allocated while subscribing, by file:")
+            for stat in snapshot.statistics("filename")[:15]:
+                print(f"#   {stat.size // 1024:>8} KB  {stat.traceback.format()[0].strip()}")
         per_subscriber = (after - before) / max(1.0, live)
 
         mine, submitter_end = spawn.Pipe()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from uuid import UUID
 
@@ -56,16 +56,31 @@ def subject_matches(pattern: tuple[str, ...], subject: tuple[str, ...]) -> bool:
 class _Follower:
     """One subscription's place at the shared reader: a bounded queue and why it ended."""
 
-    __slots__ = ("failure", "last", "owner", "pattern", "pending", "ready")
+    # Slots, a plain list swapped out whole and a future only while waiting: an idle
+    # subscription costs a few hundred bytes here.
+    __slots__ = ("failure", "last", "owner", "pattern", "pending", "waiter")
 
     def __init__(self, pattern: tuple[str, ...], owner: UUID | None) -> None:
         self.pattern = pattern
         self.owner = owner
-        self.pending: deque[RecordedEvent] = deque()
-        self.ready = asyncio.Event()
+        self.pending: list[RecordedEvent] = []
+        self.waiter: asyncio.Future[None] | None = None
         self.failure: GatewayError | None = None
         self.last = 0
         """The last sequence handed to the client."""
+
+    def wake(self) -> None:
+        """Wake the subscription if it waits for events."""
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until there is something to hand over (or a failure to raise)."""
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
 
 
 class EventFanout:
@@ -73,7 +88,8 @@ class EventFanout:
 
     def __init__(self, store: EventStore, queue_limit: int = QUEUE_LIMIT) -> None:
         self._store = store
-        self._queue_limit = queue_limit
+        self.queue_limit = queue_limit
+        """Events that may wait for one subscription before it is dropped (tunable)."""
         self._followers: dict[UUID | None, set[_Follower]] = {}
         """By the task owner they follow (None: any event of their subjects)."""
         self._owners: OrderedDict[UUID, UUID | None] = OrderedDict()
@@ -105,15 +121,17 @@ class EventFanout:
                 if task_owner is None or await self.task_owner(recorded) == task_owner:
                     yield recorded
             while True:
-                while follower.pending:
-                    recorded = follower.pending.popleft()
+                if follower.failure is not None:
+                    raise follower.failure
+                batch, follower.pending = follower.pending, []
+                for recorded in batch:
+                    if follower.failure is not None:
+                        raise follower.failure
                     if recorded.sequence > follower.last:
                         follower.last = recorded.sequence
                         yield recorded
-                if follower.failure is not None:
-                    raise follower.failure
-                follower.ready.clear()
-                await follower.ready.wait()
+                if not follower.pending and follower.failure is None:
+                    await follower.wait()
         finally:
             await self._leave(follower)
 
@@ -220,23 +238,23 @@ class EventFanout:
         return candidates
 
     def _hand(self, follower: _Follower, recorded: RecordedEvent) -> None:
-        if len(follower.pending) >= self._queue_limit:
+        if len(follower.pending) >= self.queue_limit:
             self._remove(follower)
-            follower.pending.clear()
+            follower.pending = []
             follower.failure = GatewayError(
                 ErrorCode.UNAVAILABLE,
-                f"the subscription fell {self._queue_limit} events behind and was dropped;"
+                f"the subscription fell {self.queue_limit} events behind and was dropped;"
                 f" resubscribe with afterSequence: {follower.last}",
             )
         else:
             follower.pending.append(recorded)
-        follower.ready.set()
+        follower.wake()
 
     def _fail(self, failure: GatewayError) -> None:
         for followers in self._followers.values():
             for follower in followers:
                 follower.failure = failure
-                follower.ready.set()
+                follower.wake()
         self._followers.clear()
 
 
