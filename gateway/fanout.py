@@ -5,8 +5,8 @@ when the first subscription needs it and stopped when the last one ends. Each ev
 once and handed to each follower whose subject filter it matches, through a bounded queue of
 the follower's own: a follower that does not keep up (its client reads too slowly) is dropped
 once `QUEUE_LIMIT` events wait for it, with an UNAVAILABLE error naming the last sequence it got,
-so it can resubscribe from there (`afterSequence`); it never delays the others nor grows memory
-without bound.
+so it can resubscribe from there (`afterSequence`); it never delays the others, and holds at most
+twice `QUEUE_LIMIT` events (those waiting, and those it took and is still sending).
 
 A follower that starts in the past catches up with batched direct gets first, registers, then
 reads the few events between where it got to and where the shared reader is with direct gets
