@@ -95,6 +95,8 @@ class Received:
     """What the subscriber process saw."""
 
     latencies: list[float] = field(default_factory=list)
+    sent: list[float] = field(default_factory=list)
+    """When each push's event was submitted (wall clock), in the order of `latencies`."""
     errors: list[str] = field(default_factory=list)
     closed: int = 0
 
@@ -146,6 +148,7 @@ async def _listen(socket: websockets.ClientConnection, received: Received) -> No
                     received.errors.append(f"unexpected push: {message}"[:300])
                 else:
                     received.latencies.append(time.time() - float(sent))
+                    received.sent.append(float(sent))
             elif kind == "ping":
                 await socket.send('{"type":"pong"}')
             elif kind in ("error", "complete"):
@@ -163,7 +166,15 @@ async def _subscribers_async(conn: Connection, url: str, tokens: list[str]) -> N
     loop = asyncio.get_running_loop()
     while await loop.run_in_executor(None, conn.recv) == "count":
         conn.send(len(received.latencies))
-    conn.send((received.latencies, received.errors[:5], len(received.errors), received.closed))
+    conn.send(
+        (
+            received.latencies,
+            received.sent,
+            received.errors[:5],
+            len(received.errors),
+            received.closed,
+        )
+    )
     await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
     for listener in listeners:
         listener.cancel()
@@ -271,6 +282,20 @@ async def _until_live(platform: Platform, count: int, timeout: float) -> float:
     return live
 
 
+class _GcPauses:
+    """A `gc.callbacks` entry: how long each collection of the gateway process took."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds.append(time.perf_counter() - self._started)
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     """Nearest-rank percentile, in milliseconds (nan when empty)."""
     if not values:
@@ -346,10 +371,14 @@ async def run(platform: Platform, spawn: Any) -> None:
             target=_submitter,
             args=(submitter_end, SOURCE, target, owners, settings.store_timeout),
         )
+        pauses = _GcPauses()
+        gc.callbacks.append(pauses)
+        submitting = time.time()
         submitter.start()
         accepted, submit_took, failures = await loop.run_in_executor(None, mine.recv)
         failed = int(RATE * SECONDS) - accepted
         submitter.join()
+        gc.callbacks.remove(pauses)
         expected = accepted * (SUBSCRIBERS if FOLLOW == "all" else 1)
         settle = time.monotonic() + SETTLE
         while time.monotonic() < settle:  # until every push arrived, SETTLE s at most
@@ -358,7 +387,7 @@ async def run(platform: Platform, spawn: Any) -> None:
                 break
             await asyncio.sleep(0.5)
         ours.send("stop")
-        latencies, errors, error_count, closed = await loop.run_in_executor(None, ours.recv)
+        latencies, sent, errors, error_count, closed = await loop.run_in_executor(None, ours.recv)
         subscribers.join()
 
     print(
@@ -384,6 +413,12 @@ async def run(platform: Platform, spawn: Any) -> None:
     _line("push p50", _percentile(latencies, 0.50), "ms")
     _line("push p99", _percentile(latencies, 0.99), "ms")
     _line("push max", max(latencies, default=float("nan")) * 1000, "ms")
+    slow = sorted(s - submitting for s, took in zip(sent, latencies, strict=True) if took > 0.1)
+    _line("pushes over 100 ms", len(slow), "count")
+    if slow:
+        print(f"# their events were submitted {slow[0]:.1f} s to {slow[-1]:.1f} s into the run")
+    _line("gateway GC pauses while submitting", len(pauses.seconds), "count")
+    _line("gateway GC pause max", max(pauses.seconds, default=0.0) * 1000, "ms")
     _line("gateway RSS per idle subscriber", per_subscriber, "KB")
     for failure in failures + errors:
         print(f"# e.g. {failure}")
