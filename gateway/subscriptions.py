@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
 from typing import cast
 from uuid import UUID
 
@@ -91,17 +91,25 @@ class ReplyChunk:
     sequence: int | None = None
 
 
-@contextlib.contextmanager
-def _live(context: GatewayContext, field: str) -> Iterator[None]:
-    """Count a subscription as live (the gauge clients and tests wait on) for the block."""
-    gauge = context.metrics.live_subscriptions.labels(field) if context.metrics else None
-    if gauge is not None:
-        gauge.inc()
-    try:
-        yield
-    finally:
-        if gauge is not None:
-            gauge.dec()
+class _live:
+    """Count a subscription as live (the gauge clients and tests wait on) for the block.
+
+    A slotted class rather than a generator-based context manager: it lives as long as the
+    subscription, so its size counts per idle subscriber."""
+
+    __slots__ = ("_gauge",)
+
+    def __init__(self, context: GatewayContext, field: str) -> None:
+        metrics = context.metrics
+        self._gauge = metrics.live_subscriptions.labels(field) if metrics else None
+
+    def __enter__(self) -> None:
+        if self._gauge is not None:
+            self._gauge.inc()
+
+    def __exit__(self, *_: object) -> None:
+        if self._gauge is not None:
+            self._gauge.dec()
 
 
 async def _chunks(
