@@ -162,6 +162,12 @@ async def _subscribers_async(conn: Connection, url: str, tokens: list[str]) -> N
     opened = asyncio.Semaphore(OPENING)
     sockets = await asyncio.gather(*(_subscribe(url, t, received, opened) for t in tokens))
     listeners = [asyncio.create_task(_listen(s, received)) for s in sockets]
+    # The client's own collections must not be charged to the gateway: what exists now is
+    # never collected, and the pauses that remain are reported.
+    gc.collect()
+    gc.freeze()
+    pauses = _GcPauses()
+    gc.callbacks.append(pauses)
     conn.send("subscribed")
     loop = asyncio.get_running_loop()
     while await loop.run_in_executor(None, conn.recv) == "count":
@@ -173,6 +179,7 @@ async def _subscribers_async(conn: Connection, url: str, tokens: list[str]) -> N
             received.errors[:5],
             len(received.errors),
             received.closed,
+            max(pauses.seconds, default=0.0),
         )
     )
     await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
@@ -287,13 +294,18 @@ class _GcPauses:
 
     def __init__(self) -> None:
         self.seconds: list[float] = []
+        self.long: list[tuple[float, int, float]] = []
+        """Pauses over 50 ms: when (wall clock), which generation, how long."""
         self._started = 0.0
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
-        else:
-            self.seconds.append(time.perf_counter() - self._started)
+            return
+        took = time.perf_counter() - self._started
+        self.seconds.append(took)
+        if took > 0.05:
+            self.long.append((time.time(), info["generation"], took))
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -387,7 +399,8 @@ async def run(platform: Platform, spawn: Any) -> None:
                 break
             await asyncio.sleep(0.5)
         ours.send("stop")
-        latencies, sent, errors, error_count, closed = await loop.run_in_executor(None, ours.recv)
+        answer = await loop.run_in_executor(None, ours.recv)
+        latencies, sent, errors, error_count, closed, client_gc = answer
         subscribers.join()
 
     print(
@@ -416,9 +429,16 @@ async def run(platform: Platform, spawn: Any) -> None:
     slow = sorted(s - submitting for s, took in zip(sent, latencies, strict=True) if took > 0.1)
     _line("pushes over 100 ms", len(slow), "count")
     if slow:
-        print(f"# their events were submitted {slow[0]:.1f} s to {slow[-1]:.1f} s into the run")
+        seconds = sorted({round(s, 1) for s in slow})
+        print(f"# their events were submitted at {seconds} s (since the submitter's start)")
     _line("gateway GC pauses while submitting", len(pauses.seconds), "count")
     _line("gateway GC pause max", max(pauses.seconds, default=0.0) * 1000, "ms")
+    _line("subscriber process GC pause max", client_gc * 1000, "ms")
+    for at, generation, took in pauses.long:
+        print(
+            f"# a generation {generation} GC of the gateway took {took * 1000:.0f} ms,"
+            f" {at - submitting:.1f} s since the submitter's start"
+        )
     _line("gateway RSS per idle subscriber", per_subscriber, "KB")
     for failure in failures + errors:
         print(f"# e.g. {failure}")
