@@ -103,7 +103,7 @@ async def test_a_subscriber_that_stops_reading_is_dropped_and_never_holds_back_t
     gateway: Gateway,
 ) -> None:
     fanout = fanout_of(gateway.platform.store)
-    fanout.queue_limit = 16
+    fanout.queue_limit = 64  # far more than the reading one ever lags behind
     start = await gateway.platform.store.last_sequence()
     token = gateway.admin.access_token
     async with (
@@ -112,9 +112,9 @@ async def test_a_subscriber_that_stops_reading_is_dropped_and_never_holds_back_t
     ):
         await gateway.until_live("events", 2)
         await _until_following(gateway, 2)
-        # Events of 32 KB each: 8 MB fill the stalled socket's buffers (the server's send
-        # buffer grows to 4 MB at most here), then the 16 places the gateway keeps for it.
-        sequences = await _submit(gateway, uuid7(), 250, {"text": "x" * 32 * 1024})
+        # Events of 32 KB each: 9.6 MB overfill the stalled socket's buffers (the server's
+        # send buffer grows to 4 MB at most here), then the 64 places the gateway keeps for it.
+        sequences = await _submit(gateway, uuid7(), 300, {"text": "x" * 32 * 1024})
         seen = [(await reading.next())["data"]["events"]["sequence"] for _ in sequences]
         assert seen == sequences  # the reading one got everything, in order
         await _until_following(gateway, 1, at_most=True)  # the stalled one is dropped...
