@@ -180,7 +180,12 @@ class EventFanout:
                 )
                 # NEW starts after the last stored event: what is stored so far is caught up
                 # by each follower from the log itself.
-                self._position = await self._store.last_sequence()
+                try:
+                    self._position = await self._store.last_sequence()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await subscription.unsubscribe()
+                    raise
                 self._reader = asyncio.create_task(self._read(subscription), name="fanout")
             self._followers.setdefault(follower.owner, set()).add(follower)
 
