@@ -1,14 +1,16 @@
 """Subscriptions over graphql-transport-ws, read from the event stream itself.
 
-Each one follows the log through an ordered consumer from a sequence, so a client that passes
-the last sequence it saw (`afterSequence`) gets every later event once, with no gap.
+Each one follows the log from a sequence, so a client that passes the last sequence it saw
+(`afterSequence`) gets every later event once, with no gap: what is stored is read back in
+batches, then the gateway's one shared reader of the stream (`gateway.fanout`) hands it each new
+event. A subscription that falls `fanout.QUEUE_LIMIT` events behind ends with UNAVAILABLE.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator
 from typing import cast
 from uuid import UUID
 
@@ -21,6 +23,7 @@ from domain.aggregates import TASK
 from domain.task import Task
 from gateway.context import GatewayContext
 from gateway.errors import ErrorCode, GatewayError
+from gateway.fanout import fanout_of
 from gateway.log_types import ActorRef, Event
 from gateway.permissions import Reader, SignedIn, check_read, may_read
 from gateway.queries import EventFilter
@@ -65,19 +68,6 @@ async def _start(context: GatewayContext, after_sequence: int | None) -> int:
     return after_sequence + 1
 
 
-async def _task_owner(context: GatewayContext, recorded: RecordedEvent) -> UUID | None:
-    """Who submitted a task: from its first event, which names the owner."""
-    first = recorded
-    if recorded.envelope.event_type != "TaskSubmitted":
-        async for earliest in context.services.store.aggregate_events(
-            "task", recorded.envelope.aggregate_id
-        ):
-            first = earliest
-            break
-    owner = first.envelope.data.get("owner_id")
-    return UUID(str(owner)) if owner else None
-
-
 @strawberry.type(description="A task changed: the event, and the task's state after it.")
 class TaskUpdate:
     sequence: int
@@ -101,17 +91,25 @@ class ReplyChunk:
     sequence: int | None = None
 
 
-@contextlib.contextmanager
-def _live(context: GatewayContext, field: str) -> Iterator[None]:
-    """Count a subscription as live (the gauge clients and tests wait on) for the block."""
-    gauge = context.metrics.live_subscriptions.labels(field) if context.metrics else None
-    if gauge is not None:
-        gauge.inc()
-    try:
-        yield
-    finally:
-        if gauge is not None:
-            gauge.dec()
+class _live:
+    """Count a subscription as live (the gauge clients and tests wait on) for the block.
+
+    A slotted class rather than a generator-based context manager: it lives as long as the
+    subscription, so its size counts per idle subscriber."""
+
+    __slots__ = ("_gauge",)
+
+    def __init__(self, context: GatewayContext, field: str) -> None:
+        metrics = context.metrics
+        self._gauge = metrics.live_subscriptions.labels(field) if metrics else None
+
+    def __enter__(self) -> None:
+        if self._gauge is not None:
+            self._gauge.inc()
+
+    def __exit__(self, *_: object) -> None:
+        if self._gauge is not None:
+            self._gauge.dec()
 
 
 async def _chunks(
@@ -159,10 +157,9 @@ class Subscription:
         aggregate_id = parse_id(wanted.aggregate_id, "aggregateId") if wanted.aggregate_id else None
         subject = _subject(wanted.aggregate_type, aggregate_id, wanted.event_type)
         start = await _start(context, after_sequence)
+        followed = fanout_of(context.services.store).follow(subject, start)
         with _live(context, "events"):
-            async for recorded in context.services.store.read(
-                from_sequence=start, subject_filter=subject, follow=True
-            ):
+            async for recorded in followed:
                 e = recorded.envelope
                 if wanted.actor_id is not None and e.actor.id != wanted.actor_id:
                     continue
@@ -188,7 +185,7 @@ class Subscription:
             raise GatewayError(ErrorCode.VALIDATION, "afterSequence must be >= 0")
         folded = FoldedAggregate(kind=TASK)
         subject = _subject("task", task_id, None)
-        async for recorded in context.services.store.read(subject_filter=subject, follow=True):
+        async for recorded in fanout_of(context.services.store).follow(subject, 1):
             folded.apply(recorded)
             state = cast(Task, folded.state)  # the task kind folds into task states
             if folded.version == 1:
@@ -220,19 +217,13 @@ class Subscription:
             if owner is not None and owner != principal.user_id:
                 raise GatewayError(ErrorCode.FORBIDDEN, "a user follows only their own tasks")
             owner = principal.user_id
-        owners: dict[UUID, UUID | None] = {}
         start = await _start(context, after_sequence)
+        # A user's `owner` is themselves: every event the fan-out hands over is theirs to read.
+        fanout = fanout_of(context.services.store)
+        followed = fanout.follow(_subject("task", None, None), start, task_owner=owner)
         with _live(context, "tasks"):
-            async for recorded in context.services.store.read(
-                from_sequence=start, subject_filter=_subject("task", None, None), follow=True
-            ):
-                e = recorded.envelope
-                if e.aggregate_id not in owners:
-                    owners[e.aggregate_id] = await _task_owner(context, recorded)
-                task_owner = owners[e.aggregate_id]
-                if owner is not None and task_owner != owner:
-                    continue
-                if may_read(principal, task_owner):
+            async for recorded in followed:
+                if may_read(principal, await fanout.task_owner(recorded)):
                     yield event_of(recorded)
 
     @strawberry.subscription(
@@ -267,9 +258,7 @@ class Subscription:
 
         async def follow_replies(start: int) -> None:
             subject = _subject("conversation", conversation_id, "AssistantReplied")
-            async for recorded in context.services.store.read(
-                from_sequence=start, subject_filter=subject, follow=True
-            ):
+            async for recorded in fanout_of(context.services.store).follow(subject, start):
                 data = recorded.envelope.data
                 await chunks.put(
                     ReplyChunk(
