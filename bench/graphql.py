@@ -306,13 +306,15 @@ async def measure(
 
 
 @contextlib.asynccontextmanager
-async def serving_platform(settings: Settings, stack: Stack) -> AsyncIterator[Platform]:
-    """The platform as `sutazai up` runs it for the gateway, without agents: the users and
-    tasks projectors running and the admin account made."""
+async def serving_platform(
+    settings: Settings, stack: Stack, projectors: tuple[str, ...] = ("users", "tasks")
+) -> AsyncIterator[Platform]:
+    """The platform as `sutazai up` runs it for the gateway, without agents: `projectors`
+    running and the admin account made."""
     passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
     async with (
         connect(settings, stack, passwords=passwords) as platform,
-        run_projections(settings, platform.store, platform.postgres, only=("users", "tasks")),
+        run_projections(settings, platform.store, platform.postgres, only=projectors),
     ):
         await ensure_admin(platform)
         yield platform

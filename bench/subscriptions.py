@@ -39,8 +39,6 @@ import asyncio
 import gc
 import multiprocessing
 import os
-import shutil
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Coroutine
@@ -53,18 +51,16 @@ from uuid import UUID
 import httpx
 import orjson
 import websockets
-from argon2 import PasswordHasher
 from uuid_utils.compat import uuid7
 
-from bench.common import free_port
-from bench.graphql import bench_settings, sign_in
+from bench.common import bench_stack, free_port
+from bench.graphql import bench_settings, serving_platform, sign_in
 from commands.bus import CommandBus, CommandContext
 from domain.task import SubmitTask
 from eventstore.store import EventStore
 from gateway.auth import Principal, Tokens
-from runtime.bootstrap import Platform, connect, run_projections
-from runtime.gateway_wiring import ensure_admin, jwt_secret, serve_gateway
-from runtime.stack import Stack
+from runtime.bootstrap import Platform
+from runtime.gateway_wiring import jwt_secret, serve_gateway
 from runtime.structured_logging import configure_logging
 from schemas.envelope import Actor
 
@@ -452,25 +448,11 @@ async def run(platform: Platform, spawn: Any) -> None:
 
 async def main() -> None:
     configure_logging(level="warning")
-    root = Path(tempfile.mkdtemp(prefix="sutazai-bench-"))
-    os.chmod(root, 0o755)
-    settings = bench_settings(root)
-    stack = Stack(settings)
-    spawn = multiprocessing.get_context("spawn")
-    try:
-        await asyncio.gather(*(stack[name].start() for name in SERVERS))
-        passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-        async with (
-            connect(settings, stack, passwords=passwords) as platform,
-            run_projections(settings, platform.store, platform.postgres, only=("users",)),
-        ):
-            await ensure_admin(platform)
-            await run(platform, spawn)
-    finally:
-        await asyncio.gather(
-            *(stack[name].stop() for name in reversed(SERVERS)), return_exceptions=True
-        )
-        shutil.rmtree(root, ignore_errors=True)
+    async with (
+        bench_stack(bench_settings, SERVERS) as (settings, stack),
+        serving_platform(settings, stack, ("users",)) as platform,
+    ):
+        await run(platform, multiprocessing.get_context("spawn"))
 
 
 if __name__ == "__main__":

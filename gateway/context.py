@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Protocol
 from uuid import UUID
 
@@ -132,18 +133,29 @@ class GatewayServices:
 
 
 class Loaders:
-    """Per-request dataloaders, so nested lists cost one query per level, not one per item."""
+    """Per-request dataloaders, so nested lists cost one query per level, not one per item.
+
+    Each is made on first use: a subscription's context lives as long as its websocket, and most
+    never load a nested list (bench/subscriptions.py counts the bytes of an idle subscriber).
+    """
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self.subtasks: DataLoader[UUID, list[asyncpg.Record]] = DataLoader(
-            lambda ids: views.subtasks_of(pool, ids)
-        )
-        self.task_messages: DataLoader[UUID, list[asyncpg.Record]] = DataLoader(
-            lambda ids: views.messages_of_tasks(pool, ids)
-        )
-        self.conversation_messages: DataLoader[UUID, list[asyncpg.Record]] = DataLoader(
-            lambda ids: views.messages_of_conversations(pool, ids)
-        )
+        self._pool = pool
+
+    @cached_property
+    def subtasks(self) -> DataLoader[UUID, list[asyncpg.Record]]:
+        """A task's subtasks."""
+        return DataLoader(lambda ids: views.subtasks_of(self._pool, ids))
+
+    @cached_property
+    def task_messages(self) -> DataLoader[UUID, list[asyncpg.Record]]:
+        """The agent messages about a task."""
+        return DataLoader(lambda ids: views.messages_of_tasks(self._pool, ids))
+
+    @cached_property
+    def conversation_messages(self) -> DataLoader[UUID, list[asyncpg.Record]]:
+        """A conversation's messages."""
+        return DataLoader(lambda ids: views.messages_of_conversations(self._pool, ids))
 
 
 @dataclass

@@ -246,6 +246,14 @@ class Settings(BaseSettings):
     gateway_admission_wait: float = Field(
         default=0.1, ge=0, description="Seconds a request past the in-flight bound may wait."
     )
+    gateway_ws_compression: bool = Field(
+        default=False,
+        description=(
+            "permessage-deflate on subscription websockets when a client offers it (browsers"
+            " do). Off: its zlib state costs about 45 KB a connection (bench/subscriptions.py),"
+            " for little gain on small JSON pushes; turn it on for slow links."
+        ),
+    )
     projection_wait_seconds: float = Field(
         default=5.0, gt=0, description="How long read-your-writes waits for a read model."
     )
