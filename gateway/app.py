@@ -38,6 +38,7 @@ from gateway import explorer
 from gateway.auth import Principal
 from gateway.context import GatewayContext, GatewayServices, Loaders
 from gateway.errors import ErrorCode, GatewayError, error_body
+from gateway.loop_lag import LoopLag
 from gateway.metrics import GatewayMetrics
 from gateway.rate_limits import Limit, RateLimiter
 from gateway.schema import build_schema
@@ -61,6 +62,9 @@ class GatewayLimits:
     max_in_flight: int = 64
     """Requests worked on at once; past it a request waits `admission_wait`, then is refused."""
     admission_wait: float = 0.1
+    max_loop_lag: float = 0.1
+    """While the event loop runs this many seconds late (`gateway/loop_lag.py`), new requests
+    are refused at once: the queue before any of our code, which `max_in_flight` cannot see."""
 
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -302,12 +306,14 @@ class GraphQLGate:
         limiter: RateLimiter,
         limits: GatewayLimits,
         metrics: GatewayMetrics,
+        loop_lag: LoopLag | None = None,
     ) -> None:
         self._app = app
         self._services = services
         self._limiter = limiter
         self._limits = limits
         self._metrics = metrics
+        self._loop_lag = loop_lag
         # Admission: past its capacity the gateway refuses at once rather than let every
         # request wait in a queue without bound (Little's law: the wait grows with the queue).
         self._places = asyncio.Semaphore(limits.max_in_flight)
@@ -346,7 +352,10 @@ class GraphQLGate:
             self._places.release()
 
     async def _admitted(self) -> bool:
-        """A place among the requests in flight, waiting `admission_wait` at most."""
+        """A place among the requests in flight, waiting `admission_wait` at most; none while
+        the event loop runs late."""
+        if self._loop_lag is not None and self._loop_lag.seconds > self._limits.max_loop_lag:
+            return False
         if not self._places.locked():
             await self._places.acquire()
             return True
@@ -468,8 +477,11 @@ def build_app(
     check_timeout: float = 2.0,
     registry: CollectorRegistry | None = None,
     tracing: TracerProvider | None = None,
+    loop_lag: LoopLag | None = None,
 ) -> ASGIApp:
     """The gateway, given its services, limits and a readiness check per dependency.
+
+    With `loop_lag` (sampling the loop it serves on), requests are refused while it runs late.
 
     `/metrics` serves `registry`: the gateway's own metrics and whatever else the process puts
     there (the system monitor's gauges). With `tracing`, every HTTP request is a server span
@@ -477,7 +489,9 @@ def build_app(
     """
     metrics = GatewayMetrics(registry)
 
-    graphql = GraphQLGate(_GraphQL(services, limits, metrics), services, limiter, limits, metrics)
+    graphql = GraphQLGate(
+        _GraphQL(services, limits, metrics), services, limiter, limits, metrics, loop_lag
+    )
     app = Starlette(
         routes=[
             *probe_routes(checks, metrics.registry, check_timeout=check_timeout),

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 from gateway.app import GatewayLimits, ReadinessCheck, build_app, probe_routes
 from gateway.auth import Tokens
 from gateway.context import GatewayServices
+from gateway.loop_lag import LoopLag
 from gateway.rate_limits import Limit, RateLimiter
 from handlers.background import stop_task
 from handlers.document_index import Chunk, DocumentIndex
@@ -145,6 +146,7 @@ def gateway_limits(settings: Settings) -> GatewayLimits:
         max_aliases=settings.max_query_aliases,
         max_in_flight=settings.gateway_max_in_flight,
         admission_wait=settings.gateway_admission_wait,
+        max_loop_lag=settings.gateway_max_loop_lag,
     )
 
 
@@ -241,6 +243,7 @@ async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
     """Serve the gateway on `gateway_host`:`port` until the block ends; yields its local URL."""
     readiness = platform.readiness
     readiness.expect(GATEWAY)
+    loop_lag = LoopLag()
     app = build_app(
         gateway_services(platform),
         RateLimiter(platform.redis),
@@ -248,25 +251,30 @@ async def serve_gateway(platform: Platform, port: int) -> AsyncIterator[str]:
         readiness_checks(platform),
         registry=platform.metrics,
         tracing=platform.tracing,
+        loop_lag=loop_lag,
     )
     settings = platform.settings
-    async with serve_asgi(
-        app,
-        name="gateway",
-        host=settings.gateway_host,
-        port=port,
-        drain_timeout=settings.drain_timeout,
-        ws_compression=settings.gateway_ws_compression,
-    ) as url:
-        # What startup made (modules, the schema, clients) lives as long as the process: out of
-        # the collector's sight, a full collection no longer walks it (bench/subscriptions.py
-        # saw 0.4-0.5 s pauses of the gateway, and pushes late behind them).
-        gc.freeze()
-        readiness.ready(GATEWAY)
-        try:
-            yield url
-        finally:
-            readiness.draining(GATEWAY)
+    loop_lag.start()
+    try:
+        async with serve_asgi(
+            app,
+            name="gateway",
+            host=settings.gateway_host,
+            port=port,
+            drain_timeout=settings.drain_timeout,
+            ws_compression=settings.gateway_ws_compression,
+        ) as url:
+            # What startup made (modules, the schema, clients) lives as long as the process:
+            # out of the collector's sight, a full collection no longer walks it
+            # (bench/subscriptions.py saw 0.4-0.5 s pauses of the gateway, pushes late behind).
+            gc.freeze()
+            readiness.ready(GATEWAY)
+            try:
+                yield url
+            finally:
+                readiness.draining(GATEWAY)
+    finally:
+        await loop_lag.stop()
 
 
 @contextlib.asynccontextmanager

@@ -246,6 +246,16 @@ class Settings(BaseSettings):
     gateway_admission_wait: float = Field(
         default=0.1, ge=0, description="Seconds a request past the in-flight bound may wait."
     )
+    gateway_max_loop_lag: float = Field(
+        default=0.1,
+        gt=0,
+        description=(
+            "Seconds the gateway's event loop may run late (a moving average) before new HTTP"
+            " requests are refused at once (503, UNAVAILABLE, Retry-After): past capacity they"
+            " would otherwise wait unseen before the in-flight bound. High enough that a busy"
+            " machine (a model answering beside the gateway) does not trip it."
+        ),
+    )
     gateway_ws_compression: bool = Field(
         default=False,
         description=(

@@ -247,3 +247,31 @@ async def test_past_its_in_flight_bound_the_gateway_refuses_at_once_with_retry_a
         assert all("retry in 1 s" in a["errors"][0]["message"] for a in busy)
         shed = gateway.platform.metrics.get_sample_value("sutazai_http_shed_total")
         assert shed == len(busy)
+
+
+async def test_while_its_event_loop_runs_late_the_gateway_refuses_new_requests(
+    settings: Settings, stack: Stack
+) -> None:
+    async with running_gateway(settings, stack, gateway_max_loop_lag=0.02) as gateway:
+        user = await gateway.client.sign_up()
+        calm = await gateway.client.call("{ me { id } }", token=user.access_token)
+        assert calm["status"] == 200
+
+        async def hog() -> None:
+            # Work that keeps the loop 50 ms late, as a queue of requests past capacity would.
+            while True:
+                time.sleep(0.05)  # noqa: ASYNC251 (blocking the loop is the point)
+                await asyncio.sleep(0)
+
+        hogging = asyncio.create_task(hog())
+        try:
+            answers = [
+                await gateway.client.call("{ me { id } }", token=user.access_token)
+                for _ in range(5)
+            ]
+        finally:
+            hogging.cancel()
+            await asyncio.gather(hogging, return_exceptions=True)
+        busy = [a for a in answers if a["status"] == 503]
+        assert busy, [a["status"] for a in answers]
+        assert all(a["errors"][0]["extensions"]["code"] == "UNAVAILABLE" for a in busy)
