@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from schemas.envelope import SYSTEM, Actor, EventEnvelope
 from schemas.events import event_data, schema_version
 
 log = structlog.get_logger(__name__)
+_debug = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 
@@ -302,15 +304,16 @@ class CommandBus:
         loaded.advance(events, envelopes, appended.first_sequence)
         self._keep(loaded)
         await self._maybe_snapshot(loaded, previous_version)
-        log.debug(
-            "command.applied",
-            command=type(command).__name__,
-            command_id=context.command_id,
-            aggregate=kind.name,
-            aggregate_id=str(aggregate_id),
-            version=result.version,
-            sequence=result.sequence,
-        )
+        if _debug.isEnabledFor(logging.DEBUG):  # building the event costs more than the check
+            log.debug(
+                "command.applied",
+                command=type(command).__name__,
+                command_id=context.command_id,
+                aggregate=kind.name,
+                aggregate_id=str(aggregate_id),
+                version=result.version,
+                sequence=result.sequence,
+            )
         return result
 
     def _envelopes(

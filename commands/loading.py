@@ -51,7 +51,8 @@ class LoadedAggregate:
         self.events_since_snapshot += 1
         earlier = self.commands.get(envelope.command_id)
         types = (*earlier.event_types, envelope.event_type) if earlier else (envelope.event_type,)
-        self.commands[envelope.command_id] = RememberedOutcome(
+        # Built from values of our own (ints, the event types we stored): no validation to run.
+        self.commands[envelope.command_id] = RememberedOutcome.model_construct(
             version=self.version, sequence=self.sequence, event_types=types
         )
 

@@ -7,10 +7,11 @@ past 64k subjects it stops consulting it. Measured on a 23,000-event log, such a
 server 5.2 ms of CPU, growing with the log. Looked up by the index instead, the same aggregate
 costs about the same on any log:
 
-1. at once: the aggregate's first event with how many it holds (a wildcard batch of one, which
-   the index answers), and the last event of each of its subjects (`multi_last`, also indexed);
-2. when the aggregate has no event type twice, that is all of it; otherwise each subject that
-   holds more is read by its literal name (one request each, all at once).
+1. the last event of each of its subjects (`multi_last`, which the index answers); the newest of
+   them carries the aggregate's version, which is how many events it holds (versions have no
+   gaps);
+2. when that many subjects came back, no event type repeats and that is all of it; otherwise
+   each subject is read whole by its literal name (one request each, all at once).
 
 Whenever the reads do not add up (an append landed in between, a subject with more than `PAGE`
 events), `read_aggregate` says so and the caller reads by wildcard.
@@ -37,6 +38,8 @@ from schemas.envelope import EventEnvelope, RecordedEvent, aggregate_subjects
 PAGE = 64
 """Events of one subject (and subjects of one aggregate) read at once; beyond: by wildcard."""
 
+VERSION_HEADER = "Sutazai-Aggregate-Version"
+"""Every event carries its aggregate version in this header (`EventEnvelope.headers`)."""
 _END_OF_BATCH = "204"
 _NOT_FOUND = "404"
 
@@ -70,6 +73,14 @@ def _subject(message: Msg) -> str:
     return (message.headers or {})["Nats-Subject"]
 
 
+def _versions(lasts: list[Msg]) -> int | None:
+    """How many events the aggregate holds: the version of its newest (versions have no gaps)."""
+    try:
+        return max(int((m.headers or {})[VERSION_HEADER]) for m in lasts)
+    except (KeyError, ValueError):
+        return None  # an event without the header: count the classic way
+
+
 def _check(status: str | None, headers: dict[str, str]) -> None:
     if status not in (_END_OF_BATCH, _NOT_FOUND):
         raise StoreUnavailable(f"direct get answered {status}: {headers}")
@@ -91,22 +102,17 @@ async def read_aggregate(
     try:
         with watch.bounded("a read"):
             async with asyncio.timeout(timeout):
-                (
-                    (first, status, headers),
-                    (lasts, lasts_status, lasts_headers),
-                ) = await asyncio.gather(
-                    _ask(client, inboxes, {"seq": 1, "next_by_subj": subjects, "batch": 1}),
-                    _ask(client, inboxes, {"multi_last": [subjects], "batch": PAGE}),
+                lasts, status, headers = await _ask(
+                    client, inboxes, {"multi_last": [subjects], "batch": PAGE}
                 )
                 _check(status, headers)
-                if not first:
+                if not lasts:
                     return []
-                expected = 1 + int((first[0].headers or {}).get("Nats-Num-Pending", "0"))
-                _check(lasts_status, lasts_headers)
+                expected = _versions(lasts)
+                if expected is None or len(lasts) >= PAGE:
+                    return None
                 if len(lasts) == expected:
                     messages = lasts
-                elif len(lasts) >= PAGE or not lasts:
-                    return None
                 else:
                     # Some event type occurs more than once: read each subject whole.
                     reads = [{"seq": 1, "next_by_subj": _subject(m), "batch": PAGE} for m in lasts]
