@@ -17,6 +17,7 @@ from eventstore.connection import ConnectionWatch
 from eventstore.errors import StoreUnavailable
 from eventstore.streams import EVENTS_STREAM
 from eventstore.trace_context import TRACEPARENT
+from eventstore.wire_replay import wire_address, wire_replay
 from schemas.envelope import EventEnvelope, RecordedEvent
 
 BATCH = 1_000
@@ -147,6 +148,21 @@ async def replay_batches(
     """
     if not client.is_connected:
         raise StoreUnavailable("not connected to NATS")
+    address = wire_address(client.connected_url, client._server_info)
+    if address is not None:
+        # The same requests on a connection of the replay's own, parsed without nats-py's
+        # per-message machinery (see `wire_replay`).
+        async for item in wire_replay(
+            address,
+            stream=stream,
+            from_sequence=from_sequence,
+            up_to_sequence=up_to_sequence,
+            batch=batch,
+            max_bytes=REPLAY_BATCH_BYTES,
+            timeout=timeout,
+        ):
+            yield item
+        return
     api = f"$JS.API.DIRECT.GET.{stream}"
     free: list[tuple[_Batch, str]] = []
     subscriptions: list[Subscription] = []
