@@ -45,7 +45,8 @@ log = structlog.get_logger(__name__)
 WINDOW = 20_000
 """Aggregates held in memory at most (besides the sampled ones) before the oldest go to COPY."""
 CHUNK = 2_000
-"""Aggregates written out at a time: the COPY gets rows in chunks, not one by one."""
+"""Aggregates written out at a time, the coldest, once `WINDOW` are held: the COPY gets rows in
+chunks, not one by one."""
 QUEUED = 4
 """Chunks waiting for the COPY at most: the read waits for Postgres past this."""
 LATE_BATCH = 1_000
@@ -104,10 +105,10 @@ class _Result:
 
 
 def _take(
-    rows: dict[str, list[Any]], count: int, fold: RowFold, column_names: tuple[str, ...]
+    rows: dict[str, list[Any]], keys: list[str], fold: RowFold, column_names: tuple[str, ...]
 ) -> list[tuple[Any, ...]]:
-    """The first `count` aggregates of `rows` as records, taken out of it."""
-    return [record(key, rows.pop(key), fold, column_names) for key in list(islice(rows, count))]
+    """The aggregates `keys` of `rows` as records, taken out of it."""
+    return [record(key, rows.pop(key), fold, column_names) for key in keys]
 
 
 async def _fold_streaming(
@@ -151,6 +152,10 @@ async def _fold_streaming(
                     if aggregate_id in written:
                         late.append((sequence, body))
                         continue
+                    if len(rows) >= WINDOW:
+                        cold = list(islice(rows, CHUNK))
+                        written.update(cold)
+                        await copy.send(_take(rows, cold, fold, column_names))
                     row = [None, event.occurred_at, None, 0, 0, 0]
                     if sample and seen % SAMPLE_EVERY == 0:
                         samples[aggregate_id] = []
@@ -166,13 +171,10 @@ async def _fold_streaming(
             row[4] = sequence
             row[5] += 1
             result.events += 1
-        if len(rows) > WINDOW + CHUNK:
-            written.update(islice(rows, len(rows) - WINDOW))
-            await copy.send(_take(rows, len(rows) - WINDOW, fold, column_names))
         if progress is not None:
             progress(first + len(bodies) - 1, up_to)
     while rows:
-        await copy.send(_take(rows, CHUNK, fold, column_names))
+        await copy.send(_take(rows, list(islice(rows, CHUNK)), fold, column_names))
     await copy.send([record(key, row, fold, column_names) for key, row in kept.items()])
     return result
 
