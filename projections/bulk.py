@@ -33,7 +33,7 @@ SAMPLE_EVERY = 500
 """Of the aggregates a fast fold builds, every this many-th (the first included) is checked."""
 
 
-class Envelope(msgspec.Struct, frozen=True):
+class Envelope(msgspec.Struct, frozen=True, gc=False):
     """The parts of a stored envelope (docs/architecture.md §3) that a fold reads.
 
     Envelopes were validated in full when appended; here only these fields are decoded, and
@@ -180,7 +180,7 @@ def record(
     own = fold.columns(state)
     return (
         aggregate_id,  # asyncpg takes a UUID's text as well
-        *[own[name] for name in column_names],
+        *map(own.__getitem__, column_names),
         datetime.fromisoformat(created),
         datetime.fromisoformat(updated),
         version,
