@@ -121,6 +121,9 @@ REPLAY_BATCH = 10_000
 """Events per request of a whole-log replay: fewer round trips than `BATCH`, bounded memory."""
 REPLAY_BATCH_BYTES = 16 * 1024 * 1024
 """The server ends a replay batch early past this many bytes (large documents stay bounded)."""
+WIRE_AHEAD = 3
+"""Requests in flight on a replay's own connection: the server answers them side by side (a
+1M-event log read alone: 3.4-3.9 s with two ahead, 2.5 s with three, 2.6 s with four)."""
 
 
 async def replay_batches(
@@ -160,6 +163,7 @@ async def replay_batches(
             batch=batch,
             max_bytes=REPLAY_BATCH_BYTES,
             timeout=timeout,
+            ahead=WIRE_AHEAD,
         ):
             yield item
         return
