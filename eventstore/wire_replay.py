@@ -14,7 +14,6 @@ than the URL's is left to nats-py (`wire_address` says None).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections import deque
 from collections.abc import AsyncIterator
@@ -69,12 +68,15 @@ class _Protocol(asyncio.Protocol):
         self.pong: asyncio.Future[None] = loop.create_future()
         self.info: asyncio.Future[dict[str, object]] = loop.create_future()
         self.error: Exception | None = None
+        self.closing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.closing:
+            return  # closed by the replay itself: nobody waits for what was still asked
         self._fail(StoreUnavailable(f"the replay's NATS connection closed: {exc!r}"))
 
     def _fail(self, error: Exception) -> None:
@@ -255,5 +257,5 @@ async def wire_replay(
     except TimeoutError as error:
         raise StoreUnavailable(f"NATS did not answer a replay in {timeout}s") from error
     finally:
-        with contextlib.suppress(Exception):
-            transport.close()
+        protocol.closing = True
+        transport.close()

@@ -128,7 +128,7 @@ async def _fold_streaming(
     late = result.late
     rows: dict[str, list[Any]] = {}  # in order of last touch: the first is the coldest
     written: set[str] = set()
-    seen = 0
+    seen = events = 0
     evolve = fold.evolve
     sieve = f'"{kind}"'.encode()  # see bulk.fold_log
     async for first, bodies in replay_batches(
@@ -170,12 +170,13 @@ async def _fold_streaming(
             row[3] = event.aggregate_version
             row[4] = sequence
             row[5] += 1
-            result.events += 1
+            events += 1
         if progress is not None:
             progress(first + len(bodies) - 1, up_to)
     while rows:
         await copy.send(_take(rows, list(islice(rows, CHUNK)), fold, column_names))
     await copy.send([record(key, row, fold, column_names) for key, row in kept.items()])
+    result.events = events
     return result
 
 
