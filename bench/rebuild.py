@@ -6,6 +6,10 @@ rebuild produced into an empty table of the same shape with `copy_records_to_tab
 `name  ours  baseline  ratio` (ratio = baseline seconds / our seconds: 1.0 is as fast as COPY),
 then the same against only reading the log with bare nats-py (batch direct get, nothing
 decoded): the part of a rebuild no decoding, folding or COPY can win back.
+
+The rebuild runs in a child process of its own (`--rebuild NATS_URL POSTGRES_URL`), so that the
+peak RSS printed beside it is the rebuild's own (the bench process has built every event it
+wrote), taken by the child from getrusage when the rebuild is done.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import resource
 import shutil
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -42,7 +48,7 @@ from eventstore.store import EventStore
 from eventstore.streams import StreamLayout
 from projections.migrate import migrate
 from projections.read_models import projector_named
-from projections.rebuild import rebuild
+from projections.rebuild import RebuildReport, rebuild
 from runtime.servers.base import ServerOptions
 from runtime.servers.nats import NatsServer
 from runtime.servers.postgres import PostgresServer
@@ -54,6 +60,7 @@ from schemas.specs import TASK
 EVENTS = int(os.environ.get("SUTAZAI_BENCH_EVENTS", "1000000"))
 IN_FLIGHT = 512
 ACTOR = Actor(id="bench", kind="system")
+_REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def _task_events(owner: UUID) -> list[EventEnvelope]:
@@ -142,6 +149,38 @@ async def _bare_read(url: str, last: int) -> float:
     return seconds
 
 
+async def _rebuild_here(nats_url: str, postgres_url: str) -> None:
+    """The child's part: rebuild `tasks`, then print the report and peak RSS as JSON."""
+    configure_logging(level="warning")
+    store = await EventStore.connect(nats_url, timeout=30)
+    pool = await asyncpg.create_pool(postgres_url, min_size=2, max_size=4)
+    report = await rebuild(store, pool, projector_named("tasks"))
+    await pool.close()
+    await store.client.close()
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({**report.__dict__, "peak_rss_mib": peak_kib / 1024}))
+
+
+async def _rebuild_in_child(nats_url: str, postgres_url: str) -> tuple[RebuildReport, float]:
+    """The rebuild's report and its process's peak RSS in MiB."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.rebuild",
+        "--rebuild",
+        nats_url,
+        postgres_url,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=_REPOSITORY,
+    )
+    out, _ = await child.communicate()
+    if child.returncode != 0:
+        raise RuntimeError(f"the rebuild's process exited with {child.returncode}")
+    found = json.loads(out.decode().strip().splitlines()[-1])
+    peak = float(found.pop("peak_rss_mib"))
+    return RebuildReport(**found), peak
+
+
 async def main() -> None:
     configure_logging(level="warning")
     root = Path(tempfile.mkdtemp(prefix="sutazai-bench-"))
@@ -157,7 +196,7 @@ async def main() -> None:
         await migrate(pool)
         await _write_log(store)
 
-        report = await rebuild(store, pool, projector_named("tasks"))
+        report, peak_mib = await _rebuild_in_child(nats_server.url, postgres.url)
         rows = await pool.fetch("SELECT * FROM tasks")
         columns = list(rows[0].keys())
         records = [tuple(row) for row in rows]
@@ -171,13 +210,13 @@ async def main() -> None:
             f"{'rebuild tasks (seconds)':<34} {report.seconds:>10.2f} {copy_seconds:>10.2f}"
             f"  {copy_seconds / report.seconds:>5.3f}x  ({report.events:,} events -> "
             f"{len(rows):,} rows; {report.events / report.seconds:,.0f} events/s; "
-            f"COPY {len(rows) / copy_seconds:,.0f} rows/s)"
+            f"COPY {len(rows) / copy_seconds:,.0f} rows/s; rebuild peak RSS {peak_mib:,.0f} MiB)"
         )
         read_seconds = await _bare_read(nats_server.url, report.sequence)
         print(
             f"{'rebuild tasks vs bare log read':<34} {report.seconds:>10.2f} {read_seconds:>10.2f}"
             f"  {read_seconds / report.seconds:>5.3f}x  ({report.sequence / read_seconds:,.0f}"
-            " events/s read by nats-py, nothing decoded)"
+            f" events/s read by nats-py, nothing decoded; rebuild peak RSS {peak_mib:,.0f} MiB)"
         )
         await pool.close()
         await store.client.close()
@@ -187,4 +226,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if sys.argv[1:2] == ["--rebuild"]:
+        asyncio.run(_rebuild_here(sys.argv[2], sys.argv[3]))
+    else:
+        asyncio.run(main())

@@ -18,6 +18,7 @@ from eventstore.errors import StoreUnavailable
 from eventstore.replies import ReplyInboxes
 from eventstore.streams import EVENTS_STREAM
 from eventstore.trace_context import TRACEPARENT
+from eventstore.wire_replay import wire_address, wire_replay
 from schemas.envelope import EventEnvelope, RecordedEvent
 
 BATCH = 1_000
@@ -130,6 +131,9 @@ REPLAY_BATCH = 10_000
 """Events per request of a whole-log replay: fewer round trips than `BATCH`, bounded memory."""
 REPLAY_BATCH_BYTES = 16 * 1024 * 1024
 """The server ends a replay batch early past this many bytes (large documents stay bounded)."""
+WIRE_AHEAD = 3
+"""Requests in flight on a replay's own connection: the server answers them side by side (a
+1M-event log read alone: 3.4-3.9 s with two ahead, 2.5 s with three, 2.6 s with four)."""
 
 
 async def replay_batches(
@@ -157,6 +161,22 @@ async def replay_batches(
     """
     if not client.is_connected:
         raise StoreUnavailable("not connected to NATS")
+    address = wire_address(client.connected_url, client._server_info)
+    if address is not None:
+        # The same requests on a connection of the replay's own, parsed without nats-py's
+        # per-message machinery (see `wire_replay`).
+        async for item in wire_replay(
+            address,
+            stream=stream,
+            from_sequence=from_sequence,
+            up_to_sequence=up_to_sequence,
+            batch=batch,
+            max_bytes=REPLAY_BATCH_BYTES,
+            timeout=timeout,
+            ahead=WIRE_AHEAD,
+        ):
+            yield item
+        return
     api = f"$JS.API.DIRECT.GET.{stream}"
     free: list[tuple[_Batch, str]] = []
     subscriptions: list[Subscription] = []

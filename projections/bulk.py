@@ -33,7 +33,7 @@ SAMPLE_EVERY = 500
 """Of the aggregates a fast fold builds, every this many-th (the first included) is checked."""
 
 
-class Envelope(msgspec.Struct, frozen=True):
+class Envelope(msgspec.Struct, frozen=True, gc=False):
     """The parts of a stored envelope (docs/architecture.md §3) that a fold reads.
 
     Envelopes were validated in full when appended; here only these fields are decoded, and
@@ -49,7 +49,7 @@ class Envelope(msgspec.Struct, frozen=True):
     data: dict[str, Any]
 
 
-_decode_envelope = msgspec.json.Decoder(Envelope).decode
+decode_envelope = msgspec.json.Decoder(Envelope).decode
 
 
 class RowFold(Protocol):
@@ -151,7 +151,7 @@ async def fold_log(
         for sequence, body in enumerate(bodies, first):
             if sieve not in body:
                 continue
-            event = _decode_envelope(body)
+            event = decode_envelope(body)
             if event.aggregate_type != kind:
                 continue
             aggregate_id = event.aggregate_id
@@ -172,26 +172,27 @@ async def fold_log(
     return folded
 
 
+def record(
+    aggregate_id: str, row: list[Any], fold: RowFold, column_names: Sequence[str]
+) -> tuple[Any, ...]:
+    """One row to COPY: id, own columns, then the bookkeeping columns, in table order."""
+    state, created, updated, version, sequence, count = row
+    own = fold.columns(state)
+    return (
+        aggregate_id,  # asyncpg takes a UUID's text as well
+        *map(own.__getitem__, column_names),
+        datetime.fromisoformat(created),
+        datetime.fromisoformat(updated),
+        version,
+        sequence,
+        count,
+        fold.state_json(state),
+    )
+
+
 def records(folded: Folded, fold: RowFold, column_names: Sequence[str]) -> list[tuple[Any, ...]]:
-    """The rows to COPY: id, own columns, then the bookkeeping columns, in table order."""
-    found = []
-    columns, state_json = fold.columns, fold.state_json
-    timestamp = datetime.fromisoformat
-    for aggregate_id, (state, created, updated, version, sequence, count) in folded.rows.items():
-        own = columns(state)
-        found.append(
-            (
-                aggregate_id,  # asyncpg takes a UUID's text as well
-                *[own[name] for name in column_names],
-                timestamp(created),
-                timestamp(updated),
-                version,
-                sequence,
-                count,
-                state_json(state),
-            )
-        )
-    return found
+    """The rows to COPY (see `record`)."""
+    return [record(key, row, fold, column_names) for key, row in folded.rows.items()]
 
 
 def _comparable(value: object, is_json: bool) -> object:

@@ -19,6 +19,7 @@ import structlog
 from eventstore.store import EventStore
 from projections.bulk import BuildProgress
 from projections.runtime import Connection, ProjectionRunner, Projector, checkpoint_of
+from projections.streaming import stream_into, streams
 
 log = structlog.get_logger(__name__)
 
@@ -73,7 +74,7 @@ async def build_into(
     """
     await pool.execute("DELETE FROM projection_checkpoints WHERE name = $1", checkpoint_name)
     bulk_insert = getattr(projector, "bulk_insert", None)
-    if bulk_insert is None:
+    if bulk_insert is None and not streams(projector):
         return await _continue(
             store,
             pool,
@@ -83,10 +84,16 @@ async def build_into(
             progress=progress,
             batch_size=batch_size,
         )
-    # Empty tables from sequence 1: fold everything in memory and COPY once, with the checkpoint.
+    # Empty tables from sequence 1: fold in memory and COPY, in the checkpoint's transaction.
     target = up_to if up_to is not None else await store.last_sequence()
     async with pool.acquire() as connection, connection.transaction():
-        events = int(await bulk_insert(store, connection, up_to=target, progress=progress))
+        if streams(projector):
+            events = await stream_into(
+                store, connection, projector, up_to=target, progress=progress
+            )
+        else:
+            assert bulk_insert is not None  # the other kind went to `_continue`
+            events = int(await bulk_insert(store, connection, up_to=target, progress=progress))
         await connection.execute(
             "INSERT INTO projection_checkpoints (name, version, sequence) VALUES ($1, $2, $3)",
             checkpoint_name,

@@ -56,8 +56,16 @@ def _created_status() -> str:
 _CREATED = _created_status()
 
 
+_TEMPLATE: TaskState = {name: _DEFAULTS.get(name) for name in _ORDER}
+"""A new task's state before its event's fields: copying it is cheaper than building one (a
+profile of a 1M-event rebuild: 5% of it in building each new task's dict key by key)."""
+_FROM_EVENT_FIELDS = tuple(_FROM_EVENT)
+
+
 def _submitted(data: dict[str, Any]) -> TaskState:
-    task = {name: data[name] if name in _FROM_EVENT else _DEFAULTS[name] for name in _ORDER}
+    task = _TEMPLATE.copy()  # keys in `Task`'s order; every field not from the event defaulted
+    for name in _FROM_EVENT_FIELDS:
+        task[name] = data[name]
     for name in _FRESH_LISTS:
         task[name] = []
     task["status"] = _CREATED
@@ -144,7 +152,8 @@ class TaskRowFold:
     def columns(self, task: TaskState) -> Mapping[str, Any]:
         """The columns `projections.read_models` writes for a task (UUIDs as their text)."""
         found = {name: task[name] for name in _PLAIN_COLUMNS}
-        found.update((name, _json(task[name])) for name in self.json_columns)
+        for name in _JSON_COLUMNS:
+            found[name] = _json(task[name])
         return found
 
     def state_json(self, task: TaskState) -> str:
