@@ -218,6 +218,7 @@ async def main() -> None:
             f"  {read_seconds / report.seconds:>5.3f}x  ({report.sequence / read_seconds:,.0f}"
             f" events/s read by nats-py, nothing decoded; rebuild peak RSS {peak_mib:,.0f} MiB)"
         )
+        print(f"{'rebuild peak RSS (MB)':<34} {peak_mib * 1.048576:>10.0f}  goal <= 250")
         await pool.close()
         await store.client.close()
     finally:

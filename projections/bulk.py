@@ -11,7 +11,7 @@ turned into columns is a `RowFold`: `DomainFold` goes through the domain's model
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -126,6 +126,30 @@ def no_cyclic_gc() -> Iterator[None]:
             gc.enable()
 
 
+async def batches_of_kind(
+    store: EventStore, kind: str, up_to: int
+) -> AsyncIterator[tuple[int, list[tuple[int, Envelope, bytes]]]]:
+    """The log's events of aggregate type `kind` from sequence 1 to `up_to`, each with its
+    sequence, decoded and as stored; a list a replay batch (a generator step per event would
+    cost a rebuild ~1 s), with the batch's last sequence (for progress)."""
+    # Any JSON holding this aggregate type holds its name as a string: a cheap first sieve.
+    sieve = f'"{kind}"'.encode()
+    async for first, bodies in replay_batches(
+        store.client,
+        from_sequence=1,
+        up_to_sequence=up_to,
+        timeout=store.timeout,
+        watch=store.watch,
+    ):
+        batch = []
+        for sequence, body in enumerate(bodies, first):
+            if sieve in body:
+                event = decode_envelope(body)
+                if event.aggregate_type == kind:
+                    batch.append((sequence, event, body))
+        yield first + len(bodies) - 1, batch
+
+
 async def fold_log(
     store: EventStore,
     kind: str,
@@ -136,24 +160,11 @@ async def fold_log(
     sample: bool = False,
 ) -> Folded:
     """Fold every event of aggregate type `kind` from sequence 1 to `up_to` with `fold`."""
-    # Any JSON holding this aggregate type holds its name as a string: a cheap first sieve.
-    sieve = f'"{kind}"'.encode()
     folded = Folded()
     rows, samples = folded.rows, folded.samples
     evolve = fold.evolve
-    async for first, bodies in replay_batches(
-        store.client,
-        from_sequence=1,
-        up_to_sequence=up_to,
-        timeout=store.timeout,
-        watch=store.watch,
-    ):
-        for sequence, body in enumerate(bodies, first):
-            if sieve not in body:
-                continue
-            event = decode_envelope(body)
-            if event.aggregate_type != kind:
-                continue
+    async for last, batch in batches_of_kind(store, kind, up_to):
+        for sequence, event, _ in batch:
             aggregate_id = event.aggregate_id
             row = rows.get(aggregate_id)
             if row is None:
@@ -168,7 +179,7 @@ async def fold_log(
             if samples and aggregate_id in samples:
                 samples[aggregate_id].append(event)
         if progress is not None:
-            progress(first + len(bodies) - 1, up_to)
+            progress(last, up_to)
     return folded
 
 

@@ -22,7 +22,6 @@ from typing import Any, TypeGuard
 
 import structlog
 
-from eventstore.direct import replay_batches
 from eventstore.store import EventStore
 from projections.aggregate_tables import AggregateTableProjector
 from projections.bulk import (
@@ -31,7 +30,7 @@ from projections.bulk import (
     DomainFold,
     Folded,
     RowFold,
-    decode_envelope,
+    batches_of_kind,
     disagreement,
     no_cyclic_gc,
     record,
@@ -130,20 +129,8 @@ async def _fold_streaming(
     written: set[str] = set()
     seen = events = 0
     evolve = fold.evolve
-    sieve = f'"{kind}"'.encode()  # see bulk.fold_log
-    async for first, bodies in replay_batches(
-        store.client,
-        from_sequence=1,
-        up_to_sequence=up_to,
-        timeout=store.timeout,
-        watch=store.watch,
-    ):
-        for sequence, body in enumerate(bodies, first):
-            if sieve not in body:
-                continue
-            event = decode_envelope(body)
-            if event.aggregate_type != kind:
-                continue
+    async for last, batch in batches_of_kind(store, kind, up_to):
+        for sequence, event, body in batch:
             aggregate_id = event.aggregate_id
             row = rows.pop(aggregate_id, None)
             if row is None:
@@ -172,7 +159,7 @@ async def _fold_streaming(
             row[5] += 1
             events += 1
         if progress is not None:
-            progress(first + len(bodies) - 1, up_to)
+            progress(last, up_to)
     while rows:
         await copy.send(_take(rows, list(islice(rows, CHUNK)), fold, column_names))
     await copy.send([record(key, row, fold, column_names) for key, row in kept.items()])
