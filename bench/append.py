@@ -9,26 +9,21 @@ guarantee is in view. Run with `make bench` or `.venv/bin/python -m bench.append
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from uuid import UUID
 
 from nats.aio.client import Client as NatsClient
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from uuid_utils.compat import uuid7
 
-from bench.common import free_port
+from bench.common import own_nats
 from commands.bus import BusPolicy, CommandBus, CommandContext
 from domain.task import AssignTask, ReportTaskProgress, StartTask, SubmitTask
 from eventstore.store import EventStore
 from eventstore.streams import EVENTS_STREAM, StreamLayout
-from runtime.servers.base import ServerOptions
-from runtime.servers.nats import NatsServer
 from runtime.structured_logging import configure_logging
 from schemas.envelope import Actor, EventEnvelope, aggregate_subjects
 
@@ -231,15 +226,7 @@ SYNC_SETTINGS = ("always", "2m")
 
 async def run(sync: str) -> None:
     """Every figure on one nats-server with this sync setting: ours and the baseline alike."""
-    root = Path(tempfile.mkdtemp(prefix="sutazai-bench-"))
-    server = NatsServer(
-        ServerOptions(root=root, startup_timeout=20, stop_timeout=5),
-        port=free_port(),
-        monitor_port=free_port(),
-        sync=sync,
-    )
-    await server.start()
-    try:
+    async with own_nats(sync=sync) as server:
         store = await EventStore.connect(server.url, timeout=10)
         client = store.client
         await store.setup(StreamLayout())
@@ -251,9 +238,6 @@ async def run(sync: str) -> None:
         await commands(client, store)
         await aggregate_reads(client, store)
         await client.close()
-    finally:
-        await server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 async def main() -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from runtime.settings import Settings
 from runtime.stack import Stack
-from tests.servers import free_port, isolated_settings
+from tests.servers import free_port, isolated_settings, own_nats
 
-__all__ = ["bench_stack", "free_port", "isolated_settings", "spawned_loader"]
+__all__ = ["bench_stack", "free_port", "isolated_settings", "own_nats", "spawned_loader"]
 
 
 @asynccontextmanager

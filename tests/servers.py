@@ -12,12 +12,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from uuid_utils.compat import uuid4
 
+from runtime.servers.base import ServerOptions
+from runtime.servers.nats import NatsServer
 from runtime.servers.process import dies_with_owner, reclaim_recorded
 from runtime.settings import Settings
 
@@ -66,6 +68,25 @@ def scratch_dir(prefix: str = "sutazai-test-") -> Path:
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=_RUN_ROOT))
     os.chmod(path, 0o755)
     return path
+
+
+@asynccontextmanager
+async def own_nats(sync: str = "always") -> AsyncIterator[NatsServer]:
+    """A nats-server of its own on free ports (data in a scratch dir, `sync` its sync setting),
+    stopped and its data removed after: for tests that must not touch the session's log."""
+    root = scratch_dir()
+    server = NatsServer(
+        ServerOptions(root=root, startup_timeout=20, stop_timeout=5),
+        port=free_port(),
+        monitor_port=free_port(),
+        sync=sync,
+    )
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def stop_every_server_of_the_run() -> list[str]:

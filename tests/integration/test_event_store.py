@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -34,12 +33,10 @@ from eventstore.streams import (
     ensure_stream,
     events_stream,
 )
-from runtime.servers.base import ServerOptions
-from runtime.servers.nats import NatsServer
 from runtime.stack import Stack
 from schemas.envelope import EventEnvelope, RecordedEvent
 from tests.conftest import ServerFaults
-from tests.servers import free_port, scratch_dir
+from tests.servers import own_nats
 from tests.tasks import ALICE, context, new_submission
 
 
@@ -113,19 +110,11 @@ async def test_a_different_command_on_an_existing_task_is_a_typed_error(bus: Com
 @pytest.fixture
 async def short_window_store() -> AsyncIterator[EventStore]:
     """A NATS of its own whose event stream forgets message ids after half a second."""
-    root = scratch_dir()
-    server = NatsServer(
-        ServerOptions(root=root, startup_timeout=20, stop_timeout=5),
-        port=free_port(),
-        monitor_port=free_port(),
-    )
-    await server.start()
-    store = await EventStore.connect(server.url, timeout=2.0)
-    await store.setup(StreamLayout(duplicate_window=0.5))
-    yield store
-    await store.client.close()
-    await server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    async with own_nats() as server:
+        store = await EventStore.connect(server.url, timeout=2.0)
+        await store.setup(StreamLayout(duplicate_window=0.5))
+        yield store
+        await store.client.close()
 
 
 async def test_the_same_command_after_the_dedupe_window_still_appends_once(

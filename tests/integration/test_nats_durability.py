@@ -6,16 +6,14 @@ writes it had acknowledged; `always` puts every write on disk before its ack.
 
 from __future__ import annotations
 
-import shutil
 from typing import Any
 
 import httpx
 
-from runtime.servers.base import ServerOptions
 from runtime.servers.nats import NatsServer
 from runtime.settings import Settings
 from runtime.stack import Stack
-from tests.servers import free_port, scratch_dir
+from tests.servers import own_nats
 
 
 async def _jetstream_config(server: NatsServer) -> dict[str, Any]:
@@ -35,18 +33,7 @@ async def test_the_platform_s_nats_server_syncs_before_every_ack(
 
 
 async def test_an_interval_is_written_as_the_server_s_sync_interval() -> None:
-    root = scratch_dir()
-    server = NatsServer(
-        ServerOptions(root=root, startup_timeout=20, stop_timeout=5),
-        port=free_port(),
-        monitor_port=free_port(),
-        sync=Settings.model_validate({"nats_sync": "90s"}).nats_sync,
-    )
-    await server.start()
-    try:
+    async with own_nats(sync=Settings.model_validate({"nats_sync": "90s"}).nats_sync) as server:
         config = await _jetstream_config(server)
-    finally:
-        await server.stop()
-        shutil.rmtree(root, ignore_errors=True)
     assert config["sync_interval"] == 90 * 10**9  # nanoseconds
     assert not config.get("sync_always")

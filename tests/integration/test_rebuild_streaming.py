@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import uuid4
@@ -22,29 +21,19 @@ from projections import streaming
 from projections.read_models import projector_named
 from projections.rebuild import _checksums, build_into
 from projections.runtime import ProjectionRunner
-from runtime.servers.base import ServerOptions
-from runtime.servers.nats import NatsServer
 from schemas.envelope import EventEnvelope
-from tests.servers import free_port, scratch_dir
+from tests.servers import own_nats
 from tests.tasks import context, new_submission
 
 
 @pytest.fixture
 async def own_store() -> AsyncIterator[EventStore]:
     """A NATS of its own: the events written here never reach the shared log."""
-    root = scratch_dir()
-    server = NatsServer(
-        ServerOptions(root=root, startup_timeout=20, stop_timeout=5),
-        port=free_port(),
-        monitor_port=free_port(),
-    )
-    await server.start()
-    store = await EventStore.connect(server.url, timeout=5.0)
-    await store.setup(StreamLayout())
-    yield store
-    await store.client.close()
-    await server.stop()
-    shutil.rmtree(root, ignore_errors=True)
+    async with own_nats() as server:
+        store = await EventStore.connect(server.url, timeout=5.0)
+        await store.setup(StreamLayout())
+        yield store
+        await store.client.close()
 
 
 @pytest.fixture
