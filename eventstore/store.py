@@ -142,14 +142,12 @@ class EventStore:
         aggregate_id: UUID,
         *,
         after_sequence: int = 0,
-        limit: int | None = None,
     ) -> AsyncIterator[RecordedEvent]:
-        """One aggregate's events after `after_sequence`, in order (only the first `limit`)."""
+        """One aggregate's events after `after_sequence`, in order."""
         return direct_get(
             self.client,
             aggregate_subjects(aggregate_type, aggregate_id),
             after_sequence=after_sequence,
-            limit=limit,
             timeout=self.timeout,
             watch=self.watch,
             inboxes=self.inboxes,
