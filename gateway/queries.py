@@ -16,6 +16,7 @@ from gateway.context import GatewayContext
 from gateway.errors import ErrorCode, GatewayError
 from gateway.log_types import ActorRef, ChangeObject, Event, EventPage, StateAtObject
 from gateway.permissions import Reader, SignedIn, check_read
+from gateway.rows import json_value
 from gateway.types import (
     PRIORITY_DESCRIPTION,
     AgentObject,
@@ -34,7 +35,6 @@ from gateway.types import (
     check_priority,
     decode_cursor,
     encode_cursor,
-    json_value,
     parse_id,
     public,
 )

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, NewType, TypeVar, cast, get_args, overload
 from uuid import UUID
 
-import asyncpg
 import strawberry
 from graphql import GraphQLError
 from pydantic import JsonValue, TypeAdapter, ValidationError
@@ -26,7 +24,9 @@ from domain.task import TaskStatus as TaskStatus
 from domain.user import Role as Role
 from gateway.context import GatewayContext
 from gateway.errors import ErrorCode, GatewayError
+from gateway.rows import RowObject, json_value, shows
 from gateway.views import Cursor
+from schemas.specs import AGENT, AGENT_MESSAGE, CONVERSATION, DOCUMENT, TASK, USER
 
 # --- closed sets: the domain's own enums, as GraphQL enums ----------------------------------
 # Each is the domain's class itself (one list of members): GraphQL names the members in upper
@@ -120,10 +120,6 @@ def check_priority(priority: int, field: str = "priority") -> int:
     return priority
 
 
-def _id(value: UUID | None) -> strawberry.ID | None:
-    return None if value is None else strawberry.ID(str(value))
-
-
 SECRET_FIELDS = frozenset({"password_hash"})
 """Fields of event data and states that never leave the gateway."""
 
@@ -142,14 +138,6 @@ def public(data: JsonValue) -> JsonValue:
 def json_input(value: JSON | None) -> JsonValue:
     """A JSON argument as a JSON value, `{}` when absent (the scalar holds parsed JSON only)."""
     return {} if value is None else cast(JsonValue, value)
-
-
-def json_value(value: JsonValue) -> JsonValue:
-    """A jsonb column's value (asyncpg hands jsonb over as text)."""
-    if isinstance(value, str):
-        decoded: JsonValue = json.loads(value)
-        return decoded
-    return value
 
 
 def parse_id(value: str | strawberry.ID, field: str = "id") -> UUID:
@@ -178,8 +166,9 @@ def decode_cursor(cursor: str | None) -> Cursor | None:
         ) from None
 
 
+@shows(USER.table)
 @strawberry.type(name="User", description="A person or program that signs in.")
-class UserObject:
+class UserObject(RowObject):
     id: strawberry.ID
     email: str
     username: str
@@ -188,22 +177,10 @@ class UserObject:
     created_at: datetime
     version: int
 
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> UserObject:
-        """From a `users` row."""
-        return cls(
-            id=strawberry.ID(str(row["user_id"])),
-            email=row["email"],
-            username=row["username"],
-            role=Role(row["role"]),
-            active=row["active"],
-            created_at=row["created_at"],
-            version=row["version"],
-        )
 
-
+@shows(AGENT.table)
 @strawberry.type(name="Agent", description="An AI agent and what it can do.")
-class AgentObject:
+class AgentObject(RowObject):
     id: strawberry.ID
     name: str
     kind: AgentKind
@@ -216,24 +193,10 @@ class AgentObject:
     updated_at: datetime
     version: int
 
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> AgentObject:
-        """From an `agents` row."""
-        return cls(
-            id=strawberry.ID(str(row["agent_id"])),
-            name=row["name"],
-            kind=AgentKind(row["kind"]),
-            capabilities=list(row["capabilities"]),
-            model=row["model"],
-            status=AgentStatus(row["status"]),
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            version=row["version"],
-        )
 
-
+@shows(AGENT_MESSAGE.table)
 @strawberry.type(name="AgentMessage", description="A message between agents about a task.")
-class AgentMessageObject:
+class AgentMessageObject(RowObject):
     id: strawberry.ID
     source_agent_id: strawberry.ID
     target_agent_id: strawberry.ID
@@ -242,22 +205,10 @@ class AgentMessageObject:
     acknowledged: bool
     created_at: datetime
 
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> AgentMessageObject:
-        """From an `agent_messages` row."""
-        return cls(
-            id=strawberry.ID(str(row["message_id"])),
-            source_agent_id=strawberry.ID(str(row["source_agent_id"])),
-            target_agent_id=strawberry.ID(str(row["target_agent_id"])),
-            message_type=row["message_type"],
-            payload=JSON(json_value(row["payload"])),
-            acknowledged=row["acknowledged"],
-            created_at=row["created_at"],
-        )
 
-
+@shows(TASK.table)
 @strawberry.type(name="Task", description="A unit of work, as the read model holds it.")
-class TaskObject:
+class TaskObject(RowObject):
     id: strawberry.ID
     owner_id: strawberry.ID
     task_type: TaskType
@@ -300,30 +251,6 @@ class TaskObject:
         rows = await info.context.loaders.task_messages.load(UUID(self.id))
         return [AgentMessageObject.from_row(row) for row in rows]
 
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> TaskObject:
-        """From a `tasks` row."""
-        return cls(
-            id=strawberry.ID(str(row["task_id"])),
-            owner_id=strawberry.ID(str(row["owner_id"])),
-            task_type=TaskType(row["task_type"]),
-            priority=row["priority"],
-            status=TaskStatus(row["status"]),
-            raw_payload=row["payload"],
-            attempts=row["attempts"],
-            max_attempts=row["max_attempts"],
-            agent_id=_id(row["agent_id"]),
-            progress=row["progress"],
-            raw_result=row["result"],
-            raw_error=row["error"],
-            parent_id=_id(row["parent_id"]),
-            document_ids=[strawberry.ID(str(d)) for d in row["document_ids"]],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            version=row["version"],
-            sequence=row["last_sequence"],
-        )
-
 
 @strawberry.type(description="One page of tasks and the cursor of the next.")
 class TaskPage:
@@ -331,8 +258,9 @@ class TaskPage:
     next_cursor: str | None
 
 
+@shows(DOCUMENT.table)
 @strawberry.type(name="Document", description="A document the assistants can search and cite.")
-class DocumentObject:
+class DocumentObject(RowObject):
     id: strawberry.ID
     owner_id: strawberry.ID
     title: str
@@ -347,25 +275,6 @@ class DocumentObject:
     updated_at: datetime
     version: int
 
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> DocumentObject:
-        """From a `documents` row."""
-        return cls(
-            id=strawberry.ID(str(row["document_id"])),
-            owner_id=strawberry.ID(str(row["owner_id"])),
-            title=row["title"],
-            content_hash=row["content_hash"],
-            content_size=row["content_size"],
-            metadata=JSON(json_value(row["metadata"])),
-            status=DocumentStatus(row["status"]),
-            chunk_count=row["chunk_count"],
-            embedding_model=row["embedding_model"],
-            error=JSON(json_value(row["error"])),
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            version=row["version"],
-        )
-
 
 @strawberry.type(description="One page of documents.")
 class DocumentPage:
@@ -373,8 +282,9 @@ class DocumentPage:
     next_cursor: str | None
 
 
+@shows(CONVERSATION.table.children[0])
 @strawberry.type(description="A message of a conversation.")
-class ConversationMessage:
+class ConversationMessage(RowObject):
     id: strawberry.ID
     position: int
     role: MessageRole
@@ -383,22 +293,10 @@ class ConversationMessage:
     in_reply_to: strawberry.ID | None
     citations: JSON
 
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> ConversationMessage:
-        """From a `conversation_messages` row."""
-        return cls(
-            id=strawberry.ID(str(row["message_id"])),
-            position=row["position"],
-            role=MessageRole(row["role"]),
-            content=row["content"],
-            model=row["model"],
-            in_reply_to=_id(row["in_reply_to"]),
-            citations=JSON(json_value(row["citations"])),
-        )
 
-
+@shows(CONVERSATION.table)
 @strawberry.type(name="Conversation", description="A chat with the assistant.")
-class ConversationObject:
+class ConversationObject(RowObject):
     id: strawberry.ID
     owner_id: strawberry.ID
     title: str
@@ -413,21 +311,6 @@ class ConversationObject:
     async def messages(self, info: Info[GatewayContext, None]) -> list[ConversationMessage]:
         rows = await info.context.loaders.conversation_messages.load(UUID(self.id))
         return [ConversationMessage.from_row(row) for row in rows]
-
-    @classmethod
-    def from_row(cls, row: asyncpg.Record) -> ConversationObject:
-        """From a `conversations` row."""
-        return cls(
-            id=strawberry.ID(str(row["conversation_id"])),
-            owner_id=strawberry.ID(str(row["owner_id"])),
-            title=row["title"],
-            model=row["model"],
-            closed=row["closed"],
-            message_count=row["message_count"],
-            created_at=row["created_at"],
-            updated_at=row["updated_at"],
-            version=row["version"],
-        )
 
 
 @strawberry.type(description="One page of conversations.")

@@ -20,28 +20,21 @@ from schemas.specs import (
     TASK,
     USER,
     AggregateSpec,
-    ReadModel,
 )
 
 Cursor = tuple[datetime, UUID]
 
 
-def _read_model(spec: AggregateSpec) -> ReadModel:
-    assert spec.read_model is not None, spec.name
-    return spec.read_model
-
-
 def _select(spec: AggregateSpec, *also: str) -> str:
     """The columns of an aggregate's table that its GraphQL type shows (and `also`)."""
-    return ", ".join([*(column.name for column in _read_model(spec).shown), *also])
+    return ", ".join([*(column.name for column in spec.table.shown), *also])
 
 
 _TASK_COLUMNS = _select(TASK)
 _USER_COLUMNS = _select(USER)
 _AGENT_COLUMNS = _select(AGENT)
 _MESSAGE_COLUMNS = _select(AGENT_MESSAGE, "task_id")  # messages are grouped by their task
-assert CONVERSATION.read_model is not None
-(_MESSAGES,) = CONVERSATION.read_model.children
+(_MESSAGES,) = CONVERSATION.table.children
 # Every column: the first, the conversation's id, groups them.
 _CONVERSATION_MESSAGE_COLUMNS = ", ".join(column.name for column in _MESSAGES.columns)
 _EVENT_COLUMNS = (
@@ -57,7 +50,7 @@ def _page(after: Cursor | None) -> tuple[datetime | None, UUID | None]:
 
 async def row_by_id(pool: asyncpg.Pool, spec: AggregateSpec, row_id: UUID) -> asyncpg.Record | None:
     """One row of an aggregate's table: a user, an agent, a task, a document, a conversation."""
-    table = _read_model(spec)
+    table = spec.table
     return await pool.fetchrow(
         f"SELECT {_select(spec)} FROM {table.table} WHERE {table.id_column} = $1", row_id
     )
@@ -73,7 +66,7 @@ async def owned_page(
 ) -> list[asyncpg.Record]:
     """Rows of an owned aggregate's table (documents, conversations) newest first, of one owner
     or of all, after a (created_at, id) cursor; a removed document included: its status says so."""
-    table = _read_model(spec)
+    table = spec.table
     return await pool.fetch(
         f"SELECT {_select(spec)} FROM {table.table} WHERE ($1::uuid IS NULL OR owner_id = $1)"
         f" AND ($2::timestamptz IS NULL OR (created_at, {table.id_column}) < ($2, $3))"
@@ -188,8 +181,7 @@ async def owner_of(pool: asyncpg.Pool, aggregate_type: str, aggregate_id: UUID) 
 
 
 def _owned(spec: AggregateSpec, owner_column: str) -> tuple[str, str, str]:
-    assert spec.read_model is not None, spec.name
-    return spec.read_model.table, spec.read_model.id_column, owner_column
+    return spec.table.table, spec.table.id_column, owner_column
 
 
 _OWNED: dict[str, tuple[str, str, str]] = {

@@ -19,12 +19,7 @@ from projections.aggregate_tables import (
 from projections.event_log import EventLogProjector
 from projections.runtime import Connection, Projector
 from projections.task_rows import task_row_fold
-from schemas.specs import SPECS, AggregateSpec, ReadModel
-
-
-def _read_model(spec: AggregateSpec) -> ReadModel:
-    assert spec.read_model is not None, spec.name
-    return spec.read_model
+from schemas.specs import SPECS, AggregateSpec
 
 
 def _value(value: object, sql: str) -> object:
@@ -44,14 +39,13 @@ def _row_of(spec: AggregateSpec, computed: Mapping[str, Callable[[Any], object]]
     Checked here, at import: a column of the spec that is neither a field of the state nor
     computed stops every projector from starting, rather than one row from being written.
     """
-    assert spec.read_model is not None, spec.name
-    own = {column.name: column.sql for column in spec.read_model.own_columns}
+    own = {column.name: column.sql for column in spec.table.own_columns}
     plain = tuple((name, sql) for name, sql in own.items() if name not in computed)
     fields = spec.kind.state_type.model_fields
     strays = sorted({*computed} - {*own}) + [name for name, _ in plain if name not in fields]
     if strays:
         raise ValueError(
-            f"{spec.read_model.table}: columns neither computed nor state fields, or computed"
+            f"{spec.table.table}: columns neither computed nor state fields, or computed"
             f" but not in the spec: {strays}"
         )
 
@@ -75,7 +69,7 @@ _MESSAGE_COLUMNS = tuple(
     (column.name, column.sql)
     for column in next(
         child.columns
-        for child in _read_model(SPECS["conversation"]).children
+        for child in SPECS["conversation"].table.children
         if child.table == "conversation_messages"
     )
 )
@@ -130,8 +124,7 @@ def _table(
     **options: Any,
 ) -> AggregateTable:
     """The projector's table for an aggregate, its columns as its spec lists them."""
-    read_model = spec.read_model
-    assert read_model is not None, spec.name
+    read_model = spec.table
     return AggregateTable(
         spec.kind,
         read_model.table,

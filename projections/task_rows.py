@@ -116,9 +116,8 @@ _STEPS: dict[str, Step] = {
 _STEPS["SubtaskAttached"] = _appending_subtask(_STEPS["SubtaskAttached"])
 
 
-assert TASK_SPEC.read_model is not None  # tasks have a table
-_JSON_COLUMNS = tuple(c.name for c in TASK_SPEC.read_model.own_columns if c.sql == "jsonb")
-_PLAIN_COLUMNS = tuple(c.name for c in TASK_SPEC.read_model.own_columns if c.sql != "jsonb")
+_JSON_COLUMNS = tuple(c.name for c in TASK_SPEC.table.own_columns if c.sql == "jsonb")
+_PLAIN_COLUMNS = tuple(c.name for c in TASK_SPEC.table.own_columns if c.sql != "jsonb")
 """The `tasks` row's own columns, each a field of the task's JSON of the same name."""
 
 

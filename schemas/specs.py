@@ -104,6 +104,13 @@ class AggregateSpec:
     """Its event types that change nothing the graph shows (named, so none is forgotten)."""
 
     @property
+    def table(self) -> ReadModel:
+        """Its read model, for an aggregate that has one (a LookupError for one that has not)."""
+        if self.read_model is None:
+            raise LookupError(f"the {self.name} aggregate has no read model")
+        return self.read_model
+
+    @property
     def name(self) -> str:
         """The aggregate's name (`task`)."""
         return self.kind.name
