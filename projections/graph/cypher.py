@@ -70,6 +70,17 @@ def _nothing(e: EventEnvelope, key: Params) -> list[Statement]:
     return []
 
 
+def _sets_status(label: str, status_of: Callable[[EventEnvelope], str]) -> Builder:
+    """The builder of an event that moves only its node's status, to `status_of` it."""
+    node = label[0].lower()
+    statement = f"MERGE ({node}:{label} {{id: $id}}) SET {node}.status = $status"
+
+    def build(e: EventEnvelope, key: Params) -> list[Statement]:
+        return [(statement, {**key, "status": status_of(e)})]
+
+    return build
+
+
 # --- user -----------------------------------------------------------------------------------
 
 
@@ -107,15 +118,6 @@ def _agent_registered(e: EventEnvelope, key: Params) -> list[Statement]:
             "MERGE (a:Agent {id: $id}) SET a.name = $name, a.kind = $kind, "
             "a.status = 'registered', a.created_at = $at",
             {**key, "name": e.data["name"], "kind": e.data["kind"]},
-        )
-    ]
-
-
-def _agent_status(e: EventEnvelope, key: Params) -> list[Statement]:
-    return [
-        (
-            "MERGE (a:Agent {id: $id}) SET a.status = $status",
-            {**key, "status": _AGENT_STATUS[e.event_type]},
         )
     ]
 
@@ -200,15 +202,6 @@ def _task_started(e: EventEnvelope, key: Params) -> list[Statement]:
     ]
 
 
-def _task_status(e: EventEnvelope, key: Params) -> list[Statement]:
-    return [
-        (
-            "MERGE (t:Task {id: $id}) SET t.status = $status",
-            {**key, "status": _task_status_after(e)},
-        )
-    ]
-
-
 _TASK_BUILDERS: dict[str, Builder] = {
     "TaskSubmitted": _task_submitted,
     "SubtaskAttached": _subtask_attached,
@@ -216,7 +209,7 @@ _TASK_BUILDERS: dict[str, Builder] = {
     "TaskStarted": _task_started,
 }
 """The task events that draw more than a status. Every other task event whose transition moves
-the status sets it (`_task_status`), so a new one is graphed as the domain defines it."""
+the status sets it, so a new one is graphed as the domain defines it."""
 
 
 # --- agent_message --------------------------------------------------------------------------
@@ -252,15 +245,6 @@ def _document_added(e: EventEnvelope, key: Params) -> list[Statement]:
             "MERGE (d:Document {id: $id}) SET d.title = $title, d.status = 'added', "
             "d.created_at = $at MERGE (u:User {id: $owner}) MERGE (u)-[:OWNS]->(d)",
             {**key, "title": e.data["title"], "owner": e.data["owner_id"]},
-        )
-    ]
-
-
-def _document_status(e: EventEnvelope, key: Params) -> list[Statement]:
-    return [
-        (
-            "MERGE (d:Document {id: $id}) SET d.status = $status",
-            {**key, "status": _DOCUMENT_STATUS[e.event_type]},
         )
     ]
 
@@ -309,7 +293,9 @@ GRAPH: tuple[GraphedAggregate, ...] = (
         specs.AGENT,
         builders={
             "AgentRegistered": _agent_registered,
-            **dict.fromkeys(_AGENT_STATUS, _agent_status),
+            **dict.fromkeys(
+                _AGENT_STATUS, _sets_status("Agent", lambda e: _AGENT_STATUS[e.event_type])
+            ),
         },
     ),
     GraphedAggregate(
@@ -323,7 +309,7 @@ GRAPH: tuple[GraphedAggregate, ...] = (
         ),
         builders={
             **{
-                kind: _task_status
+                kind: _sets_status("Task", _task_status_after)
                 for kind, transition in TRANSITIONS.items()
                 if transition.status is not None and kind not in specs.TASK.not_graphed
             },
@@ -340,7 +326,10 @@ GRAPH: tuple[GraphedAggregate, ...] = (
         edges=(Edge("User", "OWNS", "Document"),),
         builders={
             "DocumentAdded": _document_added,
-            **dict.fromkeys(_DOCUMENT_STATUS, _document_status),
+            **dict.fromkeys(
+                _DOCUMENT_STATUS,
+                _sets_status("Document", lambda e: _DOCUMENT_STATUS[e.event_type]),
+            ),
         },
     ),
     GraphedAggregate(
