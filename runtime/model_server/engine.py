@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, field_validator
+
 CHAT_MODEL = "smollm2:135m"
 EMBED_MODEL = "all-minilm:l6-v2"
 
@@ -81,9 +83,11 @@ class Piece:
     completion_tokens: int = 0
 
 
-@dataclass(frozen=True)
-class Sampling:
-    """The Ollama `options` this server honours, and `format`."""
+class Sampling(BaseModel):
+    """The Ollama `options` this server honours, and `format`; other options are ignored, as
+    Ollama ignores those a model does not use. A value of the wrong type is a ValidationError."""
+
+    model_config = ConfigDict(frozen=True)
 
     num_predict: int = 256
     temperature: float = 0.8
@@ -91,8 +95,14 @@ class Sampling:
     top_k: int = 40
     seed: int | None = None
     stop: tuple[str, ...] = ()
-    json_schema: Mapping[str, Any] | None = None
+    json_schema: dict[str, Any] | None = None
     json_mode: bool = False
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_or_many(cls, stop: object) -> object:
+        """Ollama takes one stop string or a list of them."""
+        return (stop,) if isinstance(stop, str) else stop or ()
 
     @property
     def grammar(self) -> str | None:
@@ -104,18 +114,16 @@ class Sampling:
     @classmethod
     def from_request(cls, options: Mapping[str, Any] | None, fmt: Any) -> Sampling:
         """From a request's `options` and `format` ("json" or a JSON schema)."""
-        options = options or {}
-        stop = options.get("stop") or ()
+        honoured = {name: value for name, value in (options or {}).items() if name in _OPTIONS}
         return cls(
-            num_predict=int(options.get("num_predict", 256)),
-            temperature=float(options.get("temperature", 0.8)),
-            top_p=float(options.get("top_p", 0.9)),
-            top_k=int(options.get("top_k", 40)),
-            seed=int(options["seed"]) if options.get("seed") is not None else None,
-            stop=(stop,) if isinstance(stop, str) else tuple(stop),
+            **honoured,
             json_schema=fmt if isinstance(fmt, Mapping) else None,
             json_mode=fmt == "json",
         )
+
+
+_OPTIONS = frozenset(Sampling.model_fields) - {"json_schema", "json_mode"}
+"""The `options` a request may set (`format` sets the rest)."""
 
 
 class Models:
