@@ -18,27 +18,31 @@ from domain.errors import DomainError
 from eventstore.blobs import BlobStore, content_hash
 
 
+@dataclass(eq=False)
 class InvalidField(DomainError):
     """One field of a command's payload is not acceptable."""
 
     code = "VALIDATION"
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+    field: str
+    message: str
+
+    def describe(self) -> str:
+        return f"{self.field}: {self.message}"
 
 
+@dataclass(eq=False)
 class PayloadTooLarge(DomainError):
     """A payload or content is over its configured limit."""
 
     code = "TOO_LARGE"
 
-    def __init__(self, field: str, size: int, limit: int) -> None:
-        super().__init__(f"{field} is {size} bytes; the limit is {limit}")
-        self.field = field
-        self.size = size
-        self.limit = limit
+    field: str
+    size: int
+    limit: int
+
+    def describe(self) -> str:
+        return f"{self.field} is {self.size} bytes; the limit is {self.limit}"
 
 
 @dataclass(frozen=True)

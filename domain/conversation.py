@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from uuid import UUID
 
@@ -33,15 +34,17 @@ class Citation(Frozen):
     chunk_index: int = Field(ge=0)
 
 
+@dataclass(eq=False)
 class UnknownMessage(DomainError):
     """A reply to a message the conversation does not hold."""
 
     code = "NOT_FOUND"
 
-    def __init__(self, conversation_id: UUID, message_id: UUID) -> None:
-        super().__init__(f"conversation {conversation_id} has no message {message_id}")
-        self.conversation_id = conversation_id
-        self.message_id = message_id
+    conversation_id: UUID
+    message_id: UUID
+
+    def describe(self) -> str:
+        return f"conversation {self.conversation_id} has no message {self.message_id}"
 
 
 class StartConversation(Frozen):
