@@ -80,12 +80,16 @@ class CommandPreparation:
 
     def _bounded(self, field: str) -> Prepare:
         async def check(payload: dict[str, Any]) -> dict[str, Any]:
-            size = len(json.dumps(payload.get(field, {})).encode())
-            if size > self._limits.max_payload_bytes:
-                raise PayloadTooLarge(f"payload.{field}", size, self._limits.max_payload_bytes)
+            self._check_json_size(payload, field)
             return payload
 
         return check
+
+    def _check_json_size(self, payload: dict[str, Any], field: str) -> None:
+        """PayloadTooLarge when the field, as JSON, is over the payload limit."""
+        size = len(json.dumps(payload.get(field, {})).encode())
+        if size > self._limits.max_payload_bytes:
+            raise PayloadTooLarge(f"payload.{field}", size, self._limits.max_payload_bytes)
 
     async def _register_user(self, payload: dict[str, Any]) -> dict[str, Any]:
         payload.pop("password_hash", None)  # only ever computed here
@@ -115,11 +119,5 @@ class CommandPreparation:
         else:
             payload["content_hash"] = await self._blobs.put(body)
             payload["content"] = None
-        metadata = payload.get("metadata", {})
-        if len(json.dumps(metadata).encode()) > self._limits.max_payload_bytes:
-            raise PayloadTooLarge(
-                "payload.metadata",
-                len(json.dumps(metadata).encode()),
-                self._limits.max_payload_bytes,
-            )
+        self._check_json_size(payload, "metadata")
         return payload
