@@ -18,27 +18,31 @@ from domain.errors import DomainError
 from eventstore.blobs import BlobStore, content_hash
 
 
+@dataclass(eq=False)
 class InvalidField(DomainError):
     """One field of a command's payload is not acceptable."""
 
     code = "VALIDATION"
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+    field: str
+    message: str
+
+    def describe(self) -> str:
+        return f"{self.field}: {self.message}"
 
 
+@dataclass(eq=False)
 class PayloadTooLarge(DomainError):
     """A payload or content is over its configured limit."""
 
     code = "TOO_LARGE"
 
-    def __init__(self, field: str, size: int, limit: int) -> None:
-        super().__init__(f"{field} is {size} bytes; the limit is {limit}")
-        self.field = field
-        self.size = size
-        self.limit = limit
+    field: str
+    size: int
+    limit: int
+
+    def describe(self) -> str:
+        return f"{self.field} is {self.size} bytes; the limit is {self.limit}"
 
 
 @dataclass(frozen=True)
@@ -76,12 +80,16 @@ class CommandPreparation:
 
     def _bounded(self, field: str) -> Prepare:
         async def check(payload: dict[str, Any]) -> dict[str, Any]:
-            size = len(json.dumps(payload.get(field, {})).encode())
-            if size > self._limits.max_payload_bytes:
-                raise PayloadTooLarge(f"payload.{field}", size, self._limits.max_payload_bytes)
+            self._check_json_size(payload, field)
             return payload
 
         return check
+
+    def _check_json_size(self, payload: dict[str, Any], field: str) -> None:
+        """PayloadTooLarge when the field, as JSON, is over the payload limit."""
+        size = len(json.dumps(payload.get(field, {})).encode())
+        if size > self._limits.max_payload_bytes:
+            raise PayloadTooLarge(f"payload.{field}", size, self._limits.max_payload_bytes)
 
     async def _register_user(self, payload: dict[str, Any]) -> dict[str, Any]:
         payload.pop("password_hash", None)  # only ever computed here
@@ -111,11 +119,5 @@ class CommandPreparation:
         else:
             payload["content_hash"] = await self._blobs.put(body)
             payload["content"] = None
-        metadata = payload.get("metadata", {})
-        if len(json.dumps(metadata).encode()) > self._limits.max_payload_bytes:
-            raise PayloadTooLarge(
-                "payload.metadata",
-                len(json.dumps(metadata).encode()),
-                self._limits.max_payload_bytes,
-            )
+        self._check_json_size(payload, "metadata")
         return payload

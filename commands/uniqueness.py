@@ -27,15 +27,17 @@ from eventstore.store import EventStore
 from eventstore.streams import UNIQUE_BUCKET
 
 
+@dataclass(eq=False)
 class ValueTaken(DomainError):
     """Another aggregate already holds this unique value."""
 
     code = "ALREADY_EXISTS"
 
-    def __init__(self, kind: str, value: str) -> None:
-        super().__init__(f"{kind.replace('_', ' ')} {value!r} is already taken")
-        self.kind = kind
-        self.value = value
+    kind: str
+    value: str
+
+    def describe(self) -> str:
+        return f"{self.kind.replace('_', ' ')} {self.value!r} is already taken"
 
 
 @dataclass(frozen=True)

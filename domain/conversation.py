@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from uuid import UUID
 
@@ -33,15 +34,17 @@ class Citation(Frozen):
     chunk_index: int = Field(ge=0)
 
 
+@dataclass(eq=False)
 class UnknownMessage(DomainError):
     """A reply to a message the conversation does not hold."""
 
     code = "NOT_FOUND"
 
-    def __init__(self, conversation_id: UUID, message_id: UUID) -> None:
-        super().__init__(f"conversation {conversation_id} has no message {message_id}")
-        self.conversation_id = conversation_id
-        self.message_id = message_id
+    conversation_id: UUID
+    message_id: UUID
+
+    def describe(self) -> str:
+        return f"conversation {self.conversation_id} has no message {self.message_id}"
 
 
 class StartConversation(Frozen):
@@ -161,15 +164,7 @@ def decide(conversation: Conversation | None, command: ConversationCommand) -> l
                 raise UnknownMessage(conversation.conversation_id, command.in_reply_to)
             if command.message_id in known:
                 return []
-            return [
-                AssistantReplied(
-                    message_id=command.message_id,
-                    in_reply_to=command.in_reply_to,
-                    content=command.content,
-                    model=command.model,
-                    citations=command.citations,
-                )
-            ]
+            return [AssistantReplied(**command.model_dump(exclude={"conversation_id"}))]
         case CloseConversation():
             return [ConversationClosed()]
     raise TypeError(f"not a conversation command: {command!r}")  # pragma: no cover
@@ -181,19 +176,14 @@ def evolve(conversation: Conversation | None, event: DomainEvent) -> Conversatio
         return Conversation(**event.model_dump())
     conversation = created(conversation, event, "ConversationStarted")
     match event:
-        case UserMessagePosted(message_id=message_id, content=content):
-            message = Message(message_id=message_id, role=MessageRole.USER, content=content)
+        case UserMessagePosted():
+            role = MessageRole.USER
         case AssistantReplied():
-            message = Message(
-                message_id=event.message_id,
-                role=MessageRole.ASSISTANT,
-                content=event.content,
-                model=event.model,
-                in_reply_to=event.in_reply_to,
-                citations=event.citations,
-            )
+            role = MessageRole.ASSISTANT
         case ConversationClosed():
             return conversation.model_copy(update={"closed": True})
         case _:
             raise TypeError(f"not a conversation event: {event!r}")  # pragma: no cover
+    # A message event carries the message's fields; who said it is the event's type.
+    message = Message(role=role, **event.model_dump())
     return conversation.model_copy(update={"messages": (*conversation.messages, message)})

@@ -12,7 +12,7 @@ from uuid import UUID
 from pydantic import Field
 
 from domain.errors import IllegalTransition, require_existing, require_new
-from domain.model import DomainEvent, Frozen, Payload, created
+from domain.model import DomainEvent, ErrorReport, Frozen, Payload, created
 
 AGGREGATE = "document"
 
@@ -26,11 +26,8 @@ class DocumentStatus(StrEnum):
     REMOVED = "removed"
 
 
-class IndexingError(Frozen):
+class IndexingError(ErrorReport):
     """Why indexing failed: a stable code and a message."""
-
-    code: str = Field(min_length=1, max_length=100)
-    message: str = Field(max_length=10_000)
 
 
 class AddDocument(Frozen):

@@ -2,37 +2,54 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from uuid import UUID
 
 from domain.model import State
 
 
 class DomainError(Exception):
-    """A command the domain refuses. `code` is stable and safe to show to a client."""
+    """A command the domain refuses. `code` is stable and safe to show to a client.
+
+    An error with details is a dataclass of them (`eq=False`: an exception stays equal only to
+    itself) that words its message in `describe`.
+    """
 
     code = "DOMAIN_ERROR"
 
+    def __post_init__(self) -> None:
+        # Run by a dataclass subclass's `__init__`: the message is `str(error)` and `args`.
+        super().__init__(self.describe())
 
+    def describe(self) -> str:
+        """The message, from the error's details."""
+        raise NotImplementedError
+
+
+@dataclass(eq=False)
 class AggregateNotFound(DomainError):
     """The command targets an aggregate that has no events."""
 
     code = "NOT_FOUND"
 
-    def __init__(self, aggregate: str, aggregate_id: UUID) -> None:
-        super().__init__(f"{aggregate} {aggregate_id} does not exist")
-        self.aggregate = aggregate
-        self.aggregate_id = aggregate_id
+    aggregate: str
+    aggregate_id: UUID
+
+    def describe(self) -> str:
+        return f"{self.aggregate} {self.aggregate_id} does not exist"
 
 
+@dataclass(eq=False)
 class AggregateAlreadyExists(DomainError):
     """A creation command targets an id that already has events."""
 
     code = "ALREADY_EXISTS"
 
-    def __init__(self, aggregate: str, aggregate_id: UUID) -> None:
-        super().__init__(f"{aggregate} {aggregate_id} already exists")
-        self.aggregate = aggregate
-        self.aggregate_id = aggregate_id
+    aggregate: str
+    aggregate_id: UUID
+
+    def describe(self) -> str:
+        return f"{self.aggregate} {self.aggregate_id} already exists"
 
 
 def require_new(state: object | None, aggregate: str, aggregate_id: UUID) -> None:
@@ -48,47 +65,55 @@ def require_existing(state: State | None, aggregate: str, aggregate_id: UUID) ->
     return state
 
 
+@dataclass(eq=False)
 class IllegalTransition(DomainError):
     """The aggregate's current status does not allow the command."""
 
     code = "ILLEGAL_TRANSITION"
 
-    def __init__(self, aggregate: str, aggregate_id: UUID, status: str, action: str) -> None:
-        super().__init__(f"cannot {action} {aggregate} {aggregate_id}: it is {status}")
-        self.aggregate = aggregate
-        self.aggregate_id = aggregate_id
-        self.status = status
-        self.action = action
+    aggregate: str
+    aggregate_id: UUID
+    status: str
+    action: str
+
+    def describe(self) -> str:
+        return f"cannot {self.action} {self.aggregate} {self.aggregate_id}: it is {self.status}"
 
 
+@dataclass(eq=False)
 class TaskNotRetryable(DomainError):
     """The task failed with an error marked not retryable."""
 
     code = "NOT_RETRYABLE"
 
-    def __init__(self, task_id: UUID, error_code: str) -> None:
-        super().__init__(f"task {task_id} failed with {error_code}, which is not retryable")
-        self.task_id = task_id
-        self.error_code = error_code
+    task_id: UUID
+    error_code: str
+
+    def describe(self) -> str:
+        return f"task {self.task_id} failed with {self.error_code}, which is not retryable"
 
 
+@dataclass(eq=False)
 class RetryLimitReached(DomainError):
     """The task has used every attempt it was allowed."""
 
     code = "RETRY_LIMIT_REACHED"
 
-    def __init__(self, task_id: UUID, attempts: int) -> None:
-        super().__init__(f"task {task_id} has used all {attempts} attempts")
-        self.task_id = task_id
-        self.attempts = attempts
+    task_id: UUID
+    attempts: int
+
+    def describe(self) -> str:
+        return f"task {self.task_id} has used all {self.attempts} attempts"
 
 
+@dataclass(eq=False)
 class UnknownSubtask(DomainError):
     """A command names a subtask that is not attached to the task."""
 
     code = "UNKNOWN_SUBTASK"
 
-    def __init__(self, task_id: UUID, subtask_id: UUID) -> None:
-        super().__init__(f"task {task_id} has no subtask {subtask_id}")
-        self.task_id = task_id
-        self.subtask_id = subtask_id
+    task_id: UUID
+    subtask_id: UUID
+
+    def describe(self) -> str:
+        return f"task {self.task_id} has no subtask {self.subtask_id}"

@@ -17,6 +17,13 @@ class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class ErrorReport(Frozen):
+    """Why something failed, as a worker reports it: a stable code and a message."""
+
+    code: str = Field(min_length=1, max_length=100)
+    message: str = Field(max_length=10_000)
+
+
 class DomainEvent(Frozen):
     """Base of every domain event; `schema_version` grows when its shape changes."""
 

@@ -22,7 +22,7 @@ from domain.errors import (
     require_existing,
     require_new,
 )
-from domain.model import DomainEvent, Frozen, Payload, created
+from domain.model import DomainEvent, ErrorReport, Frozen, Payload, created
 
 AGGREGATE = "task"
 
@@ -44,11 +44,9 @@ class TaskStatus(StrEnum):
     TIMED_OUT = "timed_out"
 
 
-class TaskError(Frozen):
+class TaskError(ErrorReport):
     """Why a task failed, typed: a stable code, a message, and whether trying again may help."""
 
-    code: str = Field(min_length=1, max_length=100)
-    message: str = Field(max_length=10_000)
     retryable: bool
 
 
