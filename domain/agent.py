@@ -143,12 +143,14 @@ def decide(agent: Agent | None, command: AgentCommand) -> list[DomainEvent]:
     return [] if agent.status is status else [event()]
 
 
-_STATUS_AFTER: dict[type[DomainEvent], AgentStatus] = {
+STATUS_AFTER: dict[type[DomainEvent], AgentStatus] = {
     AgentWentOnline: AgentStatus.ONLINE,
     AgentBecameBusy: AgentStatus.BUSY,
     AgentWentOffline: AgentStatus.OFFLINE,
     AgentRetired: AgentStatus.RETIRED,
 }
+"""The status each event after the registration leaves an agent in: `evolve` and every other
+fold that shows an agent's status (the graph's) read it here."""
 
 
 def evolve(agent: Agent | None, event: DomainEvent) -> Agent:
@@ -156,4 +158,4 @@ def evolve(agent: Agent | None, event: DomainEvent) -> Agent:
     if isinstance(event, AgentRegistered):
         return Agent(**event.model_dump())
     agent = created(agent, event, "AgentRegistered")
-    return agent.model_copy(update={"status": _STATUS_AFTER[type(event)]})
+    return agent.model_copy(update={"status": STATUS_AFTER[type(event)]})

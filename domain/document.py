@@ -137,25 +137,28 @@ def decide(document: Document | None, command: DocumentCommand) -> list[DomainEv
     raise TypeError(f"not a document command: {command!r}")  # pragma: no cover
 
 
+STATUS_AFTER: dict[type[DomainEvent], DocumentStatus] = {
+    DocumentIndexed: DocumentStatus.INDEXED,
+    DocumentIndexFailed: DocumentStatus.INDEX_FAILED,
+    DocumentRemoved: DocumentStatus.REMOVED,
+}
+"""The status each event after the addition leaves a document in: `evolve` and every other
+fold that shows a document's status (the graph's) read it here."""
+
+
 def evolve(document: Document | None, event: DomainEvent) -> Document:
     """The document after one of its events."""
     if isinstance(event, DocumentAdded):
         return Document(**event.model_dump())
     document = created(document, event, "DocumentAdded")
+    changes: dict[str, object]
     match event:
         case DocumentIndexed(chunk_count=chunks, embedding_model=model):
-            return document.model_copy(
-                update={
-                    "status": DocumentStatus.INDEXED,
-                    "chunk_count": chunks,
-                    "embedding_model": model,
-                    "error": None,
-                }
-            )
+            changes = {"chunk_count": chunks, "embedding_model": model, "error": None}
         case DocumentIndexFailed(error=error):
-            return document.model_copy(
-                update={"status": DocumentStatus.INDEX_FAILED, "error": error}
-            )
+            changes = {"error": error}
         case DocumentRemoved():
-            return document.model_copy(update={"status": DocumentStatus.REMOVED})
-    raise TypeError(f"not a document event: {event!r}")  # pragma: no cover
+            changes = {}
+        case _:  # pragma: no cover
+            raise TypeError(f"not a document event: {event!r}")
+    return document.model_copy(update={"status": STATUS_AFTER[type(event)], **changes})

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
+from domain import agent, document
 from domain.conversation import AssistantReplied
+from domain.model import DomainEvent
 from domain.task import TRANSITIONS
 from schemas import specs
 from schemas.envelope import EventEnvelope, RecordedEvent
@@ -81,6 +84,11 @@ def _sets_status(label: str, status_of: Callable[[EventEnvelope], str]) -> Build
     return build
 
 
+def _status_by_type(status_after: Mapping[type[DomainEvent], StrEnum]) -> dict[str, str]:
+    """Event type -> the status the domain's fold leaves its node in (the domain's own table)."""
+    return {event.__name__: status.value for event, status in status_after.items()}
+
+
 # --- user -----------------------------------------------------------------------------------
 
 
@@ -104,12 +112,7 @@ def _user_deactivated(e: EventEnvelope, key: Params) -> list[Statement]:
 
 # --- agent ----------------------------------------------------------------------------------
 
-_AGENT_STATUS = {
-    "AgentWentOnline": "online",
-    "AgentBecameBusy": "busy",
-    "AgentWentOffline": "offline",
-    "AgentRetired": "retired",
-}
+_AGENT_STATUS = _status_by_type(agent.STATUS_AFTER)
 
 
 def _agent_registered(e: EventEnvelope, key: Params) -> list[Statement]:
@@ -232,11 +235,7 @@ def _agent_message_sent(e: EventEnvelope, key: Params) -> list[Statement]:
 
 # --- document -------------------------------------------------------------------------------
 
-_DOCUMENT_STATUS = {
-    "DocumentIndexed": "indexed",
-    "DocumentIndexFailed": "index_failed",
-    "DocumentRemoved": "removed",
-}
+_DOCUMENT_STATUS = _status_by_type(document.STATUS_AFTER)
 
 
 def _document_added(e: EventEnvelope, key: Params) -> list[Statement]:
