@@ -6,6 +6,7 @@ durable consumer of its own and takes only what is assigned to it (see `task_wor
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Annotated, Any, Literal
 
 from faststream.nats import NatsRouter
@@ -45,6 +46,7 @@ def _prompt(task: Task) -> str:
     return f"Write {language} code for this request:\n\n{text}"
 
 
+@dataclass(eq=False)
 class CodeWork:
     """The code assistant's work on one task: the prompt, the model's answer, the result.
 
@@ -52,9 +54,9 @@ class CodeWork:
     tasks, against another model, without a command.
     """
 
-    def __init__(self, model: ModelPort, *, max_tokens: int = 256) -> None:
-        self.model = model
-        self.max_tokens = max_tokens
+    model: ModelPort
+    _: KW_ONLY
+    max_tokens: int = 256
 
     async def __call__(self, task: Task, event: EventEnvelope) -> dict[str, Any]:
         """The task's result; raises a `ModelError` (`UnusableAnswer` among them)."""
@@ -85,20 +87,15 @@ class CodeWork:
         }
 
 
+@dataclass(eq=False)
 class CodeAssistant:
     """One replica of the code assistant."""
 
-    def __init__(
-        self,
-        worker: TaskWorker,
-        model: ModelPort,
-        *,
-        max_tokens: int = 256,
-        delivery: Delivery | None = None,
-    ) -> None:
-        self.worker = worker
-        self.work = CodeWork(model, max_tokens=max_tokens)
-        self.delivery = delivery or Delivery()
+    worker: TaskWorker
+    model: ModelPort
+    _: KW_ONLY
+    max_tokens: int = 256
+    delivery: Delivery = field(default_factory=Delivery)
 
     def router(self) -> NatsRouter:
         """Its subscription: assignments, on a durable consumer of this replica."""
@@ -108,4 +105,4 @@ class CodeAssistant:
 
     async def on_assigned(self, delivered: Delivered) -> None:
         """Run a task assigned to this replica."""
-        await self.worker.on_assigned(delivered, self.work)
+        await self.worker.on_assigned(delivered, CodeWork(self.model, max_tokens=self.max_tokens))

@@ -9,6 +9,7 @@ was built from, whatever the model's wording.
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 from uuid import NAMESPACE_URL, uuid5
 
@@ -59,29 +60,19 @@ def citations_of(chunks: list[Chunk]) -> list[dict[str, Any]]:
     ]
 
 
+@dataclass(eq=False)
 class DocumentAssistant(WorkerAgent):
     """One replica of the document assistant."""
 
-    def __init__(
-        self,
-        worker: TaskWorker,
-        model: ModelPort,
-        index: DocumentIndex,
-        blobs: BlobStore,
-        nats: NatsClient,
-        *,
-        top_k: int = 4,
-        max_tokens: int = 256,
-        delivery: Delivery | None = None,
-    ) -> None:
-        self.worker = worker
-        self.model = model
-        self.index = index
-        self.blobs = blobs
-        self.nats = nats
-        self.top_k = top_k
-        self.max_tokens = max_tokens
-        self.delivery = delivery or Delivery()
+    worker: TaskWorker
+    model: ModelPort
+    index: DocumentIndex
+    blobs: BlobStore
+    nats: NatsClient
+    _: KW_ONLY
+    top_k: int = 4
+    max_tokens: int = 256
+    delivery: Delivery = field(default_factory=Delivery)
 
     def router(self) -> NatsRouter:
         """Its subscriptions: documents (shared), conversations (shared), its assignments."""

@@ -33,6 +33,7 @@ parent waits for every child (no fail-fast), so none is left running behind a se
 from __future__ import annotations
 
 import contextlib
+from dataclasses import KW_ONLY, dataclass, field
 from uuid import UUID
 
 import structlog
@@ -101,19 +102,14 @@ def _running_under(holder: UUID) -> Guard:
     return guard
 
 
+@dataclass(eq=False)
 class Orchestrator(WorkerAgent):
     """One replica of the orchestrator: plans the workflows assigned to it, settles any."""
 
-    def __init__(
-        self,
-        worker: TaskWorker,
-        model: ModelPort,
-        *,
-        delivery: Delivery | None = None,
-    ) -> None:
-        self.worker = worker
-        self.model = model
-        self.delivery = delivery or Delivery()
+    worker: TaskWorker
+    model: ModelPort
+    _: KW_ONLY
+    delivery: Delivery = field(default_factory=Delivery)
 
     def router(self) -> NatsRouter:
         """Its subscriptions: its own assignments, and the children's ends (shared)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -68,21 +68,16 @@ class CoordinatorPolicy:
     """Seconds, times the attempts made, before a retryable failure is tried again."""
 
 
+@dataclass(eq=False)
 class TaskCoordinator:
     """Assigns, reassigns and times out tasks."""
 
-    def __init__(
-        self,
-        bus: CommandBus,
-        postgres: asyncpg.Pool,
-        agents: KeyValue,
-        policy: CoordinatorPolicy | None = None,
-    ) -> None:
-        self.bus = bus
-        self.postgres = postgres
-        self.agents = agents
-        self.policy = policy or CoordinatorPolicy()
-        self._given: Counter[str] = Counter()
+    bus: CommandBus
+    postgres: asyncpg.Pool
+    agents: KeyValue
+    policy: CoordinatorPolicy = field(default_factory=CoordinatorPolicy)
+    _given: Counter[str] = field(init=False, default_factory=Counter)
+    """Tasks this replica has given each agent: among able agents, the fewest wins."""
 
     def router(self, store: EventStore) -> NatsRouter:
         """Its subscription: new and retried tasks, shared by every coordinator replica."""

@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass
 from typing import Literal, Protocol
 
 import asyncpg
 import nats.errors
 import redis.exceptions
 import structlog
-from opentelemetry.trace import NoOpTracer, SpanKind, StatusCode, Tracer
+from opentelemetry.trace import SpanKind, StatusCode, Tracer
 
 from eventstore.dlq import park
 from eventstore.errors import StoreUnavailable
@@ -98,10 +99,14 @@ async def wait_for_sequence(
 
 
 @contextlib.contextmanager
-def traced_batch(tracer: Tracer, projector: str, events: Sequence[RecordedEvent]) -> Iterator[None]:
+def traced_batch(
+    tracer: Tracer | None, projector: str, events: Sequence[RecordedEvent]
+) -> Iterator[None]:
     """A span per event that was appended under a trace, as a child of the append's span: one
-    trace follows a request into every read model. Ends with the batch's transaction."""
-    if not traces(tracer):
+    trace follows a request into every read model. Ends with the batch's transaction.
+
+    Without a tracer (None), nothing is traced."""
+    if tracer is None or not traces(tracer):
         yield
         return
     spans = [
@@ -131,33 +136,25 @@ def traced_batch(tracer: Tracer, projector: str, events: Sequence[RecordedEvent]
             span.end()
 
 
+@dataclass(eq=False)
 class ProjectionRunner:
     """Feeds one projector from the event store, in batches, from its checkpoint on."""
 
-    def __init__(
-        self,
-        store: EventStore,
-        pool: asyncpg.Pool,
-        projector: Projector,
-        *,
-        batch_size: int = 500,
-        idle_poll: float = 1.0,
-        poison_policy: PoisonPolicy = "stop",
-        poison_attempts: int = 3,
-        checkpoint_name: str | None = None,
-        metrics: ProjectionMetrics | None = None,
-        tracer: Tracer | None = None,
-    ) -> None:
-        self.store = store
-        self.pool = pool
-        self.projector = projector
-        self.batch_size = batch_size
-        self.idle_poll = idle_poll
-        self.poison_policy = poison_policy
-        self.poison_attempts = poison_attempts
-        self.checkpoint_name = checkpoint_name or projector.name
-        self.metrics = metrics
-        self.tracer = tracer or NoOpTracer()
+    store: EventStore
+    pool: asyncpg.Pool
+    projector: Projector
+    _: KW_ONLY
+    batch_size: int = 500
+    idle_poll: float = 1.0
+    poison_policy: PoisonPolicy = "stop"
+    poison_attempts: int = 3
+    checkpoint_name: str = ""
+    """The checkpoint's row: the projector's name unless given (a rebuild keeps one of its own)."""
+    metrics: ProjectionMetrics | None = None
+    tracer: Tracer | None = None
+
+    def __post_init__(self) -> None:
+        self.checkpoint_name = self.checkpoint_name or self.projector.name
 
     async def apply_once(self, *, up_to: int | None = None) -> int:
         """Read and apply one batch; returns how many events it moved past (0: caught up).

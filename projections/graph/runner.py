@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import KW_ONLY, dataclass
 
-from opentelemetry.trace import NoOpTracer, Tracer
+from opentelemetry.trace import Tracer
 
 from eventstore.store import EventStore
 from eventstore.streams import EVENTS_SUBJECTS
@@ -17,23 +18,16 @@ from projections.runtime import keep_applying, traced_batch
 NAME = "graph"
 
 
+@dataclass(eq=False)
 class GraphProjection:
     """The graph read model. Its checkpoint lives in the graph, written in each batch."""
 
-    def __init__(
-        self,
-        store: EventStore,
-        graph: GraphPort,
-        *,
-        batch_size: int = 500,
-        metrics: ProjectionMetrics | None = None,
-        tracer: Tracer | None = None,
-    ) -> None:
-        self.store = store
-        self.graph = graph
-        self.batch_size = batch_size
-        self.metrics = metrics
-        self.tracer = tracer or NoOpTracer()
+    store: EventStore
+    graph: GraphPort
+    _: KW_ONLY
+    batch_size: int = 500
+    metrics: ProjectionMetrics | None = None
+    tracer: Tracer | None = None
 
     async def checkpoint(self) -> int:
         """The last stream sequence applied to the graph."""
