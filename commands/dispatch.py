@@ -9,9 +9,9 @@ from uuid_utils.compat import uuid7
 
 from commands.bus import CommandBus, CommandContext
 from commands.guard import Guard, allow_all
-from commands.preparation import CommandPreparation, InvalidField
+from commands.preparation import CommandPreparation
 from domain.aggregates import COMMANDS
-from domain.errors import DomainError
+from domain.errors import DomainError, InvalidField
 from eventstore.errors import (
     AppendRejected,
     ConcurrencyConflict,

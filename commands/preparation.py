@@ -14,35 +14,8 @@ from typing import Any
 
 from argon2 import PasswordHasher
 
-from domain.errors import DomainError
+from domain.errors import InvalidField, PayloadTooLarge
 from eventstore.blobs import BlobStore, content_hash
-
-
-@dataclass(eq=False)
-class InvalidField(DomainError):
-    """One field of a command's payload is not acceptable."""
-
-    code = "VALIDATION"
-
-    field: str
-    message: str
-
-    def describe(self) -> str:
-        return f"{self.field}: {self.message}"
-
-
-@dataclass(eq=False)
-class PayloadTooLarge(DomainError):
-    """A payload or content is over its configured limit."""
-
-    code = "TOO_LARGE"
-
-    field: str
-    size: int
-    limit: int
-
-    def describe(self) -> str:
-        return f"{self.field} is {self.size} bytes; the limit is {self.limit}"
 
 
 @dataclass(frozen=True)

@@ -21,23 +21,10 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel
 
 from domain import agent, user
-from domain.errors import DomainError
+from domain.errors import ValueTaken
 from eventstore.errors import StoreUnavailable
 from eventstore.store import EventStore
 from eventstore.streams import UNIQUE_BUCKET
-
-
-@dataclass(eq=False)
-class ValueTaken(DomainError):
-    """Another aggregate already holds this unique value."""
-
-    code = "ALREADY_EXISTS"
-
-    kind: str
-    value: str
-
-    def describe(self) -> str:
-        return f"{self.kind.replace('_', ' ')} {self.value!r} is already taken"
 
 
 @dataclass(frozen=True)

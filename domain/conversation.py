@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from uuid import UUID
 
 from pydantic import Field
 
 from domain.errors import (
-    DomainError,
     IllegalTransition,
+    UnknownMessage,
     require_existing,
     require_new,
 )
@@ -32,19 +31,6 @@ class Citation(Frozen):
 
     document_id: UUID
     chunk_index: int = Field(ge=0)
-
-
-@dataclass(eq=False)
-class UnknownMessage(DomainError):
-    """A reply to a message the conversation does not hold."""
-
-    code = "NOT_FOUND"
-
-    conversation_id: UUID
-    message_id: UUID
-
-    def describe(self) -> str:
-        return f"conversation {self.conversation_id} has no message {self.message_id}"
 
 
 class StartConversation(Frozen):

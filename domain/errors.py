@@ -117,3 +117,56 @@ class UnknownSubtask(DomainError):
 
     def describe(self) -> str:
         return f"task {self.task_id} has no subtask {self.subtask_id}"
+
+
+@dataclass(eq=False)
+class UnknownMessage(DomainError):
+    """A reply to a message the conversation does not hold."""
+
+    code = "NOT_FOUND"
+
+    conversation_id: UUID
+    message_id: UUID
+
+    def describe(self) -> str:
+        return f"conversation {self.conversation_id} has no message {self.message_id}"
+
+
+@dataclass(eq=False)
+class InvalidField(DomainError):
+    """One field of a command's payload is not acceptable."""
+
+    code = "VALIDATION"
+
+    field: str
+    message: str
+
+    def describe(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+@dataclass(eq=False)
+class PayloadTooLarge(DomainError):
+    """A payload or content is over its configured limit."""
+
+    code = "TOO_LARGE"
+
+    field: str
+    size: int
+    limit: int
+
+    def describe(self) -> str:
+        return f"{self.field} is {self.size} bytes; the limit is {self.limit}"
+
+
+@dataclass(eq=False)
+class ValueTaken(DomainError):
+    """Another aggregate already holds this unique value."""
+
+    code = "ALREADY_EXISTS"
+
+    kind: str
+    value: str
+
+    def describe(self) -> str:
+        return f"{self.kind.replace('_', ' ')} {self.value!r} is already taken"

@@ -17,11 +17,10 @@ from domain.conversation import (
     PostUserMessage,
     RecordAssistantReply,
     StartConversation,
-    UnknownMessage,
     decide,
     evolve,
 )
-from domain.errors import IllegalTransition
+from domain.errors import IllegalTransition, UnknownMessage
 from domain.model import DomainEvent
 from tests.unit.playing import play
 
