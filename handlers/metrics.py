@@ -1,6 +1,8 @@
 """The agents' Prometheus metrics: events handled by each consumer, and every model call.
 
-On the registry of the process that runs the agents (never the global one).
+On the registry of the process that runs the agents (never the global one). `FinishedWork`, the
+shape of the events counted here, serves the command bus's metrics (`runtime/command_metrics.py`)
+too.
 """
 
 from __future__ import annotations
