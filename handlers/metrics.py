@@ -1,11 +1,14 @@
 """The agents' Prometheus metrics: events handled by each consumer, and every model call.
 
-On the registry of the process that runs the agents (never the global one).
+On the registry of the process that runs the agents (never the global one). `FinishedWork`, the
+shape of the events counted here, serves the command bus's metrics (`runtime/command_metrics.py`)
+too.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from faststream import BaseMiddleware, ContextRepo, StreamMessage
@@ -21,30 +24,49 @@ MODEL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 16
 AGENT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
-class AgentMetrics:
+class FinishedWork:
+    """One kind of work as it finishes: a counter by subject and outcome, and a histogram of each
+    piece's seconds by subject. The agents' deliveries (by consumer) and the bus's commands (by
+    command) are both counted this way."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        subject: str,
+        *,
+        counter: tuple[str, str],
+        histogram: tuple[str, str],
+        buckets: Sequence[float] = Histogram.DEFAULT_BUCKETS,
+    ) -> None:
+        """`counter` and `histogram` are each a metric's name and help text."""
+        self.count = Counter(*counter, [subject, "outcome"], registry=registry)
+        self.seconds = Histogram(*histogram, [subject], buckets=buckets, registry=registry)
+
+    def finished(self, subject: str, outcome: str, seconds: float) -> None:
+        """One piece of work ended."""
+        self.count.labels(subject, outcome).inc()
+        self.seconds.labels(subject).observe(seconds)
+
+
+class AgentMetrics(FinishedWork):
     """`sutazai_agent_events_total` and `sutazai_agent_event_seconds`, per durable consumer."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.events = Counter(
-            "sutazai_agent_events",
-            "Events an agent's consumer handled, by outcome: acked (done, or parked on the DLQ"
-            " after its last attempt), nacked (to be delivered again), failed (an error the"
-            " consumer itself raised)",
-            ["consumer", "outcome"],
-            registry=registry,
-        )
-        self.seconds = Histogram(
-            "sutazai_agent_event_seconds",
-            "From an event's delivery to its acknowledgement (model calls included)",
-            ["consumer"],
+        super().__init__(
+            registry,
+            "consumer",
+            counter=(
+                "sutazai_agent_events",
+                "Events an agent's consumer handled, by outcome: acked (done, or parked on the DLQ"
+                " after its last attempt), nacked (to be delivered again), failed (an error the"
+                " consumer itself raised)",
+            ),
+            histogram=(
+                "sutazai_agent_event_seconds",
+                "From an event's delivery to its acknowledgement (model calls included)",
+            ),
             buckets=AGENT_BUCKETS,
-            registry=registry,
         )
-
-    def handled(self, consumer: str, outcome: str, seconds: float) -> None:
-        """One delivery ended."""
-        self.events.labels(consumer, outcome).inc()
-        self.seconds.labels(consumer).observe(seconds)
 
 
 class CountedDeliveries:
@@ -75,7 +97,7 @@ class _Counting(BaseMiddleware):
             outcome = "nacked" if msg.committed == AckStatus.NACKED else "acked"
             return result
         finally:
-            self._metrics.handled(consumer, outcome, time.perf_counter() - started)
+            self._metrics.finished(consumer, outcome, time.perf_counter() - started)
 
 
 class ModelMetrics:

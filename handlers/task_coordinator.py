@@ -190,44 +190,44 @@ class TaskCoordinator:
         except DomainError as error:
             log.error("coordinator.refused", **fields, code=error.code, reason=str(error))
 
+    async def _batch(self, query: str, *arguments: Any) -> list[Any]:
+        """The rows of a sweep's query, whose `$1` is the number of rows one sweep takes."""
+        return await self.postgres.fetch(query, self.policy.batch, *arguments)
+
     async def _pending(self, doable: list[str]) -> list[Any]:
         # Fair among owners: an owner's n-th pending task waits behind others' first ones.
-        return await self.postgres.fetch(
+        return await self._batch(
             "SELECT task_id, task_type, version FROM ("
             "  SELECT task_id, task_type, version, priority, created_at,"
             "   row_number() OVER (PARTITION BY owner_id ORDER BY priority, created_at) AS turn"
             "  FROM tasks WHERE status = 'pending' AND task_type = ANY($2::text[])) AS queue"
             " ORDER BY priority, turn, created_at LIMIT $1",
-            self.policy.batch,
             doable,
         )
 
     async def _held(self, doable: list[str]) -> list[Any]:
-        return await self.postgres.fetch(
+        return await self._batch(
             "SELECT task_id, task_type, agent_id, version FROM tasks"
             " WHERE status IN ('assigned', 'running') AND task_type = ANY($2::text[])"
             " ORDER BY priority, created_at LIMIT $1",
-            self.policy.batch,
             doable,
         )
 
     async def _retryable(self) -> list[Any]:
         # A failure that may pass (the model server was down, say) is tried again after a pause
         # that grows with the attempts, until the task's attempts are used up.
-        return await self.postgres.fetch(
+        return await self._batch(
             "SELECT task_id, version FROM tasks WHERE status = 'failed'"
             " AND (error->>'retryable')::boolean AND attempts < max_attempts"
             " AND updated_at + make_interval(secs => $2 * attempts) < now() LIMIT $1",
-            self.policy.batch,
             self.policy.retry_after,
         )
 
     async def _overdue(self) -> list[Any]:
-        return await self.postgres.fetch(
+        return await self._batch(
             "SELECT task_id, version FROM tasks WHERE status IN ('assigned', 'running')"
             " AND deadline_seconds IS NOT NULL"
-            " AND updated_at + make_interval(secs => deadline_seconds) < now() LIMIT $1",
-            self.policy.batch,
+            " AND updated_at + make_interval(secs => deadline_seconds) < now() LIMIT $1"
         )
 
     @contextlib.asynccontextmanager

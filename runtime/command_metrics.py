@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter
+
+from handlers.metrics import FinishedWork
 
 
-class CommandMetrics:
+class CommandMetrics(FinishedWork):
     """`sutazai_commands`, `sutazai_command_seconds` and `sutazai_command_conflicts` by command;
-    handed to the bus as its observer."""
+    handed to the bus as its observer (`finished` counts and times a command)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.commands = Counter(
-            "sutazai_commands",
-            "Commands run by the bus, by command and outcome (ok, duplicate, or the error)",
-            ["command", "outcome"],
-            registry=registry,
-        )
-        self.seconds = Histogram(
-            "sutazai_command_seconds",
-            "From a command's arrival at the bus to its answer (load, decide, append)",
-            ["command"],
-            registry=registry,
+        super().__init__(
+            registry,
+            "command",
+            counter=(
+                "sutazai_commands",
+                "Commands run by the bus, by command and outcome (ok, duplicate, or the error)",
+            ),
+            histogram=(
+                "sutazai_command_seconds",
+                "From a command's arrival at the bus to its answer (load, decide, append)",
+            ),
         )
         self.conflicts = Counter(
             "sutazai_command_conflicts",
@@ -28,11 +30,6 @@ class CommandMetrics:
             ["command"],
             registry=registry,
         )
-
-    def finished(self, command: str, outcome: str, seconds: float) -> None:
-        """Count one command and its time."""
-        self.commands.labels(command, outcome).inc()
-        self.seconds.labels(command).observe(seconds)
 
     def conflicted(self, command: str) -> None:
         """Count one lost race."""
