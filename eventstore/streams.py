@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 from nats.js import JetStreamContext
@@ -47,35 +47,34 @@ class StreamLayout:
     """Seconds a projector's lease in `sutazai_leases` lives unless renewed."""
 
 
-def events_stream(layout: StreamLayout) -> StreamConfig:
-    """The event log: file storage, kept forever, immutable (no delete, no purge)."""
+def _file_stream(name: str, subjects: str, layout: StreamLayout) -> StreamConfig:
+    """A stream on disk, kept by limits (none set), readable by direct get."""
     return StreamConfig(
-        name=EVENTS_STREAM,
-        subjects=[EVENTS_SUBJECTS],
+        name=name,
+        subjects=[subjects],
         storage=StorageType.FILE,
         retention=RetentionPolicy.LIMITS,
-        # Should limits ever be set, refuse new events rather than drop old ones.
-        discard=DiscardPolicy.NEW,
         duplicate_window=layout.duplicate_window,
         allow_direct=True,
+        num_replicas=layout.replicas,
+    )
+
+
+def events_stream(layout: StreamLayout) -> StreamConfig:
+    """The event log: file storage, kept forever, immutable (no delete, no purge)."""
+    return replace(
+        _file_stream(EVENTS_STREAM, EVENTS_SUBJECTS, layout),
+        # Should limits ever be set, refuse new events rather than drop old ones.
+        discard=DiscardPolicy.NEW,
         allow_atomic=True,
         deny_delete=True,
         deny_purge=True,
-        num_replicas=layout.replicas,
     )
 
 
 def dlq_stream(layout: StreamLayout) -> StreamConfig:
     """Events a consumer gave up on, with the error."""
-    return StreamConfig(
-        name=DLQ_STREAM,
-        subjects=[DLQ_SUBJECTS],
-        storage=StorageType.FILE,
-        retention=RetentionPolicy.LIMITS,
-        duplicate_window=layout.duplicate_window,
-        allow_direct=True,
-        num_replicas=layout.replicas,
-    )
+    return _file_stream(DLQ_STREAM, DLQ_SUBJECTS, layout)
 
 
 async def ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> None:

@@ -73,33 +73,34 @@ async def build_into(
     fixed when the build starts (the live projector carries on from wherever a rebuild stops).
     """
     await pool.execute("DELETE FROM projection_checkpoints WHERE name = $1", checkpoint_name)
+    target = up_to if up_to is not None else await store.last_sequence()
     bulk_insert = getattr(projector, "bulk_insert", None)
     if bulk_insert is None and not streams(projector):
-        return await _continue(
+        events = await _continue(
             store,
             pool,
             projector,
             checkpoint_name,
-            up_to=up_to,
+            target=target,
             progress=progress,
             batch_size=batch_size,
         )
-    # Empty tables from sequence 1: fold in memory and COPY, in the checkpoint's transaction.
-    target = up_to if up_to is not None else await store.last_sequence()
-    async with pool.acquire() as connection, connection.transaction():
-        if streams(projector):
-            events = await stream_into(
-                store, connection, projector, up_to=target, progress=progress
+    else:
+        # Empty tables from sequence 1: fold in memory and COPY, in the checkpoint's transaction.
+        async with pool.acquire() as connection, connection.transaction():
+            if streams(projector):
+                events = await stream_into(
+                    store, connection, projector, up_to=target, progress=progress
+                )
+            else:
+                assert bulk_insert is not None  # the other kind went to `_continue`
+                events = int(await bulk_insert(store, connection, up_to=target, progress=progress))
+            await connection.execute(
+                "INSERT INTO projection_checkpoints (name, version, sequence) VALUES ($1, $2, $3)",
+                checkpoint_name,
+                projector.version,
+                target,
             )
-        else:
-            assert bulk_insert is not None  # the other kind went to `_continue`
-            events = int(await bulk_insert(store, connection, up_to=target, progress=progress))
-        await connection.execute(
-            "INSERT INTO projection_checkpoints (name, version, sequence) VALUES ($1, $2, $3)",
-            checkpoint_name,
-            projector.version,
-            target,
-        )
     if progress is not None:
         progress(target, target)
     return events
@@ -111,22 +112,19 @@ async def _continue(
     projector: Projector,
     checkpoint_name: str,
     *,
-    up_to: int | None,
+    target: int,
     progress: BuildProgress | None,
     batch_size: int,
 ) -> int:
+    """Apply the log up to `target` through a `ProjectionRunner`, a batch at a time."""
     runner = ProjectionRunner(
         store, pool, projector, batch_size=batch_size, checkpoint_name=checkpoint_name
     )
-    target = up_to if up_to is not None else await store.last_sequence()
-    up_to = target
     events = 0
-    while moved := await runner.apply_once(up_to=up_to):
+    while moved := await runner.apply_once(up_to=target):
         events += moved
         if progress is not None:
             progress(await checkpoint_of(pool, checkpoint_name), target)
-    if progress is not None:
-        progress(target, target)
     return events
 
 

@@ -15,30 +15,27 @@ from runtime.servers.process import Probe
 from runtime.settings import LOOPBACK
 
 
-def redis_probe(url: str) -> Probe:
-    """A probe that sends PING."""
+def _command_probe(url: str, *command: str) -> Probe:
+    """A probe that sends one command: healthy means the server answers it."""
 
     async def probe() -> None:
         client = aioredis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
         try:
-            await client.ping()
+            await client.execute_command(*command)  # type: ignore[no-untyped-call]
         finally:
             await client.aclose()
 
     return probe
+
+
+def redis_probe(url: str) -> Probe:
+    """A probe that sends PING."""
+    return _command_probe(url, "PING")
 
 
 def graph_probe(url: str) -> Probe:
     """A probe that asks for the graph list: it answers only when the graph module is loaded."""
-
-    async def probe() -> None:
-        client = aioredis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-        try:
-            await client.execute_command("GRAPH.LIST")  # type: ignore[no-untyped-call]
-        finally:
-            await client.aclose()
-
-    return probe
+    return _command_probe(url, "GRAPH.LIST")
 
 
 class RedisServer(EmbeddedServer):
