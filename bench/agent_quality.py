@@ -36,17 +36,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from argon2 import PasswordHasher
 from pydantic import SecretStr
 from uuid_utils.compat import uuid4
 
-from bench.common import bench_stack, free_port, isolated_settings
-from runtime.agents import AgentOptions, run_agents
-from runtime.bootstrap import connect, run_projections
-from runtime.gateway_wiring import ensure_admin, serve_gateway
+from bench.common import bench_stack, isolated_settings
+from runtime.agents import AgentOptions
 from runtime.settings import Settings
 from runtime.stack import Stack
 from runtime.structured_logging import configure_logging
+from tests.serving import serve_platform
 
 CONCURRENCY = int(os.environ.get("SUTAZAI_BENCH_CONCURRENCY", "4"))
 DOCUMENTS = Path(__file__).parent / "documents"
@@ -484,25 +482,9 @@ def bench_settings(root: Path) -> Settings:
 @contextlib.asynccontextmanager
 async def platform_running(settings: Settings, stack: Stack) -> AsyncIterator[str]:
     """The platform as `sutazai up` runs it, less the system monitor; yields the gateway's URL."""
-    passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    async with (
-        connect(settings, stack, passwords=passwords) as platform,
-        run_projections(
-            settings,
-            platform.store,
-            platform.postgres,
-            graph=platform.graph,
-            readiness=platform.readiness,
-            metrics=platform.metrics,
-        ),
-    ):
-        await ensure_admin(platform)
-        async with (
-            serve_gateway(platform, free_port()) as url,
-            run_agents(platform, AgentOptions(only=AGENTS, replica=REPLICA)),
-        ):
-            await platform.readiness.wait(timeout=settings.startup_timeout)
-            yield url
+    agents = AgentOptions(only=AGENTS, replica=REPLICA)
+    async with serve_platform(settings, stack, agents=agents) as (_, url):
+        yield url
 
 
 async def main(argv: Sequence[str] | None = None) -> None:

@@ -35,7 +35,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import uvicorn
 from argon2 import PasswordHasher
 from pydantic import SecretStr
 from starlette.applications import Starlette
@@ -51,7 +50,7 @@ from gateway.types import encode_cursor
 from gateway.views import tasks_page
 from projections.runtime import wait_for_sequence
 from runtime.bootstrap import Platform, connect, run_projections
-from runtime.gateway_wiring import ensure_admin, serve_gateway
+from runtime.gateway_wiring import ensure_admin, serve_asgi, serve_gateway
 from runtime.settings import LOOPBACK, Settings
 from runtime.stack import Stack
 from runtime.structured_logging import configure_logging
@@ -167,29 +166,13 @@ def baseline_app(pool: asyncpg.Pool) -> Starlette:
 
 
 @contextlib.asynccontextmanager
-async def serve_baseline(pool: asyncpg.Pool, port: int) -> AsyncIterator[str]:
-    """The baseline app on uvicorn, configured as `serve_gateway` configures the gateway's."""
-    server = uvicorn.Server(
-        uvicorn.Config(
-            baseline_app(pool),
-            host=LOOPBACK,
-            port=port,
-            log_level="warning",
-            lifespan="off",
-            ws="websockets-sansio",
-        )
-    )
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            await serving
-            raise RuntimeError(f"the baseline could not listen on {LOOPBACK}:{port}")
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://{LOOPBACK}:{port}/tasks"
-    finally:
-        server.should_exit = True
-        await serving
+async def serve_baseline(pool: asyncpg.Pool, port: int, drain_timeout: float) -> AsyncIterator[str]:
+    """The baseline app on the uvicorn `serve_gateway` serves the gateway with, configured alike
+    (the comparison is of the apps, not of two server setups); yields its `/tasks` URL."""
+    async with serve_asgi(
+        baseline_app(pool), name="baseline", host=LOOPBACK, port=port, drain_timeout=drain_timeout
+    ) as url:
+        yield f"{url}/tasks"
 
 
 def bench_settings(root: Path) -> Settings:
@@ -332,7 +315,9 @@ async def main() -> None:
         with spawned_loader() as loader:
             async with (
                 serve_gateway(platform, free_port()) as gateway_url,
-                serve_baseline(platform.postgres, free_port()) as baseline_url,
+                serve_baseline(
+                    platform.postgres, free_port(), settings.drain_timeout
+                ) as baseline_url,
             ):
                 ours_url = f"{gateway_url}/graphql"
                 token = await sign_in(ours_url, settings.admin_username)

@@ -18,6 +18,7 @@ from eventstore.blobs import BlobStore
 from eventstore.store import EventStore
 from eventstore.streams import StreamLayout
 from projections.migrate import migrate
+from runtime.servers.process import reclaim_recorded
 from runtime.settings import Settings
 from runtime.stack import Stack
 from tests.servers import isolated_settings, scratch_dir, stop_every_server_of_the_run
@@ -39,6 +40,17 @@ def stack_root() -> Iterator[Path]:
     """Where the session's servers keep their data; removed at the end of the run."""
     root = scratch_dir()
     yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def own_root() -> Iterator[Path]:
+    """A scratch dir for the servers of a test's own (a `sutazai up` it starts, a stack of its
+    own); after the test, every server recorded under it is ended (they live in sessions of their
+    own, so a failed test would leave them running) and the dir removed."""
+    root = scratch_dir()
+    yield root
+    reclaim_recorded(root / "run")
     shutil.rmtree(root, ignore_errors=True)
 
 

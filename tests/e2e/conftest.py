@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from opentelemetry.trace import TracerProvider
 from pydantic import SecretStr
 from uuid_utils.compat import uuid4
@@ -20,12 +19,11 @@ from handlers.presence import agents_bucket, online_agents
 from handlers.task_coordinator import CONSUMER as COORDINATOR_CONSUMER
 from projections.runtime import ProjectionLagging, wait_for_sequence
 from runtime.agents import AgentOptions, run_agents
-from runtime.bootstrap import Platform, connect, run_projections
-from runtime.gateway_wiring import ensure_admin, serve_gateway
+from runtime.bootstrap import Platform
 from runtime.settings import Settings
 from runtime.stack import Stack
 from tests.e2e.client import GraphQLClient, Session
-from tests.servers import free_port
+from tests.serving import serve_platform
 
 ADMIN_PASSWORD = "admin password for tests"
 
@@ -87,28 +85,13 @@ async def running_gateway(
     }
     values.update(overrides)
     gateway_settings = settings.model_copy(update=values)
-    passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
-    async with (
-        connect(gateway_settings, stack, passwords=passwords, tracing=tracing) as platform,
-        run_projections(
-            gateway_settings,
-            platform.store,
-            platform.postgres,
-            graph=platform.graph,
-            readiness=platform.readiness,
-            metrics=platform.metrics,
-            tracing=platform.tracing,
-        ),
-    ):
-        await ensure_admin(platform)
-        async with serve_gateway(platform, free_port()) as url:
-            await platform.readiness.wait(timeout=gateway_settings.startup_timeout)
-            client = GraphQLClient(url)
-            admin = await client.sign_in(gateway_settings.admin_username, ADMIN_PASSWORD)
-            try:
-                yield Gateway(url=url, client=client, platform=platform, admin=admin)
-            finally:
-                await client.close()
+    async with serve_platform(gateway_settings, stack, tracing=tracing) as (platform, url):
+        client = GraphQLClient(url)
+        admin = await client.sign_in(gateway_settings.admin_username, ADMIN_PASSWORD)
+        try:
+            yield Gateway(url=url, client=client, platform=platform, admin=admin)
+        finally:
+            await client.close()
 
 
 @pytest.fixture

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
+from pathlib import Path
 
 import nats
 import pytest
 
 from eventstore.streams import EVENTS_STREAM, LEASES_BUCKET
-from runtime.servers.process import reclaim_recorded
 from tests.servers import (
     cli_environment,
     free_port_run,
     isolated_settings,
-    scratch_dir,
     sutazai_process,
     wait_for_line,
 )
@@ -25,10 +23,9 @@ from tests.servers import (
 pytestmark = pytest.mark.phase_timeout(240)
 
 
-async def test_up_with_a_cluster_runs_three_nodes_and_stops_cleanly() -> None:
-    root = scratch_dir()
+async def test_up_with_a_cluster_runs_three_nodes_and_stops_cleanly(own_root: Path) -> None:
     settings = isolated_settings(
-        root,
+        own_root,
         nats_port=free_port_run(3),
         nats_monitor_port=free_port_run(3),
         nats_route_port=free_port_run(3),
@@ -51,8 +48,6 @@ async def test_up_with_a_cluster_runs_three_nodes_and_stops_cleanly() -> None:
         if up.poll() is None:
             os.killpg(up.pid, signal.SIGKILL)
             up.wait()
-        reclaim_recorded(root / "run")
-        shutil.rmtree(root, ignore_errors=True)
 
     assert code == 0
     for info in (events, leases):

@@ -200,7 +200,9 @@ def _no_model(card: AgentCard) -> ModelPort:
     )
 
 
-async def _orchestrator(bus: CommandBus, store: EventStore, name: str) -> Orchestrator:
+async def _orchestrator(bus: CommandBus, store: EventStore, tag: str) -> Orchestrator:
+    """An orchestrator registered under a name of its own, `tag` telling the tests' apart."""
+    name = f"orchestrator-{tag}{uuid4().hex[:6]}"
     card = await register(
         bus, name=name, kind=AgentKind.ORCHESTRATOR, capabilities=CAPABILITIES, model="none"
     )
@@ -265,8 +267,8 @@ async def test_a_successor_finishes_the_plan_its_predecessor_began_without_the_m
     bus: CommandBus, event_store: EventStore
 ) -> None:
     store = event_store
-    first = await _orchestrator(bus, store, f"orchestrator-a{uuid4().hex[:6]}")
-    second = await _orchestrator(bus, store, f"orchestrator-b{uuid4().hex[:6]}")
+    first = await _orchestrator(bus, store, "a")
+    second = await _orchestrator(bus, store, "b")
     parent, assigned = await _started_workflow(bus, store, first)
     parent_id = parent.task_id
     # The first replica got two of three children out, then died.
@@ -310,26 +312,27 @@ async def test_a_successor_finishes_the_plan_its_predecessor_began_without_the_m
     assert events[-1].data["failed_subtask_ids"] == [str(ids[2])]
 
 
-async def _submitted_children(
-    planner: Orchestrator, parent: Task, assigned: EventEnvelope, count: int
-) -> list[UUID]:
-    """The first `count` children of PLAN, each submitted (anew) by `planner`: their ids."""
+async def _workflow_with_children(
+    bus: CommandBus, store: EventStore, tag: str, count: int
+) -> tuple[Orchestrator, Task, list[UUID]]:
+    """An orchestrator (`tag` as for `_orchestrator`), a workflow started on it and the first
+    `count` children of PLAN each submitted (anew) by it: the orchestrator, the workflow and the
+    children's ids."""
+    planner = await _orchestrator(bus, store, tag)
+    parent, assigned = await _started_workflow(bus, store, planner)
     for index in range(count):
         assert await planner.submit_child(parent, PLAN, index, assigned)
-    return [child_task_id(parent.task_id, index) for index in range(count)]
+    return planner, parent, [child_task_id(parent.task_id, index) for index in range(count)]
 
 
 async def test_a_required_subtask_failing_for_good_fails_the_workflow_typed(
     bus: CommandBus, event_store: EventStore
 ) -> None:
     store = event_store
-    planner = await _orchestrator(bus, store, f"orchestrator-c{uuid4().hex[:6]}")
-    parent, assigned = await _started_workflow(bus, store, planner)
-    parent_id = parent.task_id
-    ids = await _submitted_children(planner, parent, assigned, 3)
+    planner, parent, ids = await _workflow_with_children(bus, store, "c", 3)
     for child_id, fail in zip(ids, (True, False, False), strict=True):
         await _end_child(bus, store, planner, child_id, fail=fail)
-    settled = await _task(store, parent_id)
+    settled = await _task(store, parent.task_id)
 
     assert settled.status is TaskStatus.FAILED, settled
     assert settled.error is not None
@@ -342,7 +345,7 @@ async def test_a_workflow_whose_children_all_completed_is_completed(
     bus: CommandBus, event_store: EventStore
 ) -> None:
     store = event_store
-    planner = await _orchestrator(bus, store, f"orchestrator-e{uuid4().hex[:6]}")
+    planner = await _orchestrator(bus, store, "e")
     parent, assigned = await _started_workflow(bus, store, planner)
     ids = [child_task_id(parent.task_id, index) for index in range(3)]
     for index, child_id in enumerate(ids):
@@ -362,9 +365,7 @@ async def test_a_workflow_whose_optional_child_failed_shows_so_in_graphql(
     async with running_gateway(settings, stack) as gateway:
         platform = gateway.platform
         bus, store = platform.commands.bus, platform.store
-        planner = await _orchestrator(bus, store, f"orchestrator-f{uuid4().hex[:6]}")
-        parent, assigned = await _started_workflow(bus, store, planner)
-        ids = await _submitted_children(planner, parent, assigned, 3)
+        planner, parent, ids = await _workflow_with_children(bus, store, "f", 3)
         # The third step is optional (PLAN): its failure does not fail the workflow.
         for child_id, fail in zip(ids, (False, False, True), strict=True):
             await _end_child(bus, store, planner, child_id, fail=fail)
@@ -383,10 +384,8 @@ async def test_a_cancelled_workflow_cancels_its_children(
     bus: CommandBus, event_store: EventStore
 ) -> None:
     store = event_store
-    planner = await _orchestrator(bus, store, f"orchestrator-d{uuid4().hex[:6]}")
-    parent, assigned = await _started_workflow(bus, store, planner)
+    planner, parent, ids = await _workflow_with_children(bus, store, "d", 2)
     parent_id = parent.task_id
-    ids = await _submitted_children(planner, parent, assigned, 2)
     await _run_child(bus, store, ids[0], fail=False)  # one child is done already
 
     await bus.execute(CancelTask(task_id=parent_id), CommandContext(str(uuid7())))

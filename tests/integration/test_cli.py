@@ -4,30 +4,28 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import psutil
 import redis
 from uuid_utils.compat import uuid4
 
-from runtime.servers.process import reclaim_recorded
 from runtime.stack import Stack
 from tests.servers import (
     cli_environment,
     isolated_settings,
     run_sutazai,
-    scratch_dir,
     start_up,
     wait_for_line,
 )
 
 
-def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
-    root = scratch_dir()
+def test_up_serves_until_ctrl_c_and_leaves_no_process_behind(own_root: Path) -> None:
+    root = own_root
     settings = isolated_settings(root)
     env = cli_environment(settings)
     up = start_up(env, root)
@@ -107,13 +105,10 @@ def test_up_serves_until_ctrl_c_and_leaves_no_process_behind() -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(up.pid, signal.SIGKILL)
                 up.wait()
-        # Whatever a failed run left behind: its servers live in sessions of their own.
-        reclaim_recorded(root / "run")
-        shutil.rmtree(root, ignore_errors=True)
 
 
-def test_status_says_which_server_is_down(stack: Stack) -> None:
-    settings = isolated_settings(scratch_dir(), nats_url=stack.nats_url)
+def test_status_says_which_server_is_down(stack: Stack, own_root: Path) -> None:
+    settings = isolated_settings(own_root, nats_url=stack.nats_url)
     env = cli_environment(settings)
     env["SUTAZAI_NATS_URL"] = stack.nats_url
     status = run_sutazai(env, "status")
@@ -123,7 +118,6 @@ def test_status_says_which_server_is_down(stack: Stack) -> None:
     assert "external" in lines["nats"]
     for name in ("postgres", "redis", "graph"):
         assert "down" in lines[name], status.stdout
-    shutil.rmtree(settings.data_dir, ignore_errors=True)
 
 
 def test_task_submit_show_and_events_tail_through_the_cli(stack: Stack) -> None:
@@ -177,8 +171,8 @@ def test_projections_rebuild_and_verify_through_the_cli(stack: Stack) -> None:
     assert "known:" in unknown.stderr
 
 
-def test_commands_say_plainly_and_quickly_when_the_platform_is_not_up() -> None:
-    root = scratch_dir()
+def test_commands_say_plainly_and_quickly_when_the_platform_is_not_up(own_root: Path) -> None:
+    root = own_root
     env = cli_environment(isolated_settings(root))  # ports nothing listens on
     env["SUTAZAI_STORE_TIMEOUT"] = "1"
     for command in (["task", "show", str(uuid4())], ["projections", "status"]):
@@ -188,4 +182,3 @@ def test_commands_say_plainly_and_quickly_when_the_platform_is_not_up() -> None:
         assert "does not answer" in result.stderr
         assert "Traceback" not in result.stderr
         assert time.monotonic() - started < 15
-    shutil.rmtree(root, ignore_errors=True)

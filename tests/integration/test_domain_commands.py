@@ -55,6 +55,13 @@ def _unique(prefix: str) -> str:
     return f"{prefix}{uuid4().hex[:10]}"
 
 
+def _registration(
+    username: str, email: str | None = None, password: str = "long enough"
+) -> dict[str, Any]:
+    """A `RegisterUser` payload; the email is the username's at example.org unless given."""
+    return {"email": email or f"{username}@example.org", "username": username, "password": password}
+
+
 async def test_a_user_registers_with_a_hashed_password_changes_role_and_is_deactivated(
     dispatcher: CommandDispatcher, event_store: EventStore
 ) -> None:
@@ -62,7 +69,7 @@ async def test_a_user_registers_with_a_hashed_password_changes_role_and_is_deact
     registered = await _ok(
         dispatcher,
         "RegisterUser",
-        {"email": f"{name}@Example.org", "username": name, "password": "correct horse"},
+        _registration(name, f"{name}@Example.org", "correct horse"),
         actor=ADMIN,
         reason="onboarding",
     )
@@ -91,11 +98,7 @@ async def test_two_registrations_racing_for_one_email_make_exactly_one_user(
     email = f"{_unique('race')}@example.org"
     replies = await asyncio.gather(
         *(
-            _send(
-                dispatcher,
-                "RegisterUser",
-                {"email": email, "username": _unique("racer"), "password": "long enough"},
-            )
+            _send(dispatcher, "RegisterUser", _registration(_unique("racer"), email))
             for _ in range(2)
         )
     )
@@ -109,11 +112,7 @@ async def test_two_registrations_racing_for_one_email_make_exactly_one_user(
     assert loser is not None
     assert [e async for e in event_store.aggregate_events("user", UUID(loser))] == []
     # The same email in another case is the same email.
-    again = await _send(
-        dispatcher,
-        "RegisterUser",
-        {"email": email.upper(), "username": _unique("late"), "password": "long enough"},
-    )
+    again = await _send(dispatcher, "RegisterUser", _registration(_unique("late"), email.upper()))
     assert isinstance(again, CommandRefused)
     assert again.error.code == "ALREADY_EXISTS"
 
@@ -122,30 +121,18 @@ async def test_a_failed_registration_gives_its_reserved_values_back(
     dispatcher: CommandDispatcher,
 ) -> None:
     name = _unique("taken")
-    first = await _ok(
-        dispatcher,
-        "RegisterUser",
-        {"email": f"{name}@example.org", "username": name, "password": "long enough"},
-    )
+    first = await _ok(dispatcher, "RegisterUser", _registration(name))
     # A new email with the taken username: the email's reservation must not stay behind.
     fresh_email = f"{_unique('free')}@example.org"
-    clash = await _send(
-        dispatcher,
-        "RegisterUser",
-        {"email": fresh_email, "username": name, "password": "long enough"},
-    )
+    clash = await _send(dispatcher, "RegisterUser", _registration(name, fresh_email))
     assert isinstance(clash, CommandRefused)
-    reuse = await _ok(
-        dispatcher,
-        "RegisterUser",
-        {"email": fresh_email, "username": _unique("other"), "password": "long enough"},
-    )
+    reuse = await _ok(dispatcher, "RegisterUser", _registration(_unique("other"), fresh_email))
     assert reuse.aggregate_id != first.aggregate_id
 
 
 async def test_the_same_registration_sent_twice_is_one_user(dispatcher: CommandDispatcher) -> None:
     name = _unique("twice")
-    payload = {"email": f"{name}@example.org", "username": name, "password": "long enough"}
+    payload = _registration(name)
     command_id = str(uuid7())
     first = await _ok(dispatcher, "RegisterUser", payload, command_id=command_id)
     again = await _ok(dispatcher, "RegisterUser", payload, command_id=command_id)
@@ -294,9 +281,7 @@ async def test_oversized_payloads_are_refused_by_name_and_nothing_is_appended(
         {"owner_id": str(OWNER), "title": "huge", "content": "y" * 200_001},
     )
     short_password = await _send(
-        dispatcher,
-        "RegisterUser",
-        {"email": f"{_unique('p')}@example.org", "username": _unique("p"), "password": "short"},
+        dispatcher, "RegisterUser", _registration(_unique("p"), password="short")
     )
     assert isinstance(task, CommandRefused)
     assert isinstance(document, CommandRefused)

@@ -4,24 +4,20 @@ with it, and the next `sutazai up` on the same data comes up with every acknowle
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
-from runtime.servers.process import reclaim_recorded
 from runtime.stack import Stack
 from tests.servers import (
     cli_environment,
     isolated_settings,
     run_sutazai,
-    scratch_dir,
     start_up,
     wait_for_line,
 )
@@ -77,20 +73,12 @@ asyncio.run(main())
 """
 
 
-@pytest.fixture
-def owner_root() -> Iterator[Path]:
-    root = scratch_dir()
-    yield root
-    reclaim_recorded(root / "run")
-    shutil.rmtree(root, ignore_errors=True)
-
-
 @pytest.mark.parametrize("death", ["SIGKILL", "os._exit"])
 def test_servers_die_with_the_process_that_owns_the_stack(
-    stack: Stack, owner_root: Path, death: str
+    stack: Stack, own_root: Path, death: str
 ) -> None:
     owner = subprocess.Popen(
-        [sys.executable, "-c", OWNER, str(owner_root), stack.model_url],
+        [sys.executable, "-c", OWNER, str(own_root), stack.model_url],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -101,7 +89,7 @@ def test_servers_die_with_the_process_that_owns_the_stack(
     lines = iter(owner.stdout.readline, "")
     pids = json.loads(next(line for line in lines if line.startswith("PIDS "))[5:])
     assert set(pids) == {"nats", "postgres", "redis", "graph"}
-    family = server_family(owner_root)
+    family = server_family(own_root)
     assert len(family) > len(pids), "PostgreSQL's workers count too"
     if death == "SIGKILL":
         owner.kill()
@@ -112,8 +100,10 @@ def test_servers_die_with_the_process_that_owns_the_stack(
     assert survivors(family, GONE_WITHIN) == []
 
 
-def test_a_killed_up_takes_its_servers_along_and_the_next_up_has_every_event() -> None:
-    root = scratch_dir()
+def test_a_killed_up_takes_its_servers_along_and_the_next_up_has_every_event(
+    own_root: Path,
+) -> None:
+    root = own_root
     env = cli_environment(isolated_settings(root))
     runs: list[subprocess.Popen[str]] = []
     try:
@@ -152,21 +142,19 @@ def test_a_killed_up_takes_its_servers_along_and_the_next_up_has_every_event() -
             if run.poll() is None:
                 run.kill()
                 run.wait()
-        reclaim_recorded(root / "run")
-        shutil.rmtree(root, ignore_errors=True)
 
 
 async def test_a_start_reclaims_the_servers_an_earlier_run_left_on_its_data(
-    owner_root: Path,
+    own_root: Path,
 ) -> None:
     """The safety net behind the parent-death signal (a run whose owner died before the signal
     was set, or a machine without setpriv): the next start ends what the pid files name. Redis
     and FalkorDB rewrite their process titles, so they are known by pid and start time."""
-    settings = isolated_settings(owner_root)
+    settings = isolated_settings(own_root)
     earlier = Stack(settings)
     for name in ("redis", "graph"):
         await earlier.embedded(name).start()
-    left = server_family(owner_root)
+    left = server_family(own_root)
     # The earlier owner is forgotten (as if killed); a new stack starts on the same data dir.
     later = Stack(settings)
     try:
@@ -181,10 +169,10 @@ async def test_a_start_reclaims_the_servers_an_earlier_run_left_on_its_data(
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_a_stop_signal_while_starting_stops_at_once_and_leaves_nothing(
-    stop: signal.Signals,
+    stop: signal.Signals, own_root: Path
 ) -> None:
     """SIGHUP too: a closed terminal sends it, and it must stop in order, not kill outright."""
-    root = scratch_dir()
+    root = own_root
     env = cli_environment(isolated_settings(root))
     up = start_up(env, root)
     try:
@@ -202,5 +190,3 @@ def test_a_stop_signal_while_starting_stops_at_once_and_leaves_nothing(
         if up.poll() is None:
             up.kill()
             up.wait()
-        reclaim_recorded(root / "run")
-        shutil.rmtree(root, ignore_errors=True)
