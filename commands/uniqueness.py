@@ -70,13 +70,9 @@ class Reservations:
     def __init__(self, store: EventStore, *, grace_seconds: float = 30.0) -> None:
         self._store = store
         self._grace = grace_seconds
-        self._bucket: KeyValue | None = None
 
     async def _kv(self) -> KeyValue:
-        if self._bucket is None:
-            js = self._store.client.jetstream(timeout=self._store.timeout)
-            self._bucket = await js.key_value(UNIQUE_BUCKET)
-        return self._bucket
+        return await self._store.bucket(UNIQUE_BUCKET)
 
     async def reserve(
         self, claims: Sequence[Claim], aggregate_type: str, aggregate_id: UUID

@@ -27,13 +27,9 @@ class BlobStore:
 
     def __init__(self, store: EventStore) -> None:
         self._store = store
-        self._bucket: ObjectStore | None = None
 
     async def _objects(self) -> ObjectStore:
-        if self._bucket is None:
-            js = self._store.client.jetstream(timeout=self._store.timeout)
-            self._bucket = await js.object_store(BLOBS_BUCKET)
-        return self._bucket
+        return await self._store.object_store(BLOBS_BUCKET)
 
     async def put(self, content: bytes) -> str:
         """Store `content` (if not there yet) and return its hash."""

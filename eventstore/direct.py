@@ -239,28 +239,3 @@ async def replay_batches(
         for subscription in subscriptions:
             with contextlib.suppress(nats.errors.Error):
                 await subscription.unsubscribe()
-
-
-async def replay_bodies(
-    client: NatsClient,
-    *,
-    from_sequence: int,
-    up_to_sequence: int,
-    timeout: float,
-    watch: ConnectionWatch,
-    stream: str = EVENTS_STREAM,
-) -> AsyncIterator[tuple[int, bytes]]:
-    """Every stored event body from `from_sequence` to `up_to_sequence`, with its sequence.
-
-    One at a time, from `replay_batches` (which says how sequences are known).
-    """
-    async for first, bodies in replay_batches(
-        client,
-        from_sequence=from_sequence,
-        up_to_sequence=up_to_sequence,
-        timeout=timeout,
-        watch=watch,
-        stream=stream,
-    ):
-        for offset, body in enumerate(bodies):
-            yield first + offset, body

@@ -38,7 +38,7 @@ async def park(store: EventStore, consumer: str, event: RecordedEvent, error: Ba
         "Sutazai-Error": repr(error)[:2_000],
     }
     try:
-        ack = await store.client.jetstream(timeout=store.timeout).publish(
+        ack = await store.jetstream().publish(
             dlq_subject(consumer), event.envelope.model_dump_json().encode(), headers=headers
         )
     except nats.errors.Error as failure:
@@ -83,7 +83,7 @@ async def parked_events(
     store: EventStore, consumer: str | None = None
 ) -> AsyncIterator[ParkedEvent]:
     """Every event still parked (of one consumer, or of all), oldest first."""
-    js = store.client.jetstream(timeout=store.timeout)
+    js = store.jetstream()
     subject = dlq_subject(consumer) if consumer else DLQ_SUBJECTS
     sequence = 1
     while True:
@@ -101,7 +101,7 @@ async def parked_events(
 
 async def parked_event(store: EventStore, dlq_sequence: int) -> ParkedEvent:
     """The event parked at `dlq_sequence`, or `NotParked`."""
-    js = store.client.jetstream(timeout=store.timeout)
+    js = store.jetstream()
     try:
         message = await js.get_msg(DLQ_STREAM, seq=dlq_sequence, direct=True)
     except NotFoundError as missing:
@@ -113,7 +113,7 @@ async def parked_event(store: EventStore, dlq_sequence: int) -> ParkedEvent:
 
 async def release(store: EventStore, dlq_sequence: int) -> None:
     """Take a replayed event off the DLQ (the event itself stays in the log, untouched)."""
-    js = store.client.jetstream(timeout=store.timeout)
+    js = store.jetstream()
     try:
         await js.delete_msg(DLQ_STREAM, dlq_sequence)
     except NotFoundError:

@@ -9,12 +9,15 @@ from uuid import UUID
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
+from nats.js.kv import KeyValue
+from nats.js.object_store import ObjectStore
 from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
 
 from eventstore.aggregate_read import read_aggregate
 from eventstore.append import AppendResult, append_events
 from eventstore.connection import ConnectionWatch, connect_watched
-from eventstore.direct import direct_get, replay_bodies
+from eventstore.direct import direct_get
 from eventstore.errors import (
     AppendRejected,
     ConcurrencyConflict,
@@ -64,6 +67,24 @@ class EventStore:
         self.metrics = metrics
         self.inboxes = ReplyInboxes(client)
         """Where direct-get replies arrive: one subscription for every read of this store."""
+        self._buckets: dict[str, KeyValue] = {}
+        self._object_stores: dict[str, ObjectStore] = {}
+
+    def jetstream(self) -> JetStreamContext:
+        """JetStream on the store's connection, its every request bounded by the store's timeout."""
+        return self.client.jetstream(timeout=self.timeout)
+
+    async def bucket(self, name: str) -> KeyValue:
+        """A key-value bucket of the layout (`ensure_layout` made it), opened once."""
+        if name not in self._buckets:
+            self._buckets[name] = await self.jetstream().key_value(name)
+        return self._buckets[name]
+
+    async def object_store(self, name: str) -> ObjectStore:
+        """An object store of the layout (`ensure_layout` made it), opened once."""
+        if name not in self._object_stores:
+            self._object_stores[name] = await self.jetstream().object_store(name)
+        return self._object_stores[name]
 
     @classmethod
     async def connect(
@@ -82,7 +103,7 @@ class EventStore:
 
     async def setup(self, layout: StreamLayout) -> None:
         """Create or update the streams and buckets (idempotent)."""
-        await ensure_layout(self.client.jetstream(timeout=self.timeout), layout)
+        await ensure_layout(self.jetstream(), layout)
 
     async def append(
         self, envelopes: Sequence[EventEnvelope], *, expected_sequence: int
@@ -189,25 +210,13 @@ class EventStore:
             watch=self.watch,
         )
 
-    def replay_bodies(
-        self, *, from_sequence: int, up_to_sequence: int
-    ) -> AsyncIterator[tuple[int, bytes]]:
-        """Raw event bodies with their sequences, for whole-log replays (`direct.replay_bodies`)."""
-        return replay_bodies(
-            self.client,
-            from_sequence=from_sequence,
-            up_to_sequence=up_to_sequence,
-            timeout=self.timeout,
-            watch=self.watch,
-        )
-
     async def count_after(self, sequence: int, subject_filter: str) -> int:
         """How many events matching `subject_filter` the log holds after `sequence`.
 
         Asks the server through a short-lived consumer (nothing is delivered): for status
         displays, not for hot paths.
         """
-        js = self.client.jetstream(timeout=self.timeout)
+        js = self.jetstream()
         config = ConsumerConfig(
             filter_subject=subject_filter,
             deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
@@ -226,7 +235,7 @@ class EventStore:
     async def last_sequence(self) -> int:
         """The sequence of the newest event in the log (0 when empty)."""
         try:
-            info = await self.client.jetstream(timeout=self.timeout).stream_info(EVENTS_STREAM)
+            info = await self.jetstream().stream_info(EVENTS_STREAM)
         except nats.errors.Error as error:
             raise StoreUnavailable(f"stream info failed: {error!r}") from error
         return int(info.state.last_seq)

@@ -80,7 +80,7 @@ async def register(
 
 async def agents_bucket(store: EventStore) -> KeyValue:
     """The heartbeat bucket."""
-    return await store.client.jetstream(timeout=store.timeout).key_value(AGENTS_BUCKET)
+    return await store.bucket(AGENTS_BUCKET)
 
 
 LISTING_LINGER = 5.0

@@ -190,7 +190,7 @@ class SystemMonitor:
 
     async def check_consumers(self) -> list[Condition]:
         """`consumer-lag:<consumer>` for every durable consumer of the log."""
-        js = self.store.client.jetstream(timeout=self.store.timeout)
+        js = self.store.jetstream()
         events = await js.stream_info(EVENTS_STREAM)
         self.metrics.events_last_sequence.set(events.state.last_seq)
         dlq = await js.stream_info(DLQ_STREAM)

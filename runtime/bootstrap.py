@@ -314,7 +314,7 @@ async def run_projections(
         )
         workers.append(("graph", projection.run))
     # Each projector applies in one process at a time; the same projector elsewhere waits.
-    bucket = await store.client.jetstream(timeout=store.timeout).key_value(LEASES_BUCKET)
+    bucket = await store.bucket(LEASES_BUCKET)
     terms = LeaseTerms(settings.projection_lease_seconds, f"{socket.gethostname()}:{os.getpid()}")
     workers = [
         (name, under_lease(run, bucket, f"projector.{name}", terms)) for name, run in workers
