@@ -43,7 +43,6 @@ from typing import Any
 from uuid import UUID
 
 import ollama
-from argon2 import PasswordHasher
 from uuid_utils.compat import uuid7
 
 from bench.common import bench_stack, isolated_settings, spawned_loader
@@ -57,6 +56,7 @@ from runtime.settings import Settings
 from runtime.stack import Stack
 from runtime.structured_logging import configure_logging
 from schemas.envelope import Actor, EventEnvelope
+from tests.passwords import cheap_hasher
 
 TASKS = int(os.environ.get("SUTAZAI_BENCH_TASKS", "30"))
 CONCURRENCY = int(os.environ.get("SUTAZAI_BENCH_CONCURRENCY", "1"))
@@ -428,7 +428,7 @@ def report(ours: Run, baseline: Run, settings: Settings, load_before: str) -> No
 @contextlib.asynccontextmanager
 async def platform_running(settings: Settings, stack: Stack) -> AsyncIterator[None]:
     """The platform as `sutazai up` runs it, less the gateway: projectors, coordinator, coder."""
-    passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    passwords = cheap_hasher()
     async with (
         connect(settings, stack, passwords=passwords) as platform,
         run_projections(settings, platform.store, platform.postgres, graph=platform.graph),

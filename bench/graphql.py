@@ -35,7 +35,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-from argon2 import PasswordHasher
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -55,6 +54,7 @@ from runtime.settings import LOOPBACK, Settings
 from runtime.stack import Stack
 from runtime.structured_logging import configure_logging
 from schemas.envelope import Actor
+from tests.passwords import cheap_hasher
 
 TASKS = int(os.environ.get("SUTAZAI_BENCH_TASKS", "2000"))
 REQUESTS = int(os.environ.get("SUTAZAI_BENCH_REQUESTS", "3000"))
@@ -296,7 +296,7 @@ async def serving_platform(
 ) -> AsyncIterator[Platform]:
     """The platform as `sutazai up` runs it for the gateway, without agents: `projectors`
     running and the admin account made."""
-    passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    passwords = cheap_hasher()
     async with (
         connect(settings, stack, passwords=passwords) as platform,
         run_projections(settings, platform.store, platform.postgres, only=projectors),

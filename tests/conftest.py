@@ -8,7 +8,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from argon2 import PasswordHasher
 from nats.aio.client import Client as NatsClient
 
 from commands.bus import CommandBus
@@ -21,6 +20,7 @@ from projections.migrate import migrate
 from runtime.servers.process import reclaim_recorded
 from runtime.settings import Settings
 from runtime.stack import Stack
+from tests.passwords import cheap_hasher
 from tests.servers import isolated_settings, scratch_dir, stop_every_server_of_the_run
 
 pytest_plugins = ["tests.hang_guard"]
@@ -130,7 +130,7 @@ def dispatcher(bus: CommandBus) -> CommandDispatcher:
     """Commands by name over the session's bus, with small limits to test them."""
     limits = Limits(max_payload_bytes=4096, max_document_bytes=200_000, inline_document_bytes=1024)
     # Cheap argon2 parameters: the tests check the flow, not the hash's cost.
-    hasher = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    hasher = cheap_hasher()
     return CommandDispatcher(bus, CommandPreparation(BlobStore(bus.store), limits, hasher))
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from argon2 import PasswordHasher
 from opentelemetry.trace import TracerProvider
 
 from runtime.agents import AgentOptions, run_agents
@@ -14,6 +13,7 @@ from runtime.bootstrap import Platform, connect, run_projections
 from runtime.gateway_wiring import ensure_admin, serve_gateway
 from runtime.settings import Settings
 from runtime.stack import Stack
+from tests.passwords import cheap_hasher
 from tests.servers import free_port
 
 
@@ -29,7 +29,7 @@ async def serve_platform(
     and `agents` when given, traced into `tracing` when given; entered once every part is ready.
     Yields the platform and the gateway's URL."""
     # Argon2 at its cheapest: what runs on this checks the flow, not the hash's cost.
-    passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    passwords = cheap_hasher()
     async with (
         connect(settings, stack, passwords=passwords, tracing=tracing) as platform,
         run_projections(

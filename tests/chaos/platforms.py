@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-from argon2 import PasswordHasher
 from uuid_utils.compat import uuid4
 
 from runtime.bootstrap import Platform, connect
 from runtime.stack import Stack
+from tests.passwords import cheap_hasher
 from tests.servers import isolated_settings, scratch_dir
 
 
@@ -42,7 +42,7 @@ async def own_platform(stack: Stack, prefix: str, **settings: Any) -> AsyncItera
     servers = Stack(own)
     await servers.start()
     try:
-        passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+        passwords = cheap_hasher()
         async with connect(own, servers, passwords=passwords) as platform:
             yield platform
     finally:

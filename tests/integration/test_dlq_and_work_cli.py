@@ -12,7 +12,6 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-from argon2 import PasswordHasher
 from uuid_utils.compat import uuid4
 
 from commands.dispatch import CommandDispatcher
@@ -26,6 +25,7 @@ from runtime.stack import Stack
 from schemas.commands import CommandAccepted, CommandRequest
 from schemas.envelope import Actor, EventEnvelope, RecordedEvent
 from tests.consuming import consuming
+from tests.passwords import cheap_hasher
 from tests.servers import (
     SUTAZAI,
     cli_environment,
@@ -176,7 +176,7 @@ DOCUMENTS = {
 async def running_agents(settings: Settings, stack: Stack) -> AsyncIterator[None]:
     """The coordinator and the document assistant, with projections, as `sutazai up` runs them."""
     quick = settings.model_copy(update={"heartbeat_seconds": 0.5, "coordinator_sweep_seconds": 0.5})
-    passwords = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    passwords = cheap_hasher()
     only = ("task-coordinator", "document-assistant")
     async with (
         connect(quick, stack, passwords=passwords) as platform,
