@@ -8,7 +8,7 @@ from uuid import UUID
 from pydantic import Field
 
 from domain.errors import IllegalTransition, require_existing, require_new
-from domain.model import DomainEvent, Frozen, created
+from domain.model import DomainEvent, Frozen, founded_by
 
 AGGREGATE = "agent"
 
@@ -153,9 +153,7 @@ STATUS_AFTER: dict[type[DomainEvent], AgentStatus] = {
 fold that shows an agent's status (the graph's) read it here."""
 
 
-def evolve(agent: Agent | None, event: DomainEvent) -> Agent:
+@founded_by(AgentRegistered, Agent)
+def evolve(agent: Agent, event: DomainEvent) -> Agent:
     """The agent after one of its events."""
-    if isinstance(event, AgentRegistered):
-        return Agent(**event.model_dump())
-    agent = created(agent, event, "AgentRegistered")
     return agent.model_copy(update={"status": STATUS_AFTER[type(event)]})

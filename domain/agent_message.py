@@ -8,7 +8,7 @@ from uuid import UUID
 from pydantic import Field
 
 from domain.errors import require_existing, require_new
-from domain.model import DomainEvent, Frozen, Payload, created
+from domain.model import DomainEvent, Frozen, Payload, founded_by
 
 AGGREGATE = "agent_message"
 
@@ -82,9 +82,7 @@ def decide(message: AgentMessage | None, command: AgentMessageCommand) -> list[D
     return [] if message.acknowledged else [AgentMessageAcknowledged()]
 
 
-def evolve(message: AgentMessage | None, event: DomainEvent) -> AgentMessage:
+@founded_by(AgentMessageSent, AgentMessage)
+def evolve(message: AgentMessage, event: DomainEvent) -> AgentMessage:
     """The message after one of its events."""
-    if isinstance(event, AgentMessageSent):
-        return AgentMessage(**event.model_dump())
-    message = created(message, event, "AgentMessageSent")
     return message.model_copy(update={"acknowledged": True})

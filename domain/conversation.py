@@ -13,7 +13,7 @@ from domain.errors import (
     require_existing,
     require_new,
 )
-from domain.model import DomainEvent, Frozen, created
+from domain.model import DomainEvent, Frozen, founded_by
 
 AGGREGATE = "conversation"
 
@@ -156,11 +156,9 @@ def decide(conversation: Conversation | None, command: ConversationCommand) -> l
     raise TypeError(f"not a conversation command: {command!r}")  # pragma: no cover
 
 
-def evolve(conversation: Conversation | None, event: DomainEvent) -> Conversation:
+@founded_by(ConversationStarted, Conversation)
+def evolve(conversation: Conversation, event: DomainEvent) -> Conversation:
     """The conversation after one of its events."""
-    if isinstance(event, ConversationStarted):
-        return Conversation(**event.model_dump())
-    conversation = created(conversation, event, "ConversationStarted")
     match event:
         case UserMessagePosted():
             role = MessageRole.USER

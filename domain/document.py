@@ -12,7 +12,7 @@ from uuid import UUID
 from pydantic import Field
 
 from domain.errors import IllegalTransition, require_existing, require_new
-from domain.model import DomainEvent, ErrorReport, Frozen, Payload, created
+from domain.model import DomainEvent, ErrorReport, Frozen, Payload, founded_by
 
 AGGREGATE = "document"
 
@@ -146,11 +146,9 @@ STATUS_AFTER: dict[type[DomainEvent], DocumentStatus] = {
 fold that shows a document's status (the graph's) read it here."""
 
 
-def evolve(document: Document | None, event: DomainEvent) -> Document:
+@founded_by(DocumentAdded, Document)
+def evolve(document: Document, event: DomainEvent) -> Document:
     """The document after one of its events."""
-    if isinstance(event, DocumentAdded):
-        return Document(**event.model_dump())
-    document = created(document, event, "DocumentAdded")
     changes: dict[str, object]
     match event:
         case DocumentIndexed(chunk_count=chunks, embedding_model=model):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Annotated, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
@@ -39,3 +41,28 @@ def created(state: State | None, event: DomainEvent, creation: str) -> State:
     if state is None:
         raise ValueError(f"{type(event).__name__} before {creation}")
     return state
+
+
+Founded = TypeVar("Founded", bound=BaseModel)
+Evolve = Callable[[Founded | None, DomainEvent], Founded]
+
+
+def founded_by(
+    creation: type[DomainEvent], state_type: type[Founded]
+) -> Callable[[Callable[[Founded, DomainEvent], Founded]], Evolve[Founded]]:
+    """Makes `evolve` of an aggregate whose creating event holds its whole first state.
+
+    The creating event's fields are the state; the decorated function applies every later event
+    to the state there is (an event before the creation is a ValueError, from `created`).
+    """
+
+    def evolve_from(later: Callable[[Founded, DomainEvent], Founded]) -> Evolve[Founded]:
+        @functools.wraps(later)
+        def evolve(state: Founded | None, event: DomainEvent) -> Founded:
+            if isinstance(event, creation):
+                return state_type(**event.model_dump())
+            return later(created(state, event, creation.__name__), event)
+
+        return evolve
+
+    return evolve_from

@@ -12,7 +12,7 @@ from uuid import UUID
 from pydantic import EmailStr, Field
 
 from domain.errors import IllegalTransition, require_existing, require_new
-from domain.model import DomainEvent, Frozen, created
+from domain.model import DomainEvent, Frozen, founded_by
 
 AGGREGATE = "user"
 
@@ -102,11 +102,9 @@ def decide(user: User | None, command: UserCommand) -> list[DomainEvent]:
     raise TypeError(f"not a user command: {command!r}")  # pragma: no cover
 
 
-def evolve(user: User | None, event: DomainEvent) -> User:
+@founded_by(UserRegistered, User)
+def evolve(user: User, event: DomainEvent) -> User:
     """The user after one of its events."""
-    if isinstance(event, UserRegistered):
-        return User(**event.model_dump())
-    user = created(user, event, "UserRegistered")
     match event:
         case UserRoleChanged(role=role):
             return user.model_copy(update={"role": role})

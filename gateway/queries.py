@@ -50,10 +50,11 @@ def _first(first: int) -> int:
     return first
 
 
-def _next(rows: list[asyncpg.Record], first: int, id_column: str) -> str | None:
-    return (
-        encode_cursor(rows[-1]["created_at"], rows[-1][id_column]) if len(rows) == first else None
-    )
+def _next(rows: list[asyncpg.Record], first: int, spec: AggregateSpec) -> str | None:
+    """The cursor after a full page of `spec`'s rows; None after the last page."""
+    if len(rows) < first:
+        return None
+    return encode_cursor(rows[-1]["created_at"], rows[-1][spec.table.id_column])
 
 
 def _own_scope(context: GatewayContext, owner_id: strawberry.ID | None) -> UUID | None:
@@ -118,14 +119,13 @@ async def _caught_up(context: GatewayContext, read_model: str, min_sequence: int
 
 async def _readable_row(
     context: GatewayContext,
-    read_model: str,
     spec: AggregateSpec,
     id: strawberry.ID,
     min_sequence: int | None,
 ) -> asyncpg.Record | None:
-    """An owned aggregate's row once `read_model` has applied `min_sequence`: None when there is
-    none, FORBIDDEN when the signed-in user may not read its owner's things."""
-    await _caught_up(context, read_model, min_sequence)
+    """An owned aggregate's row once its read model has applied `min_sequence`: None when there
+    is none, FORBIDDEN when the signed-in user may not read its owner's things."""
+    await _caught_up(context, spec.table.table, min_sequence)
     row = await views.row_by_id(context.services.postgres, spec, parse_id(id))
     if row is not None:
         check_read(context.signed_in(), row["owner_id"])
@@ -134,15 +134,14 @@ async def _readable_row(
 
 async def _own_page(
     context: GatewayContext,
-    read_model: str,
     spec: AggregateSpec,
     first: int,
     after: str | None,
     min_sequence: int | None,
 ) -> list[asyncpg.Record]:
-    """A page of an owned aggregate's rows, newest first, once `read_model` has applied
+    """A page of an owned aggregate's rows, newest first, once its read model has applied
     `min_sequence`: a user's own rows, everyone's for the other roles."""
-    await _caught_up(context, read_model, min_sequence)
+    await _caught_up(context, spec.table.table, min_sequence)
     return await views.owned_page(
         context.services.postgres,
         spec,
@@ -191,7 +190,7 @@ class Query:
             info.context.services.postgres, after=decode_cursor(after), first=_first(first)
         )
         return UserPage(
-            items=[UserObject.from_row(r) for r in rows], next_cursor=_next(rows, first, "user_id")
+            items=[UserObject.from_row(r) for r in rows], next_cursor=_next(rows, first, USER)
         )
 
     @strawberry.field(permission_classes=[SignedIn], description="Agents, by name.")
@@ -214,7 +213,7 @@ class Query:
     async def task(
         self, info: Info[GatewayContext, None], id: strawberry.ID, min_sequence: int | None = None
     ) -> TaskObject | None:
-        row = await _readable_row(info.context, "tasks", TASK, id, min_sequence)
+        row = await _readable_row(info.context, TASK, id, min_sequence)
         return TaskObject.from_row(row) if row else None
 
     @strawberry.field(
@@ -229,7 +228,7 @@ class Query:
         min_sequence: int | None = None,
     ) -> TaskPage:
         context = info.context
-        await _caught_up(context, "tasks", min_sequence)
+        await _caught_up(context, TASK.table.table, min_sequence)
         wanted = filter or TaskFilter()
         rows = await views.tasks_page(
             context.services.postgres,
@@ -241,7 +240,7 @@ class Query:
             first=_first(first),
         )
         return TaskPage(
-            items=[TaskObject.from_row(r) for r in rows], next_cursor=_next(rows, first, "task_id")
+            items=[TaskObject.from_row(r) for r in rows], next_cursor=_next(rows, first, TASK)
         )
 
     @strawberry.field(permission_classes=[SignedIn], description="Documents; a user's own.")
@@ -252,17 +251,17 @@ class Query:
         after: str | None = None,
         min_sequence: int | None = None,
     ) -> DocumentPage:
-        rows = await _own_page(info.context, "documents", DOCUMENT, first, after, min_sequence)
+        rows = await _own_page(info.context, DOCUMENT, first, after, min_sequence)
         return DocumentPage(
             items=[DocumentObject.from_row(r) for r in rows],
-            next_cursor=_next(rows, first, "document_id"),
+            next_cursor=_next(rows, first, DOCUMENT),
         )
 
     @strawberry.field(permission_classes=[SignedIn], description="One document, if yours.")
     async def document(
         self, info: Info[GatewayContext, None], id: strawberry.ID, min_sequence: int | None = None
     ) -> DocumentObject | None:
-        row = await _readable_row(info.context, "documents", DOCUMENT, id, min_sequence)
+        row = await _readable_row(info.context, DOCUMENT, id, min_sequence)
         return DocumentObject.from_row(row) if row else None
 
     @strawberry.field(permission_classes=[SignedIn], description="Conversations; a user's own.")
@@ -273,19 +272,17 @@ class Query:
         after: str | None = None,
         min_sequence: int | None = None,
     ) -> ConversationPage:
-        rows = await _own_page(
-            info.context, "conversations", CONVERSATION, first, after, min_sequence
-        )
+        rows = await _own_page(info.context, CONVERSATION, first, after, min_sequence)
         return ConversationPage(
             items=[ConversationObject.from_row(r) for r in rows],
-            next_cursor=_next(rows, first, "conversation_id"),
+            next_cursor=_next(rows, first, CONVERSATION),
         )
 
     @strawberry.field(permission_classes=[SignedIn], description="One conversation, if yours.")
     async def conversation(
         self, info: Info[GatewayContext, None], id: strawberry.ID, min_sequence: int | None = None
     ) -> ConversationObject | None:
-        row = await _readable_row(info.context, "conversations", CONVERSATION, id, min_sequence)
+        row = await _readable_row(info.context, CONVERSATION, id, min_sequence)
         return ConversationObject.from_row(row) if row else None
 
     @strawberry.field(

@@ -1,4 +1,4 @@
-"""Read-model rows as GraphQL objects, derived from each table's spec (docs/architecture.md §7).
+"""Read-model rows as GraphQL objects, derived from each table's spec (docs/architecture.md §5).
 
 A GraphQL object type that shows a table's rows is declared with `@shows(table)`: its `from_row`
 reads each shown column (`schemas.specs.Column.field`) into the field of that name, converting by
