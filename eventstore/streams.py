@@ -15,6 +15,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import APIError, BucketNotFoundError, NotFoundError
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_fixed
 
 from eventstore.errors import StreamConfigConflict
 
@@ -128,8 +129,39 @@ async def ensure_bucket(js: JetStreamContext, wanted: KeyValueConfig) -> None:
         log.info("bucket.updated", bucket=wanted.bucket, ttl=ttl)
 
 
-async def ensure_layout(js: JetStreamContext, layout: StreamLayout) -> None:
-    """Every stream and bucket the platform writes; safe to call at every start."""
+PLACEMENT_PENDING = 10005
+"""nats-server's error for a stream it cannot place on enough servers ("no suitable peers")."""
+
+
+def _placement_pending(error: BaseException) -> bool:
+    return isinstance(error, APIError) and error.err_code == PLACEMENT_PENDING
+
+
+async def ensure_layout(
+    js: JetStreamContext, layout: StreamLayout, *, placement_wait: float = 30.0
+) -> None:
+    """Every stream and bucket the platform writes; safe to call at every start.
+
+    A cluster whose nodes are still starting answers JetStream as soon as a quorum is up, but
+    cannot yet place a stream of more replicas than the servers it knows. That refusal is
+    retried for `placement_wait` seconds (all of the layout again: every step is idempotent);
+    past it, it is raised, as when the layout asks more replicas than the cluster has.
+    """
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(_placement_pending),
+        wait=wait_fixed(0.5),
+        stop=stop_after_delay(placement_wait),
+        before_sleep=lambda state: log.info(
+            "layout.placement_pending", attempt=state.attempt_number, replicas=layout.replicas
+        ),
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            await _ensure_each(js, layout)
+
+
+async def _ensure_each(js: JetStreamContext, layout: StreamLayout) -> None:
     await ensure_stream(js, events_stream(layout))
     await ensure_stream(js, dlq_stream(layout))
     file, replicas = StorageType.FILE, layout.replicas
