@@ -33,7 +33,7 @@ def json_value(value: JsonValue) -> JsonValue:
     return value
 
 
-def as_id(value: object) -> strawberry.ID | None:
+def _as_id(value: object) -> strawberry.ID | None:
     """A uuid column as a GraphQL ID (None stays None)."""
     return None if value is None else strawberry.ID(str(value))
 
@@ -52,9 +52,14 @@ def _as_json(value: object) -> JSON:
 
 # By the column's SQL type. Columns whose value asyncpg already hands over as the field's type
 # (text, integer, boolean, timestamps) are passed as they are.
-_BY_SQL: dict[str, Read] = {"uuid": as_id, "uuid[]": _as_ids, "text[]": _as_list, "jsonb": _as_json}
+_BY_SQL: dict[str, Read] = {
+    "uuid": _as_id,
+    "uuid[]": _as_ids,
+    "text[]": _as_list,
+    "jsonb": _as_json,
+}
 
-RAW = "raw_"
+_RAW = "raw_"
 """A private field `raw_<field>` takes a jsonb column as it is, decoded only when a query asks
 for the field (its resolver decodes it)."""
 
@@ -92,7 +97,7 @@ def shows(table: Table) -> Callable[[R], R]:
         plan: list[tuple[str, str, Read | None]] = []
         for column in table.shown:
             assert column.field is not None  # `shown` holds only columns with a field
-            field = column.field if column.field in hints else RAW + column.field
+            field = column.field if column.field in hints else _RAW + column.field
             if field not in hints:
                 raise TypeError(f"{cls.__name__} has no field {column.field} for {column.name}")
             plan.append(
